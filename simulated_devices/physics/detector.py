@@ -1,0 +1,89 @@
+"""Area-detector geometry and image formation for the simulator.
+
+The geometry is a pyFAI one, written as a PONI file + mask next to the data, exactly what
+pyFAI-calib2 gives a beamline; images are an I(q) profile mapped onto the pixels with the
+solid-angle and polarisation factors, then Poisson noise. Module gaps read -1, as on a
+Pilatus.
+
+EXAMPLE::
+
+    from simulated_devices.physics.detector import DetectorGeometry
+    geo = DetectorGeometry("pilatus300k", distance_mm=70, poni1_mm=53, poni2_mm=5, energy_kev=11.7)
+    geo.shape                                  # (619, 487)
+    geo.write_calibration("/tmp/waxs", "waxs")  # /tmp/waxs/waxs.poni, /tmp/waxs/waxs_mask.edf
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+logging.getLogger("silx.opencl.common").setLevel(logging.ERROR)   # no GPU here: not news
+
+DETECTORS = {"pilatus300k": "Pilatus300k", "pilatus2m": "Pilatus2m"}
+HC_KEV_ANGSTROM = 12.398419843320026
+
+
+class DetectorGeometry:
+    """A Pilatus-like detector at a pyFAI geometry, with per-pixel q (A^-1) precomputed."""
+
+    def __init__(self, detector: str, distance_mm: float, poni1_mm: float, poni2_mm: float,
+                 energy_kev: float, polarization_factor: float = 0.99,
+                 beamstop_radius_mm: float = 0.0):
+        import pyFAI
+        from pyFAI.integrator.azimuthal import AzimuthalIntegrator
+
+        if detector not in DETECTORS:
+            raise ValueError(f"unknown detector {detector!r}; choose one of {sorted(DETECTORS)}")
+        self.name = detector
+        self.detector = pyFAI.detector_factory(DETECTORS[detector])
+        self.wavelength_angstrom = HC_KEV_ANGSTROM / energy_kev
+        self.ai = AzimuthalIntegrator(
+            dist=distance_mm * 1e-3, poni1=poni1_mm * 1e-3, poni2=poni2_mm * 1e-3,
+            detector=self.detector, wavelength=self.wavelength_angstrom * 1e-10,
+        )
+        self.shape = tuple(self.detector.shape)
+        self.q = (self.ai.qArray() / 10.0).astype(np.float32)          # nm^-1 -> A^-1
+        self.geometry_factor = (self.ai.solidAngleArray()
+                                * self.ai.polarization(factor=polarization_factor)).astype(np.float32)
+        gaps = self.detector.mask
+        self.gaps = np.zeros(self.shape, bool) if gaps is None else gaps.astype(bool)
+        self.mask = self.gaps.copy()
+        if beamstop_radius_mm > 0:
+            y, x = np.indices(self.shape)
+            r2 = ((y + 0.5) * self.detector.pixel1 - poni1_mm * 1e-3) ** 2 + (
+                (x + 0.5) * self.detector.pixel2 - poni2_mm * 1e-3) ** 2
+            self.beamstop = r2 < (beamstop_radius_mm * 1e-3) ** 2
+            self.mask |= self.beamstop
+        else:
+            self.beamstop = np.zeros(self.shape, bool)
+        self.q_max = float(self.q.max())
+
+    def expected_image(self, q_grid: np.ndarray, profile: np.ndarray, scale: float) -> np.ndarray:
+        """Noiseless counts: profile(q) interpolated per pixel x geometry factor x scale."""
+        img = np.interp(self.q, q_grid, profile).astype(np.float32)
+        img *= self.geometry_factor
+        img *= np.float32(scale)
+        img[self.beamstop] *= np.float32(1e-3)
+        return img
+
+    def noisy_frame(self, expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Poisson counts as int32, gaps set to -1 like a Pilatus."""
+        frame = rng.poisson(expected).astype(np.int32)
+        frame[self.gaps] = -1
+        return frame
+
+    def write_calibration(self, directory: str | Path, name: str) -> tuple[Path, Path]:
+        """Write ``<name>.poni`` and ``<name>_mask.edf`` (1 = masked) into *directory*."""
+        import fabio
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        poni = directory / f"{name}.poni"
+        if poni.exists():
+            poni.unlink()  # pyFAI appends to an existing file
+        self.ai.write(str(poni))
+        mask_path = directory / f"{name}_mask.edf"
+        fabio.edfimage.EdfImage(data=self.mask.astype(np.int8)).write(str(mask_path))
+        return poni, mask_path

@@ -1,0 +1,152 @@
+"""Start ``trxrd sim`` in a child process on an isolated Channel Access port (loopback only)
+and wait until it answers. Used by the tests, the demo and the benchmarks.
+
+EXAMPLE::
+
+    import os
+    from simulated_devices.process import SimulatedBeamline, isolated_ca_env
+    os.environ.update(isolated_ca_env())          # before pyepics / ophyd connect
+    with SimulatedBeamline(data_dir="/tmp/trx-data") as sim:
+        import epics
+        epics.caget(sim.prefix + "TC:Temperature_RBV")
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import tomli_w
+
+
+def _free_port() -> int:
+    """A port free for both UDP and TCP on loopback."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise OSError("no free loopback port for Channel Access")
+
+
+def isolated_ca_env(server_port: int | None = None) -> dict[str, str]:
+    """EPICS environment that keeps clients and the simulator on loopback, on their own ports."""
+    server_port = server_port or _free_port()
+    repeater, beacon = _free_port(), _free_port()
+    return {
+        "EPICS_CA_AUTO_ADDR_LIST": "NO",
+        "EPICS_CA_ADDR_LIST": f"127.0.0.1:{server_port}",
+        "EPICS_CA_SERVER_PORT": str(server_port),
+        "EPICS_CA_REPEATER_PORT": str(repeater),
+        "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
+        "EPICS_CAS_BEACON_PORT": str(beacon),
+        "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+        "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
+    }
+
+
+def _ca_ready(pv: str, env: dict, timeout: float) -> bool:
+    from caproto.sync.client import read
+
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        read(pv, timeout=timeout)
+        return True
+    except Exception:
+        return False
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class SimulatedBeamline:
+    """``trxrd sim`` as a child process. Uses the CA variables of ``os.environ`` when they
+    name a server port, else a fresh isolated set (see ``env``)."""
+
+    def __init__(self, prefix: str = "TRX:", data_dir: str | Path | None = None,
+                 overrides: dict | None = None, detector: str | None = None,
+                 start_timeout: float = 60.0, log_path: str | Path | None = None):
+        self.prefix = prefix
+        self._tmp = None
+        if data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="trxrd-sim-")
+            data_dir = self._tmp.name
+        self.data_dir = Path(data_dir).resolve()
+        self.overrides = overrides or {}
+        self.detector = detector
+        self.start_timeout = start_timeout
+        self.log_path = Path(log_path) if log_path else self.data_dir / "sim.log"
+        if os.environ.get("EPICS_CA_SERVER_PORT"):
+            self.env = {k: v for k, v in os.environ.items() if k.startswith("EPICS_")}
+        else:
+            self.env = isolated_ca_env()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def waxs_dir(self) -> Path:
+        return self.data_dir / "waxs"
+
+    @property
+    def saxs_dir(self) -> Path:
+        return self.data_dir / "saxs"
+
+    def start(self) -> "SimulatedBeamline":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "trxrd.cli", "sim", "--prefix", self.prefix,
+               "--data-dir", str(self.data_dir)]
+        if self.overrides:
+            cfg = self.data_dir / "sample-overrides.toml"
+            cfg.write_text(tomli_w.dumps(self.overrides))
+            cmd += ["--config", str(cfg)]
+        if self.detector:
+            cmd += ["--detector", self.detector]
+        env = {**os.environ, **self.env}
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"trxrd sim exited with {self.proc.returncode}: "
+                                   f"{self.log_path.read_text()[-2000:]}")
+            if _ca_ready(self.prefix + "I0:Current_RBV", self.env, timeout=1.0):
+                return self
+        self.stop()
+        raise TimeoutError(f"trxrd sim did not answer within {self.start_timeout} s "
+                           f"(log: {self.log_path})")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self) -> "SimulatedBeamline":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()

@@ -1,0 +1,1 @@
+"""The ``trxrd`` command: simulated beamline, demo and (later) run browsing/reduction."""
