@@ -30,5 +30,5 @@ def readback(name: str, doc: str, value=0.0, units: str = "", precision: int = 4
 
 def long_string(name: str, doc: str, value: str = "", read_only: bool = False) -> pvproperty:
     """A char waveform long enough for file paths (areaDetector style)."""
-    return pvproperty(name=name, value=value, doc=doc, dtype=ChannelType.CHAR, max_length=256,
+    return pvproperty(name=name, value=value.ljust(256, "\x00"), doc=doc, dtype=ChannelType.CHAR, max_length=256,
                       report_as_string=False, read_only=read_only)

@@ -37,8 +37,8 @@ DETECTOR_STATES = ("Idle", "Acquire", "Readout", "Correct", "Saving", "Aborting"
                    "Waiting", "Initializing", "Disconnected", "Aborted")
 
 
-def _enum(name, strings, value, doc, **kw):
-    return pv_with_rbv(name=name, dtype=ChannelType.ENUM, enum_strings=strings, value=value,
+def _enum(name, strings, index, doc, **kw):
+    return pv_with_rbv(name=name, dtype=ChannelType.ENUM, enum_strings=strings, value=strings[index],
                        doc=doc, **kw)
 
 
@@ -48,6 +48,12 @@ def _to_str(value) -> str:
     if not isinstance(value, str):  # char waveform as a list of codes
         value = bytes(int(v) for v in value).decode(errors="replace")
     return value.split("\x00", 1)[0]
+
+
+def _padded(text: str) -> str:
+    """A char-waveform value that always spans all 256 elements (NUL padded), as an
+    areaDetector record does, so clients that size the array at connection never truncate."""
+    return text[:255].ljust(256, "\x00")
 
 
 class HDF5Writer:
@@ -138,8 +144,8 @@ class CamIOC(PVGroup):
         await self.model_name.write(det.model_label)
         os.makedirs(det.data_dir, exist_ok=True)
         path = det.data_dir.rstrip("/") + "/"
-        await hdf.file_path.setpoint.write(path, verify_value=False)
-        await hdf.file_path.readback.write(path)
+        await hdf.file_path.setpoint.write(_padded(path), verify_value=False)
+        await hdf.file_path.readback.write(_padded(path))
         await hdf._check_path(path)
 
     @acquire_time.setpoint.putter
@@ -232,11 +238,11 @@ class HDF5PluginIOC(PVGroup):
     array_counter = pv_with_rbv(name="ArrayCounter", dtype=int, value=0, doc="Frames received")
     nd_array_port = pv_with_rbv(name="NDArrayPort", dtype=str, value="PIL", doc="Source port")
     file_path = pv_with_rbv(name="FilePath", dtype=ChannelType.CHAR, max_length=256,
-                            report_as_string=False, value="", doc="Directory of the files")
+                            report_as_string=False, value=_padded(""), doc="Directory of the files")
     file_name = pv_with_rbv(name="FileName", dtype=ChannelType.CHAR, max_length=256,
-                            report_as_string=False, value="", doc="Base name of the files")
+                            report_as_string=False, value=_padded(""), doc="Base name of the files")
     file_template = pv_with_rbv(name="FileTemplate", dtype=ChannelType.CHAR, max_length=256,
-                                report_as_string=False, value="%s%s_%6.6d.h5",
+                                report_as_string=False, value=_padded("%s%s_%6.6d.h5"),
                                 doc="C format of path, name, number")
     file_number = pv_with_rbv(name="FileNumber", dtype=int, value=0, doc="Next file number")
     auto_increment = _enum("AutoIncrement", ("No", "Yes"), 1, "Increment FileNumber per file")
@@ -287,9 +293,27 @@ class HDF5PluginIOC(PVGroup):
             raise ValueError(f"FilePath must be absolute, got {path!r}")
         if path and plugin.create_directory.readback.value != 0 and not os.path.isdir(path):
             os.makedirs(path, exist_ok=True)
-        await obj.readback.write(path)
+        await obj.readback.write(_padded(path))
         await plugin._check_path(path)
-        return path
+        return _padded(path)
+
+    @file_name.setpoint.putter
+    async def file_name(obj, instance, value):
+        text = _to_str(value)
+        if "/" in text:
+            raise ValueError(f"FileName must not contain '/', got {text!r}")
+        await obj.readback.write(_padded(text))
+        return _padded(text)
+
+    @file_template.setpoint.putter
+    async def file_template(obj, instance, value):
+        text = _to_str(value)
+        try:
+            text % ("/p/", "n", 1)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"FileTemplate {text!r} does not take (path, name, number): {exc}")
+        await obj.readback.write(_padded(text))
+        return _padded(text)
 
     @create_directory.setpoint.putter
     async def create_directory(obj, instance, value):
@@ -323,7 +347,7 @@ class HDF5PluginIOC(PVGroup):
         name = self._next_name()
         det: AreaDetectorIOC = self.parent
         self.writer = HDF5Writer(name, det.shape, swmr=True)
-        await self.full_file_name.write(name)
+        await self.full_file_name.write(_padded(name))
         await self.num_captured.write(0)
         if self.auto_increment.readback.value == "Yes":
             n = self.file_number.readback.value + 1
@@ -339,7 +363,7 @@ class HDF5PluginIOC(PVGroup):
 
     async def _fail(self, exc: Exception) -> None:
         await self.write_status.write("Write error")
-        await self.write_message.write(str(exc)[:255])
+        await self.write_message.write(_padded(str(exc)))
 
     @capture.setpoint.putter
     async def capture(obj, instance, value):
@@ -386,7 +410,6 @@ class HDF5PluginIOC(PVGroup):
         except Exception as exc:
             await self._fail(exc)
             raise
-        det.last_file = self.full_file_name.value
 
 
 class AreaDetectorIOC(PVGroup):
@@ -403,7 +426,6 @@ class AreaDetectorIOC(PVGroup):
         self.model_label = model_name
         self.data_dir = str(data_dir)
         self.on_exposed = on_exposed
-        self.last_file = None
         super().__init__(*args, **kwargs)
 
     async def deliver(self, frame: np.ndarray, uid: int) -> None:
