@@ -112,17 +112,16 @@ class CamIOC(PVGroup):
     array_size_bytes = pvproperty(name="ArraySize_RBV", value=0, read_only=True, doc="Frame bytes")
     max_size_x = pvproperty(name="MaxSizeX_RBV", value=0, read_only=True, doc="Sensor width")
     max_size_y = pvproperty(name="MaxSizeY_RBV", value=0, read_only=True, doc="Sensor height")
-    manufacturer = pvproperty(name="Manufacturer_RBV", value="Dectris (simulated)", read_only=True,
-                              max_length=40, doc="Manufacturer")
-    model_name = pvproperty(name="Model_RBV", value="Pilatus", read_only=True, max_length=40,
+    manufacturer = pvproperty(name="Manufacturer_RBV", value="Dectris (simulated)", dtype=ChannelType.STRING, read_only=True, doc="Manufacturer")
+    model_name = pvproperty(name="Model_RBV", value="Pilatus", dtype=ChannelType.STRING, read_only=True,
                             doc="Detector model")
-    port_name = pvproperty(name="PortName_RBV", value="PIL", read_only=True, max_length=40,
+    port_name = pvproperty(name="PortName_RBV", value="PIL", dtype=ChannelType.STRING, read_only=True,
                            doc="asyn port of the driver")
     detector_state = pvproperty(name="DetectorState_RBV", value="Idle", dtype=ChannelType.ENUM,
                                 enum_strings=DETECTOR_STATES, read_only=True, doc="Driver state")
     num_images_counter = pvproperty(name="NumImagesCounter_RBV", value=0, read_only=True,
                                     doc="Frames of the current acquisition")
-    status_message = pvproperty(name="StatusMessage_RBV", value="", read_only=True, max_length=40,
+    status_message = pvproperty(name="StatusMessage_RBV", value="", dtype=ChannelType.STRING, read_only=True,
                                 doc="Last status message")
     time_remaining = pvproperty(name="TimeRemaining_RBV", value=0.0, read_only=True,
                                 doc="Time left in the acquisition (s)")
@@ -236,7 +235,7 @@ class HDF5PluginIOC(PVGroup):
     enable = _enum("EnableCallbacks", ("Disable", "Enable"), 0, "Plugin receives frames")
     blocking = _enum("BlockingCallbacks", ("No", "Yes"), 0, "Process frames in the driver thread")
     array_counter = pv_with_rbv(name="ArrayCounter", dtype=int, value=0, doc="Frames received")
-    nd_array_port = pv_with_rbv(name="NDArrayPort", dtype=str, value="PIL", doc="Source port")
+    nd_array_port = pv_with_rbv(name="NDArrayPort", dtype=ChannelType.STRING, value="PIL", doc="Source port")
     file_path = pv_with_rbv(name="FilePath", dtype=ChannelType.CHAR, max_length=256,
                             report_as_string=False, value=_padded(""), doc="Directory of the files")
     file_name = pv_with_rbv(name="FileName", dtype=ChannelType.CHAR, max_length=256,
@@ -261,9 +260,8 @@ class HDF5PluginIOC(PVGroup):
     write_status = pvproperty(name="WriteStatus", value="Write OK", dtype=ChannelType.ENUM,
                               enum_strings=("Write OK", "Write error"), read_only=True, doc="Last write")
     write_message = long_string("WriteMessage", "Last write error", read_only=True)
-    plugin_type = pvproperty(name="PluginType_RBV", value="NDFileHDF5", read_only=True,
-                             max_length=40, doc="Plugin type")
-    port_name = pvproperty(name="PortName_RBV", value="HDF1", read_only=True, max_length=40,
+    plugin_type = pvproperty(name="PluginType_RBV", value="NDFileHDF5", dtype=ChannelType.STRING, read_only=True, doc="Plugin type")
+    port_name = pvproperty(name="PortName_RBV", value="HDF1", dtype=ChannelType.STRING, read_only=True,
                            doc="asyn port of the plugin")
     array_size0 = pvproperty(name="ArraySize0_RBV", value=0, read_only=True, doc="Frame width")
     array_size1 = pvproperty(name="ArraySize1_RBV", value=0, read_only=True, doc="Frame height")
