@@ -41,14 +41,14 @@ def _free_port() -> int:
 def isolated_ca_env(server_port: int | None = None) -> dict[str, str]:
     """EPICS environment that keeps clients and the simulator on loopback, on their own ports."""
     server_port = server_port or _free_port()
-    repeater, beacon = _free_port(), _free_port()
+    repeater = _free_port()
     return {
         "EPICS_CA_AUTO_ADDR_LIST": "NO",
         "EPICS_CA_ADDR_LIST": f"127.0.0.1:{server_port}",
         "EPICS_CA_SERVER_PORT": str(server_port),
         "EPICS_CA_REPEATER_PORT": str(repeater),
         "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
-        "EPICS_CAS_BEACON_PORT": str(beacon),
+        "EPICS_CAS_BEACON_PORT": str(repeater),      # beacons go to our repeater
         "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
         "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
     }
@@ -60,7 +60,7 @@ def _ca_ready(pv: str, env: dict, timeout: float) -> bool:
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        read(pv, timeout=timeout)
+        read(pv, timeout=timeout, repeater=False)
         return True
     except Exception:
         return False
@@ -94,6 +94,7 @@ class SimulatedBeamline:
         else:
             self.env = isolated_ca_env()
         self.proc: subprocess.Popen | None = None
+        self.repeater: subprocess.Popen | None = None
 
     @property
     def waxs_dir(self) -> Path:
@@ -115,6 +116,10 @@ class SimulatedBeamline:
             cmd += ["--detector", self.detector]
         env = {**os.environ, **self.env}
         self._log = open(self.log_path, "w")
+        # a CA repeater on the isolated port: receives the server's beacons, serves clients
+        self.repeater = subprocess.Popen(
+            [sys.executable, "-m", "caproto.commandline.repeater", "--quiet"], env=env,
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + self.start_timeout
@@ -137,6 +142,10 @@ class SimulatedBeamline:
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
+        if getattr(self, "repeater", None) is not None:
+            self.repeater.terminate()
+            self.repeater.wait(10)
+            self.repeater = None
         if getattr(self, "_log", None):
             self._log.close()
 

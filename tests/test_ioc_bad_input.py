@@ -28,10 +28,10 @@ CASES = [
 @pytest.mark.parametrize("suffix,value", CASES)
 def test_refused_and_ioc_alive(sim, suffix, value):
     pv = sim.prefix + suffix
-    before = read(pv, timeout=5).data
+    before = read(pv, timeout=5, repeater=False).data
     with pytest.raises(CaprotoError):
-        write(pv, [value] if not isinstance(value, str) else value, notify=True, timeout=5)
-    after = read(pv, timeout=5).data
+        write(pv, [value] if not isinstance(value, str) else value, notify=True, timeout=5, repeater=False)
+    after = read(pv, timeout=5, repeater=False).data
     assert list(after) == list(before)
     assert sim.running()
-    assert read(sim.prefix + "I0:Current_RBV", timeout=5).data[0] > 0
+    assert read(sim.prefix + "I0:Current_RBV", timeout=5, repeater=False).data[0] > 0
