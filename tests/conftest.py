@@ -45,12 +45,42 @@ def sim(tmp_path_factory):
     beamline.stop()
 
 
+class PyepicsClient:
+    """caget/caput/camonitor through pyepics PV objects of their own (form 'ctrl'), so they
+    never share pyepics' PV cache with ophyd's signals (form 'time') in the same process."""
+
+    def __init__(self):
+        import epics
+
+        self.epics = epics
+        self._pvs = {}
+        self._monitors = []
+
+    def pv(self, name):
+        if name not in self._pvs:
+            pv = self.epics.PV(name, form="ctrl", auto_monitor=False)
+            if not pv.wait_for_connection(timeout=10):
+                raise TimeoutError(f"cannot connect to {name}")
+            self._pvs[name] = pv
+        return self._pvs[name]
+
+    def caget(self, name, as_string=False, use_monitor=False, timeout=5.0):
+        return self.pv(name).get(as_string=as_string, use_monitor=False, timeout=timeout)
+
+    def caput(self, name, value, wait=False, timeout=30.0):
+        return self.pv(name).put(value, wait=wait, timeout=timeout)
+
+    def camonitor(self, name, callback):
+        pv = self.epics.PV(name, form="ctrl", auto_monitor=True, callback=callback)
+        pv.wait_for_connection(timeout=10)
+        self._monitors.append(pv)
+        return pv
+
+
 @pytest.fixture(scope="session")
 def ca(sim):
-    """pyepics, connected to the test beamline."""
-    import epics
-
-    return epics
+    """A pyepics (EPICS base libca) client connected to the test beamline."""
+    return PyepicsClient()
 
 
 @pytest.fixture

@@ -64,6 +64,7 @@ def test_single_trigger_pilatus_hdf5_emits_resource_and_datum(sim, jet_running):
 
     det = Pilatus(sim.prefix + "PIL:", name="pilatus", read_attrs=["hdf5"])
     det.wait_for_connection(timeout=15)
+    det.stage_sigs["cam.num_images"] = 1          # one frame per trigger, whatever was left set
     det.cam.acquire_time.put(0.05)
     det.cam.acquire_period.put(0.0)
     docs = []
