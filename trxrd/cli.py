@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 
 
@@ -29,14 +28,7 @@ def _sim(args: argparse.Namespace) -> int:
     print(f"trxrd sim: {len(pvdb)} PVs under {args.prefix!r}; WAXS {model.waxs.name} "
           f"{model.waxs.shape[1]}x{model.waxs.shape[0]}; frames and PONI files in "
           f"{groups['waxs'].data_dir} and {groups['saxs'].data_dir}. Ctrl-C stops.", flush=True)
-    def _interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _interrupt)   # terminate = Ctrl-C: files are closed cleanly
-    try:
-        serve(pvdb)
-    except KeyboardInterrupt:
-        pass
+    serve(pvdb, groups)   # until Ctrl-C or SIGTERM; open detector files are closed
     return 0
 
 

@@ -82,12 +82,34 @@ def list_pvs(pvdb: dict) -> str:
     return "\n".join(lines)
 
 
-def serve(pvdb: dict, interfaces: list[str] | None = None) -> None:
-    """Serve the PVs until interrupted (asyncio caproto server)."""
-    from caproto.asyncio.server import run
+def serve(pvdb: dict, groups: dict | None = None, interfaces: list[str] | None = None) -> None:
+    """Serve the PVs until SIGINT/SIGTERM, then close any detector file still open."""
+    import asyncio
+    import signal
+
+    os.environ.setdefault("CAPROTO_SERVER_HIGH_LOAD_TIMEOUT_SEC", "0.001")
+    from caproto.asyncio.server import Context
 
     if interfaces is None:
         env = os.environ.get("EPICS_CAS_INTF_ADDR_LIST", "").split()
         interfaces = env or ["127.0.0.1"]
-    os.environ.setdefault("CAPROTO_SERVER_HIGH_LOAD_TIMEOUT_SEC", "0.001")
-    run(pvdb, interfaces=interfaces, log_pv_names=False)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        server = asyncio.create_task(Context(pvdb, interfaces).run(log_pv_names=False))
+        done, _ = await asyncio.wait({server, asyncio.create_task(stop.wait())},
+                                     return_when=asyncio.FIRST_COMPLETED)
+        server.cancel()
+        await asyncio.gather(server, return_exceptions=True)
+        for group in (groups or {}).values():
+            hdf = getattr(group, "hdf", None)
+            if hdf is not None and hdf.writer is not None:
+                log.info("closing %s", hdf.writer.path)
+                hdf.writer.close()
+        if server in done and server.exception() is not None:
+            raise server.exception()
+
+    asyncio.run(main())
