@@ -87,7 +87,6 @@ def serve(pvdb: dict, groups: dict | None = None, interfaces: list[str] | None =
     import asyncio
     import signal
 
-    os.environ.setdefault("CAPROTO_SERVER_HIGH_LOAD_TIMEOUT_SEC", "0.001")
     from caproto.asyncio.server import Context
 
     if interfaces is None:
