@@ -234,19 +234,19 @@ class SimMotorFields(MotorFields):
             await self._start_move(self.parent.value)
         return value
 
+    async def _accept_limit(self, instance, value, what: str) -> float:
+        value = _finite(value, what)
+        await instance.write(value, verify_value=False)
+        await self._limits_to_metadata()      # soft limits = control limits of VAL
+        return value
+
     @user_high_limit.putter
     async def user_high_limit(self, instance, value):
-        value = _finite(value, "HLM")
-        await instance.write(value, verify_value=False)
-        await self._limits_to_metadata()
-        return value
+        return await self._accept_limit(instance, value, "HLM")
 
     @user_low_limit.putter
     async def user_low_limit(self, instance, value):
-        value = _finite(value, "LLM")
-        await instance.write(value, verify_value=False)
-        await self._limits_to_metadata()
-        return value
+        return await self._accept_limit(instance, value, "LLM")
 
     @velocity.putter
     async def velocity(self, instance, value):

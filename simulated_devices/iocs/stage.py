@@ -21,26 +21,22 @@ class SampleStageIOC(PVGroup):
         self.model = model
         super().__init__(*args, **kwargs)
 
-    @x.startup
-    async def x(self, instance, async_lib):
+    async def _configure(self, instance, axis: str) -> None:
         s = self.model.cfg["stage"]
 
         def on_position(dial_um: float) -> None:
-            self.model.stage_x_um = dial_um
+            setattr(self.model, f"stage_{axis}_um", dial_um)
 
         await configure_motor(instance, egu="um", velocity=s["velocity_um_s"],
-                              travel=(s["x_low_um"], s["x_high_um"]), position=self.model.stage_x_um,
-                              description="sample x", resolution=0.01, home_dial=0.0,
+                              travel=(s[f"{axis}_low_um"], s[f"{axis}_high_um"]),
+                              position=getattr(self.model, f"stage_{axis}_um"),
+                              description=f"sample {axis}", resolution=0.01, home_dial=0.0,
                               on_position=on_position)
+
+    @x.startup
+    async def x(self, instance, async_lib):
+        await self._configure(instance, "x")
 
     @y.startup
     async def y(self, instance, async_lib):
-        s = self.model.cfg["stage"]
-
-        def on_position(dial_um: float) -> None:
-            self.model.stage_y_um = dial_um
-
-        await configure_motor(instance, egu="um", velocity=s["velocity_um_s"],
-                              travel=(s["y_low_um"], s["y_high_um"]), position=self.model.stage_y_um,
-                              description="sample y", resolution=0.01, home_dial=0.0,
-                              on_position=on_position)
+        await self._configure(instance, "y")
