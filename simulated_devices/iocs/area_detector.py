@@ -202,10 +202,10 @@ class CamIOC(PVGroup):
                 det.model.exposing = True
                 await asyncio.sleep(exposure)
                 frame = await loop.run_in_executor(None, det.render, exposure)
-                det.model.exposing = False
                 n += 1
                 uid = self.array_counter.readback.value + 1
-                await det.deliver(frame, uid)   # plugins (file writing) before counters move
+                await det.deliver(frame, uid)   # I0 + plugins (file writing) before counters move
+                det.model.exposing = False
                 await self.array_counter.readback.write(uid)
                 await self.array_counter.setpoint.write(uid, verify_value=False)
                 await self.num_images_counter.write(n)

@@ -1,8 +1,9 @@
 """I0 ion chamber in front of the sample.
 
-PV: ``{P}I0:Current_RBV`` (A). Between exposures it follows the beam's fluctuations; each
-detector exposure sets it to the flux integrated during that exposure, so the value read
-after a frame normalises that frame.
+PV: ``{P}I0:Current_RBV`` (A). Like a scaler gated by the detector, each exposure sets it
+to the flux integrated during that exposure and it holds that value, so the value read
+after a frame normalises that frame; with no exposure for HOLD_S it follows the beam's
+fluctuations again.
 
 EXAMPLE::
 
@@ -10,9 +11,14 @@ EXAMPLE::
 """
 from __future__ import annotations
 
+import time
+
 from caproto.server import PVGroup
 
 from ._common import readback
+
+
+HOLD_S = 2.0
 
 
 class IonChamberIOC(PVGroup):
@@ -20,14 +26,17 @@ class IonChamberIOC(PVGroup):
 
     def __init__(self, *args, model, **kwargs):
         self.model = model
+        self._last_exposure = -HOLD_S
         super().__init__(*args, **kwargs)
 
     @current.scan(period=0.5)
     async def current(self, instance, async_lib):
-        if not self.model.exposing:
-            self.model.draw_flux()
+        if self.model.exposing or time.monotonic() - self._last_exposure < HOLD_S:
+            return
+        self.model.draw_flux()
         await instance.write(self.model.i0_current_a())
 
     async def publish(self) -> None:
         """Called by a detector after an exposure: report the flux it integrated."""
+        self._last_exposure = time.monotonic()
         await self.current.write(self.model.i0_current_a())
