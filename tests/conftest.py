@@ -4,7 +4,6 @@ The EPICS environment is set here, at import, before pyepics or ophyd create a c
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 
@@ -91,7 +90,3 @@ def jet_running(sim, ca):
              what="jet flowing")
     yield
     ca.caput(sim.prefix + "JET:Run", 0, wait=True)
-
-
-def isclose(a, b, tol):
-    return math.isclose(a, b, abs_tol=tol)

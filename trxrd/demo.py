@@ -54,7 +54,7 @@ def run_demo(out_dir: str | Path = "demo-output", detector: str = "pilatus300k")
             if not epics.caput(p + pv, value, wait=True, timeout=timeout):
                 raise RuntimeError(f"put to {p + pv} did not complete")
 
-        def acquire(name: str):
+        def acquire():
             caput("PIL:cam1:Acquire", 1)
             fname = epics.caget(p + "PIL:HDF1:FullFileName_RBV", as_string=True, use_monitor=False)
             i0 = epics.caget(p + "I0:Current_RBV", use_monitor=False)
@@ -97,7 +97,7 @@ def run_demo(out_dir: str | Path = "demo-output", detector: str = "pilatus300k")
                 areas = []
                 for shutter in (0, 1):
                     caput("LSR:Shutter", shutter)
-                    frame, i0 = acquire(f"{delay}_{k}_{shutter}")
+                    frame, i0 = acquire()
                     q, i = integ.integrate(frame, monitor=i0)
                     areas.append(window_integral(q, i, *window))
                     n_frames += 1
