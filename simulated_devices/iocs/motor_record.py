@@ -31,7 +31,7 @@ from caproto.server.menus import motorDIR, motorFOFF, motorSET, motorSPMG
 from caproto.server.records import MotorFields, register_record
 
 UPDATE_PERIOD_S = 0.02        # readback updates during a move
-MSTA_DIRECTION, MSTA_DONE, MSTA_PLUS_LS, MSTA_HOME = 0x1, 0x2, 0x4, 0x8
+MSTA_DIRECTION, MSTA_DONE, MSTA_PLUS_LS = 0x1, 0x2, 0x4
 MSTA_PRESENT, MSTA_MOVING, MSTA_MINUS_LS, MSTA_HOMED = 0x100, 0x400, 0x2000, 0x4000
 
 

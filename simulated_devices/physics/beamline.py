@@ -177,7 +177,7 @@ class BeamlineModel:
         key = tuple(round(float(tr[k]), 6) for k in (
             "melted_fraction", "a_angstrom", "c_angstrom", "du2_angstrom2", "sample_fraction"))
         expected = self._expected("waxs", key, lambda: self.waxs.expected_image(
-            self._q_fine, self.waxs_profile(self._q_fine, tr), 1.0))
+            self._q_fine, self.waxs_profile(self._q_fine, tr)))
         return self.waxs.noisy_frame(expected * np.float32(exposure_s * self.draw_flux()), self.rng)
 
     # ---- SAXS ------------------------------------------------------------------------
@@ -193,8 +193,8 @@ class BeamlineModel:
         key = tuple(round(float(tr[k]), 5) for k in ("radius_nm", "sigma_nm", "concentration_um"))
         q = self._q_fine
         expected = self._expected("saxs", key, lambda: self.saxs.expected_image(
-            q, self.synthesis.intensity(np.maximum(q, 1e-4), tr["reaction_time_s"] or -1.0,
-                                        tr["mantle_temperature_c"], tr["injected_ml"]), 1.0))
+            q, self.synthesis.intensity(np.maximum(q, 1e-4), tr["reaction_time_s"],
+                                        tr["mantle_temperature_c"], tr["injected_ml"])))
         return self.saxs.noisy_frame(expected * np.float32(exposure_s * self.draw_flux()), self.rng)
 
 

@@ -60,11 +60,10 @@ class DetectorGeometry:
             self.beamstop = np.zeros(self.shape, bool)
         self.q_max = float(self.q.max())
 
-    def expected_image(self, q_grid: np.ndarray, profile: np.ndarray, scale: float) -> np.ndarray:
-        """Noiseless counts: profile(q) interpolated per pixel x geometry factor x scale."""
+    def expected_image(self, q_grid: np.ndarray, profile: np.ndarray) -> np.ndarray:
+        """Noiseless counts per second: profile(q) interpolated per pixel x geometry factor."""
         img = np.interp(self.q, q_grid, profile).astype(np.float32)
         img *= self.geometry_factor
-        img *= np.float32(scale)
         img[self.beamstop] *= np.float32(1e-3)
         return img
 
