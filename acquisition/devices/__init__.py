@@ -1,0 +1,1 @@
+"""Ophyd devices of the trxrd beamline, one instrument family per module."""

@@ -1,0 +1,77 @@
+"""Area detectors: Pilatus-like WAXS and SAXS cameras with the areaDetector HDF5 file
+plugin. Frames stay in HDF5 files on disk; each event carries a datum that points at one
+frame (``AD_HDF5`` resource + datum documents), exactly as with a real areaDetector IOC.
+
+One trigger = one frame (``cam.num_images`` is forced to 1 while staged). The files go to
+``write_dir`` (created by the IOC, dated subfolders), which must be inside the catalog's
+readable storage.
+
+EXAMPLE::
+
+    from acquisition.devices.detectors import PilatusDetector
+    pilatus = PilatusDetector("TRX:PIL:", name="pilatus", write_dir="/data/frames/pilatus")
+    pilatus.wait_for_connection(timeout=10)
+    pilatus.cam.acquire_time.put(0.1)          # s
+    RE(bluesky.plans.count([pilatus], 3))
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ophyd import Component as Cpt
+from ophyd import EpicsSignalWithRBV
+from ophyd.areadetector import PilatusDetector as _PilatusBase
+from ophyd.areadetector import SingleTrigger
+from ophyd.areadetector.filestore_mixins import FileStoreHDF5IterativeWrite
+from ophyd.areadetector.plugins import HDF5Plugin
+
+
+class HDF5FileStore(HDF5Plugin, FileStoreHDF5IterativeWrite):
+    """HDF5 plugin that emits resource/datum documents; the IOC creates missing folders."""
+
+    create_directory = Cpt(EpicsSignalWithRBV, "CreateDirectory", kind="config")
+
+
+class PilatusDetector(SingleTrigger, _PilatusBase):
+    """Pilatus camera + HDF5 file plugin; ``read()`` gives the frame's datum and the image
+    key is ``<name>_image``."""
+
+    hdf5 = Cpt(HDF5FileStore, "HDF1:", write_path_template="/", root="/")
+
+    def __init__(self, prefix: str, *, name: str, write_dir: str | Path, exposure_s: float | None = None,
+                 **kwargs):
+        kwargs.setdefault("read_attrs", ["hdf5"])
+        super().__init__(prefix, name=name, **kwargs)
+        write_dir = Path(write_dir).resolve()
+        self.hdf5.write_path_template = f"{write_dir}/%Y/%m/%d/"
+        self.hdf5.reg_root = str(write_dir.anchor)
+        self.hdf5.kind = "normal"
+        self.hdf5.read_attrs = []
+        self.cam.kind = "config"
+        self.cam.configuration_attrs = ["acquire_time", "acquire_period", "num_exposures", "model"]
+        self.stage_sigs.update({"cam.num_images": 1, "cam.image_mode": "Single",
+                                "cam.trigger_mode": "Internal"})
+        if exposure_s is not None:
+            self.exposure_s = exposure_s
+
+    @property
+    def image_key(self) -> str:
+        return f"{self.name}_image"
+
+    @property
+    def exposure_s(self) -> float:
+        return self.cam.acquire_time.get()
+
+    @exposure_s.setter
+    def exposure_s(self, value: float) -> None:
+        value = float(value)
+        if not value > 0:
+            raise ValueError(f"{self.name}: exposure must be > 0 s, got {value}")
+        self.cam.acquire_time.put(value, wait=True)
+        self.cam.acquire_period.put(0.0, wait=True)
+
+    def describe(self):
+        desc = super().describe()
+        if self.image_key in desc:
+            desc[self.image_key]["units"] = "counts"
+        return desc
