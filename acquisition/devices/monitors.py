@@ -1,0 +1,18 @@
+"""Beam monitors: the I0 ion chamber (``I0:Current_RBV``, A). Like a gated scaler, it holds
+the flux of the last detector exposure, so read it after the detector in the same event.
+
+EXAMPLE::
+
+    from acquisition.devices.monitors import I0Monitor
+    i0 = I0Monitor("TRX:", name="i0")
+    i0.get()          # A
+"""
+from __future__ import annotations
+
+from ophyd import EpicsSignalRO
+
+
+class I0Monitor(EpicsSignalRO):
+    def __init__(self, prefix="", *, name, **kwargs):
+        kwargs.setdefault("kind", "hinted")
+        super().__init__(prefix + "I0:Current_RBV", name=name, **kwargs)
