@@ -1,0 +1,84 @@
+"""Fluence calibration: scan the half-wave plate, read the power meter, fit the Malus law
+and store the result in the attenuator (and in ``$TRXRD_DATA/state.json``).
+
+EXAMPLE::
+
+    from acquisition.plans.fluence import calibrate_fluence
+    result = RE(calibrate_fluence(att))       # p_min_w, p_max_w, theta0_deg (+ errors)
+    att.max_fluence()                         # mJ/cm^2
+"""
+from __future__ import annotations
+
+import numpy as np
+from bluesky import plan_stubs as bps
+from bluesky import preprocessors as bpp
+from scipy.optimize import curve_fit
+
+from ..beamline import current_beamline
+from ..devices.fluence import malus_power_w
+from .metadata import finite, plan_md
+
+
+def fit_malus(theta_deg, power_w) -> dict:
+    """Least-squares fit of P = Pmin + (Pmax - Pmin) cos^2(2 (theta - theta0)), with
+    errors taken as 1 % of each reading (+ 1e-4 of the maximum).
+    Returns values and 1-sigma errors; theta0 is folded into [-45, 45) deg."""
+    theta = np.asarray(theta_deg, float)
+    power = np.asarray(power_w, float)
+    if theta.size < 5 or np.ptp(theta) < 45.0:
+        raise ValueError("the calibration needs >= 5 angles spanning >= 45 deg")
+    if not np.all(np.isfinite(power)):
+        raise ValueError("power meter gave non-finite readings")
+    guess = [power.min(), power.max(), theta[np.argmax(power)]]
+    # power meters err in proportion to the reading: weight so the minimum is fitted too
+    sigma = 0.01 * np.abs(power) + 1e-4 * np.abs(power).max()
+    popt, pcov = curve_fit(malus_power_w, theta, power, p0=guess, sigma=sigma)
+    p_min, p_max, theta0 = popt
+    if p_max < p_min:
+        p_min, p_max, theta0 = p_max, p_min, theta0 + 45.0
+    theta0 = (theta0 + 45.0) % 90.0 - 45.0
+    err = np.sqrt(np.diag(pcov))
+    resid = power - malus_power_w(theta, p_min, p_max, theta0)
+    return {"p_min_w": float(p_min), "p_max_w": float(p_max), "theta0_deg": float(theta0),
+            "p_min_w_err": float(err[0]), "p_max_w_err": float(err[1]), "theta0_deg_err": float(err[2]),
+            "rms_residual_w": float(np.sqrt(np.mean(resid ** 2)))}
+
+
+def calibrate_fluence(att=None, angles_deg=None, *, settle_s: float = 0.2, readings: int = 1, md=None):
+    """Scan the waveplate over *angles_deg* (default 0 .. 90 deg, 19 points), take
+    *readings* power-meter readings (events) per angle after *settle_s*, fit them all and
+    store the calibration. The plan returns the fit (see ``fit_malus``); the run has the
+    readings in ``primary`` and the result in the ``calibration`` stream."""
+    att = att if att is not None else current_beamline().att
+    angles = np.linspace(0.0, 90.0, 19) if angles_deg is None else np.asarray(angles_deg, float)
+    angles = [finite(a, "waveplate angle", unit="deg") for a in angles]
+    for a in angles:
+        att.waveplate.check_value(a)
+    settle_s = finite(settle_s, "settle_s", low=0.0, unit="s")
+    if int(readings) != readings or readings < 1:
+        raise ValueError(f"readings must be an integer >= 1, got {readings!r}")
+    meta = plan_md("calibrate_fluence", {"angles_deg": angles, "settle_s": settle_s, "readings": readings},
+                   md, hints={"dimensions": [([att.waveplate.name], "primary")]}, num_points=len(angles))
+
+    result = {}
+
+    def inner():
+        theta, power = [], []
+        for a in angles:
+            yield from bps.checkpoint()
+            yield from bps.mv(att.waveplate, a)
+            yield from bps.sleep(settle_s)
+            for _ in range(int(readings)):
+                reading = yield from bps.trigger_and_read([att.waveplate, att.power])
+                theta.append(reading[att.waveplate.name]["value"])
+                power.append(reading[att.power.name]["value"])
+                yield from bps.sleep(0.1)          # the meter updates at 10 Hz
+        result.update(fit_malus(theta, power))
+        att.set_calibration(result["p_min_w"], result["p_max_w"], result["theta0_deg"])
+        yield from bps.trigger_and_read([att.p_min_w, att.p_max_w, att.theta0_deg], name="calibration")
+
+    def outer():
+        yield from bpp.run_wrapper(inner(), md=meta)
+        return result
+
+    return outer()
