@@ -26,9 +26,9 @@ from __future__ import annotations
 import numpy as np
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
-from bluesky.suspenders import SuspendBoolLow
 
 from ..beamline import current_beamline
+from ..suspenders import SuspendShutterClosed, jet_lost
 from ._labels import LabelSignal
 from .metadata import finite, plan_md
 
@@ -49,6 +49,7 @@ class _Setup:
                 value = getattr(bl, key)
             setattr(self, key, value)
         self.detectors = list(detectors)
+        self.shutter.expected = None         # forget commands of earlier plans
         self.role = LabelSignal(name="role", value="")
         self.requested = LabelSignal(name="requested_delay", value=0.0, units="ps")
         self.index = LabelSignal(name="delay_index", value=0)
@@ -75,12 +76,10 @@ class _Setup:
 
     def wrap(self, plan, md):
         """Stage the detectors, open/close the run, close the pump shutter at the end
-        whatever happens, and pause while the jet is lost."""
-        jet_lost = SuspendBoolLow(self.jet.flowing, sleep=self.jet.stable_s,
-                                  tripped_message="liquid jet lost: waiting for stable flow")
+        whatever happens; pause while the jet is lost or the shutter is closed unexpectedly."""
         plan = bpp.finalize_wrapper(plan, bps.mv(self.shutter, "Closed"))
         plan = bpp.stage_wrapper(bpp.run_wrapper(plan, md=md), self.detectors)
-        return bpp.suspend_wrapper(plan, [jet_lost])
+        return bpp.suspend_wrapper(plan, [jet_lost(self.jet), SuspendShutterClosed(self.shutter)])
 
 
 def _count(value, what, low=1):

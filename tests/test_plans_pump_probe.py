@@ -1,0 +1,235 @@
+"""Pump-probe plans against the simulated beamline: events, frames, reference modes,
+suspenders and bad input."""
+import math
+import threading
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import wait_for
+
+pytestmark = pytest.mark.ioc
+
+SAMPLE = {"name": "CuInSe2 test", "size_nm": 7.0, "ligand": "oleylamine", "solvent": "dodecane",
+          "sigma_cm2": 4e-14}
+
+
+@pytest.fixture(scope="module")
+def bl(sim, tmp_path_factory):
+    """Pump-probe devices (not the heating cell / syringe) built like the profile does."""
+    from types import SimpleNamespace
+
+    from acquisition.devices.delay import PumpProbeDelay
+    from acquisition.devices.detectors import PilatusDetector
+    from acquisition.devices.fluence import FluenceAttenuator
+    from acquisition.devices.liquid_jet import LiquidJet
+    from acquisition.devices.monitors import I0Monitor
+    from acquisition.devices.shutter import PumpShutter
+
+    root = tmp_path_factory.mktemp("pp")
+    p = sim.prefix
+    ns = SimpleNamespace(
+        delay=PumpProbeDelay(p, name="pump", state_root=root),
+        att=FluenceAttenuator(p, name="att", state_root=root),
+        shutter=PumpShutter(p, name="pump_shutter"), jet=LiquidJet(p, name="jet"),
+        i0=I0Monitor(p, name="i0"),
+        pilatus=PilatusDetector(p + "PIL:", name="pilatus", write_dir=root / "frames" / "pilatus"))
+    for dev in vars(ns).values():
+        dev.wait_for_connection(timeout=15)
+    ns.delay.optical.settle_time = ns.att.waveplate.settle_time = 0.005
+    laser = sim.cfg["laser"]
+    p0 = laser["power_before_waveplate_w"]
+    ns.att.set_calibration(laser["transmission_min"] * p0, laser["transmission_max"] * p0,
+                           laser["theta0_deg"], save=False)
+    ns.pilatus.exposure_s = 0.05
+    ns.devices = dict(delay=ns.delay, shutter=ns.shutter, att=ns.att, jet=ns.jet, i0=ns.i0)
+    return ns
+
+
+@pytest.fixture
+def RE():
+    from bluesky import RunEngine
+
+    engine = RunEngine({}, call_returns_result=True)
+    engine.docs = []
+    engine.subscribe(lambda name, doc: engine.docs.append((name, doc)))
+    return engine
+
+
+@pytest.fixture
+def jet(bl):
+    bl.jet.start().wait(20)
+    yield bl.jet
+    bl.jet.stop()
+
+
+def _events(RE):
+    return [d for n, d in RE.docs if n == "event"]
+
+
+def _frames(RE, key="pilatus_image"):
+    """The frames behind the events' datum ids, read from the HDF5 file."""
+    res = {d["uid"]: d for n, d in RE.docs if n == "resource"}
+    datums = {d["datum_id"]: d for n, d in RE.docs if n == "datum"}
+    out = []
+    for ev in _events(RE):
+        datum = datums[ev["data"][key]]
+        r = res[datum["resource"]]
+        with h5py.File(r["root"] + "/" + r["resource_path"], "r", libver="latest", swmr=True) as f:
+            out.append(f["/entry/data/data"][datum["datum_kwargs"]["point_number"]])
+    return out
+
+
+def test_interleaved_delay_scan(sim, bl, RE, jet):
+    from acquisition.plans.pump_probe import delay_scan
+    from reduction.integrate import AzimuthalIntegration
+    from reduction.peaks import window_integral
+    from simulated_devices.physics.beamline import BeamlineModel, window_for
+
+    bl.att.waveplate.move(sim.cfg["laser"]["theta0_deg"], timeout=20)     # full power
+    delays = [-200.0, 100.0, 2500.0]
+    RE(delay_scan([bl.pilatus], delays, md={"sample": SAMPLE}, **bl.devices))
+    events = _events(RE)
+    assert len(events) == 6
+    start = next(d for n, d in RE.docs if n == "start")
+    assert start["plan_name"] == "delay_scan" and start["sample"]["name"] == SAMPLE["name"]
+    assert start["num_points"] == 6 and start["spot_fwhm_um"] == [300.0, 300.0]
+    assert [e["data"]["role"] for e in events] == ["on", "off"] * 3
+    assert [e["data"]["pump_shutter"] for e in events] == ["Open", "Closed"] * 3
+    for e, t in zip(events, np.repeat(delays, 2)):
+        assert e["data"]["requested_delay"] == t
+        assert e["data"]["pump_delay"] == pytest.approx(t, abs=10.0)      # actual (generator: 10 ps steps)
+        assert e["data"]["i0"] == pytest.approx(5e-9, rel=0.2)
+        assert e["data"]["jet_flow"] == pytest.approx(8.0, abs=0.3)
+        assert e["data"]["att_fluence"] == pytest.approx(bl.att.max_fluence(), rel=1e-3)
+    desc = next(d for n, d in RE.docs if n == "descriptor")
+    assert desc["data_keys"]["pump_delay"]["units"] == "ps"
+    assert desc["data_keys"]["requested_delay"]["units"] == "ps"
+    assert desc["data_keys"]["pilatus_image"]["shape"][-2:] == [619, 487]
+    assert bl.shutter.get() == "Closed"                                     # closed at the end
+
+    # the frames carry the pump-probe signal of the model: loss of (112) after t0 only
+    frames = _frames(RE)
+    integ = AzimuthalIntegration(sim.waxs_dir / "waxs.poni", mask=sim.waxs_dir / "waxs_mask.edf", npt=1500)
+    window = window_for("112", sim.cfg)
+    area = [window_integral(*integ.integrate(f, monitor=e["data"]["i0"]), *window)
+            for f, e in zip(frames, events)]
+    change = [(area[2 * k] - area[2 * k + 1]) / area[2 * k + 1] for k in range(3)]
+    model = BeamlineModel(sim.cfg)
+    model.jet.run = True
+    model.jet.advance(10)
+    model.waveplate_deg = sim.cfg["laser"]["theta0_deg"]
+    for measured, t in zip(change, delays):
+        assert measured == pytest.approx(model.relative_area_change(*window, delay_ps=t), abs=0.02)
+    assert change[1] < -0.05 and abs(change[0]) < 0.02
+
+
+def test_negative_delay_reference_repeats_shuffle(bl, RE, jet):
+    from acquisition.plans.pump_probe import delay_scan
+
+    RE(delay_scan([bl.pilatus], [50.0, 300.0], reference="negative_delay", reference_delay_ps=-400,
+                  repeats=2, shuffle=True, seed=3, md={"sample": SAMPLE}, **bl.devices))
+    events = _events(RE)
+    assert len(events) == 8
+    roles = [e["data"]["role"] for e in events]
+    assert roles == ["reference", "on"] * 4
+    assert all(e["data"]["pump_shutter"] == "Open" for e in events)
+    refs = [e["data"]["pump_delay"] for e in events if e["data"]["role"] == "reference"]
+    assert refs == pytest.approx([-400.0] * 4, abs=0.01)
+    start = next(d for n, d in RE.docs if n == "start")
+    on = [(e["data"]["repeat"], e["data"]["delay_index"]) for e in events if e["data"]["role"] == "on"]
+    assert on == [(r, i) for r, order in enumerate(start["delay_order"]) for i in order]
+    assert sorted(on) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_fluence_scan_records_fluence_and_excitations(bl, RE, jet):
+    from acquisition.plans.pump_probe import fluence_scan
+
+    RE(fluence_scan([bl.pilatus], [0.5, 1.5], delay_ps=40.0, md={"sample": SAMPLE}, **bl.devices))
+    events = _events(RE)
+    assert len(events) == 4
+    assert [e["data"]["att_fluence"] for e in events] == pytest.approx([0.5, 0.5, 1.5, 1.5], rel=1e-3)
+    n = [e["data"]["att_excitations"] for e in events]
+    assert n[2] == pytest.approx(120.8, rel=0.01) and n[0] == pytest.approx(120.8 / 3, rel=0.01)
+    assert all(e["data"]["pump_delay"] == pytest.approx(40.0, abs=0.01) for e in events)
+
+
+def test_jet_lost_pauses_and_resumes_without_losing_a_point(sim, bl, RE, jet, ca):
+    from acquisition.plans.pump_probe import delay_scan
+
+    delays = [-100.0, 0.0, 100.0, 200.0, 400.0, 800.0]
+    seen = {"paused_events": None}
+
+    def saboteur():
+        wait_for(lambda: len(_events(RE)) >= 3, 30, what="3 events")
+        ca.caput(sim.prefix + "JET:Run", 0, wait=True)
+        wait_for(lambda: any(s.tripped for s in RE.suspenders), 10, what="suspender tripped")
+        n = len(_events(RE))
+        wait_for(lambda: bl.jet.flow.get() < 0.1, 10, what="jet fully stopped")
+        seen["paused_events"] = (n, len(_events(RE)))        # nothing taken while paused
+        ca.caput(sim.prefix + "JET:Run", 1, wait=True)
+
+    thread = threading.Thread(target=saboteur, daemon=True)
+    thread.start()
+    RE(delay_scan([bl.pilatus], delays, md={"sample": SAMPLE}, **bl.devices))
+    thread.join(5)
+    n_before, n_after = seen["paused_events"]
+    assert n_after == n_before
+    events = _events(RE)
+    pairs = sorted((e["data"]["delay_index"], e["data"]["role"]) for e in events)
+    assert pairs == sorted((i, r) for i in range(len(delays)) for r in ("on", "off"))
+    stop = next(d for n, d in RE.docs if n == "stop")
+    assert stop["exit_status"] == "success" and stop["num_events"]["primary"] == 12
+
+
+def test_shutter_closed_unexpectedly_pauses(sim, bl, RE, jet, ca):
+    from acquisition.plans.pump_probe import delay_scan
+
+    def saboteur():
+        wait_for(lambda: len(_events(RE)) >= 1 and bl.shutter.get() == "Open", 30, what="pump on")
+        ca.caput(sim.prefix + "LSR:Shutter", 0, wait=True)
+        wait_for(lambda: any(s.tripped for s in RE.suspenders), 10, what="shutter suspender tripped")
+        ca.caput(sim.prefix + "LSR:Shutter", 1, wait=True)
+
+    thread = threading.Thread(target=saboteur, daemon=True)
+    thread.start()
+    RE(delay_scan([bl.pilatus], [0.0, 100.0, 200.0, 300.0], md={"sample": SAMPLE}, **bl.devices))
+    thread.join(5)
+    events = _events(RE)
+    assert len(events) == 8
+    assert all(e["data"]["pump_shutter"] == ("Open" if e["data"]["role"] == "on" else "Closed")
+               for e in events)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda m, d: m.delay_scan([d["det"]], [0.0, -5000.0], **d["dev"]), "outside the reachable range"),
+    (lambda m, d: m.delay_scan([d["det"]], [0.0, 2e7], **d["dev"]), "outside the reachable range"),
+    (lambda m, d: m.delay_scan([d["det"]], [0.0, math.nan], **d["dev"]), "finite"),
+    (lambda m, d: m.delay_scan([d["det"]], [0.0], reference="pump_off", **d["dev"]), "unknown reference mode"),
+    (lambda m, d: m.delay_scan([d["det"]], [0.0], reference="negative_delay", reference_delay_ps=50,
+                               **d["dev"]), "before time zero"),
+    (lambda m, d: m.fluence_scan([d["det"]], [0.5, -0.1], delay_ps=40, **d["dev"]), "fluence"),
+    (lambda m, d: m.fluence_scan([d["det"]], [99.0], delay_ps=40, **d["dev"]), "outside what the attenuator"),
+    (lambda m, d: m.delay_scan([d["det"]], [0.0], frames_per_point=0, **d["dev"]), "frames_per_point"),
+])
+def test_bad_input_refused_before_anything_moves(bl, RE, jet, call, match):
+    from acquisition.plans import pump_probe
+
+    positions = (bl.delay.optical.position, bl.att.waveplate.position, bl.shutter.get())
+    with pytest.raises(ValueError, match=match):
+        RE(call(pump_probe, {"det": bl.pilatus, "dev": dict(md={"sample": SAMPLE}, **bl.devices)}))
+    assert RE.docs == []
+    assert (bl.delay.optical.position, bl.att.waveplate.position, bl.shutter.get()) == positions
+
+
+def test_no_sample_or_no_jet_is_refused(bl, RE):
+    from acquisition.plans.metadata import set_sample
+    from acquisition.plans.pump_probe import delay_scan
+
+    bl.jet.stop()
+    wait_for(lambda: not bl.jet.stable(), 10, what="jet stopped")
+    with pytest.raises(ValueError, match="jet is not flowing"):
+        delay_scan([bl.pilatus], [0.0], md={"sample": SAMPLE}, **bl.devices)
+    with pytest.raises(ValueError, match="sigma_cm2"):
+        set_sample(**{**SAMPLE, "sigma_cm2": 4.0})          # cm^2 per NC, not a typo'd unit
