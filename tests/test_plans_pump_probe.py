@@ -128,7 +128,7 @@ def test_interleaved_delay_scan(sim, bl, RE, jet):
 def test_negative_delay_reference_repeats_shuffle(bl, RE, jet):
     from acquisition.plans.pump_probe import delay_scan
 
-    RE(delay_scan([bl.pilatus], [50.0, 300.0], reference="negative_delay", reference_delay_ps=-400,
+    RE(delay_scan([bl.pilatus], [50.0, 300.0], reference="negative_delay", reference_delay_ps=-150,
                   repeats=2, shuffle=True, seed=3, md={"sample": SAMPLE}, **bl.devices))
     events = _events(RE)
     assert len(events) == 8
@@ -136,7 +136,7 @@ def test_negative_delay_reference_repeats_shuffle(bl, RE, jet):
     assert roles == ["reference", "on"] * 4
     assert all(e["data"]["pump_shutter"] == "Open" for e in events)
     refs = [e["data"]["pump_delay"] for e in events if e["data"]["role"] == "reference"]
-    assert refs == pytest.approx([-400.0] * 4, abs=0.01)
+    assert refs == pytest.approx([-150.0] * 4, abs=0.01)
     start = next(d for n, d in RE.docs if n == "start")
     on = [(e["data"]["repeat"], e["data"]["delay_index"]) for e in events if e["data"]["role"] == "on"]
     assert on == [(r, i) for r, order in enumerate(start["delay_order"]) for i in order]
@@ -233,3 +233,23 @@ def test_no_sample_or_no_jet_is_refused(bl, RE):
         delay_scan([bl.pilatus], [0.0], md={"sample": SAMPLE}, **bl.devices)
     with pytest.raises(ValueError, match="sigma_cm2"):
         set_sample(**{**SAMPLE, "sigma_cm2": 4.0})          # cm^2 per NC, not a typo'd unit
+
+
+def test_raster_scan_snakes_over_the_grid(sim, bl, RE, jet):
+    from acquisition.devices.stage import SampleStage
+    from acquisition.plans.raster import raster_scan
+
+    stage = SampleStage(sim.prefix, name="sample")
+    stage.wait_for_connection(timeout=10)
+    RE(raster_scan([bl.pilatus], (-20, 20), (0, 10), 10.0, stage=stage, i0=bl.i0, md={"sample": SAMPLE}))
+    events = _events(RE)
+    assert len(events) == 10
+    xy = [(round(e["data"]["sample_x"]), round(e["data"]["sample_y"])) for e in events]
+    assert xy[:5] == [(-20, 0), (-10, 0), (0, 0), (10, 0), (20, 0)]
+    assert xy[5:] == [(20, 10), (10, 10), (0, 10), (-10, 10), (-20, 10)]       # snake
+    start = next(d for n, d in RE.docs if n == "start")
+    assert start["plan_name"] == "raster_scan" and start["num_points"] == 10
+    with pytest.raises(ValueError, match="stage limits"):
+        raster_scan([bl.pilatus], (0, 6000), (0, 10), 10.0, stage=stage, i0=bl.i0, md={"sample": SAMPLE})
+    with pytest.raises(ValueError, match="whole number"):
+        raster_scan([bl.pilatus], (0, 15), (0, 10), 10.0, stage=stage, i0=bl.i0, md={"sample": SAMPLE})
