@@ -223,14 +223,16 @@ def test_bad_input_refused_before_anything_moves(bl, RE, jet, call, match):
     assert (bl.delay.optical.position, bl.att.waveplate.position, bl.shutter.get()) == positions
 
 
-def test_no_sample_or_no_jet_is_refused(bl, RE):
+def test_stopped_jet_is_started_and_bad_sample_refused(bl, RE):
     from acquisition.plans.metadata import set_sample
     from acquisition.plans.pump_probe import delay_scan
 
     bl.jet.stop()
-    wait_for(lambda: not bl.jet.stable(), 10, what="jet stopped")
-    with pytest.raises(ValueError, match="jet is not flowing"):
-        delay_scan([bl.pilatus], [0.0], md={"sample": SAMPLE}, **bl.devices)
+    wait_for(lambda: bl.jet.flowing.get() == 0, 10, what="jet stopped")
+    RE(delay_scan([bl.pilatus], [0.0], md={"sample": SAMPLE}, **bl.devices))
+    assert [e["data"]["jet_flowing"] for e in _events(RE)] == [1, 1]
+    assert bl.jet.stable()                      # still flowing after the run (RE's stop() keeps it)
+    bl.jet.stop()
     with pytest.raises(ValueError, match="sigma_cm2"):
         set_sample(**{**SAMPLE, "sigma_cm2": 4.0})          # cm^2 per NC, not a typo'd unit
 

@@ -10,7 +10,8 @@ Reference modes:
 - ``"negative_delay"``: before every delay point, ``frames_per_point`` pump-on reference
   frames at ``reference_delay_ps`` (< 0), then the pump-on frames at the delay.
 
-A checkpoint precedes every frame: a scan paused by a suspender (jet lost, pump shutter
+A stopped jet is started at its set point (and waited for) when the run opens. A
+checkpoint precedes every frame: a scan paused by a suspender (jet lost, pump shutter
 closed unexpectedly) redoes only the frame it was taking and loses none. All arguments are
 checked before the first message, so bad input fails before anything moves.
 
@@ -56,10 +57,9 @@ class _Setup:
         self.repeat = LabelSignal(name="repeat", value=0)
         self.readables = self.detectors + [self.delay, self.shutter, self.i0, self.att, self.jet,
                                            self.role, self.requested, self.index, self.repeat]
-        if not self.jet.stable():
-            raise ValueError(f"the liquid jet is not flowing at its set point "
-                             f"({self.jet.flow.get():.2f} of {self.jet.flow_setpoint.get():.2f} mL/min): "
-                             "start it first (jet.start().wait(30))")
+        if not self.jet.flow_setpoint.get() > 0:
+            raise ValueError(f"the liquid jet's flow set point is {self.jet.flow_setpoint.get()} mL/min: "
+                             "set one first, e.g. RE(bps.mv(jet, 8.0))")
 
     def check_delay(self, t):
         self.delay.check_value((t,))
@@ -74,12 +74,18 @@ class _Setup:
         yield from bps.checkpoint()
         yield from bps.mv(self.delay.delay, t, self.requested, t, self.index, index, self.repeat, repeat)
 
+    def ensure_jet(self):
+        """Start the jet at its set point and wait for stable flow, if it is not flowing."""
+        if not self.jet.stable():
+            yield from bps.mv(self.jet, self.jet.flow_setpoint.get())
+
     def wrap(self, plan, md):
         """Stage the detectors, open/close the run, close the pump shutter at the end
         whatever happens; pause while the jet is lost or the shutter is closed unexpectedly."""
         plan = bpp.finalize_wrapper(plan, bps.mv(self.shutter, "Closed"))
         plan = bpp.stage_wrapper(bpp.run_wrapper(plan, md=md), self.detectors)
-        return bpp.suspend_wrapper(plan, [jet_lost(self.jet), SuspendShutterClosed(self.shutter)])
+        plan = bpp.suspend_wrapper(plan, [jet_lost(self.jet), SuspendShutterClosed(self.shutter)])
+        return bpp.pchain(self.ensure_jet(), plan)      # before the jet suspender is armed
 
 
 def _count(value, what, low=1):
