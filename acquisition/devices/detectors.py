@@ -16,10 +16,12 @@ EXAMPLE::
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ophyd import Component as Cpt
 from ophyd import EpicsSignalWithRBV
+from ophyd.device import Staged
 from ophyd.areadetector import PilatusDetector as _PilatusBase
 from ophyd.areadetector import SingleTrigger
 from ophyd.areadetector.filestore_mixins import FileStoreHDF5IterativeWrite
@@ -54,6 +56,17 @@ class PilatusDetector(SingleTrigger, _PilatusBase):
         if exposure_s is not None:
             self.exposure_s = exposure_s
 
+    def trigger(self):
+        """One frame. Same as ``SingleTrigger.trigger`` but returns the status it made: with
+        short exposures the frame can finish (and ophyd drop ``self._status``) before
+        ``generate_datum`` returns."""
+        if self._staged != Staged.yes:
+            raise RuntimeError(f"{self.name} is not staged: use it inside a plan (stage() first)")
+        status = self._status = self._status_type(self)
+        self._acquisition_signal.put(1, wait=False)
+        self.generate_datum(self._image_name, time.time(), {})
+        return status
+
     @property
     def image_key(self) -> str:
         return f"{self.name}_image"
@@ -71,7 +84,16 @@ class PilatusDetector(SingleTrigger, _PilatusBase):
         self.cam.acquire_period.put(0.0, wait=True)
 
     def describe(self):
+        """Image key: one frame per event, ``shape`` ``(ny, nx)``.
+
+        ophyd declares ``(num_images, ny, nx)``; with ``num_images`` forced to 1 while staged
+        that leading 1 would make the catalog read frames back as ``(N, 1, ny, nx)``.
+        """
         desc = super().describe()
         if self.image_key in desc:
-            desc[self.image_key]["units"] = "counts"
+            key = desc[self.image_key]
+            key["units"] = "counts"
+            shape = tuple(key.get("shape") or ())
+            if len(shape) == 3 and shape[0] == 1:
+                key["shape"] = list(shape[1:])
         return desc

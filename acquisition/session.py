@@ -1,0 +1,105 @@
+"""The beamline session behind the IPython profile: a RunEngine writing every document to
+the catalog, with the BestEffortCallback, progress bars and the connected devices and
+plans, for the real beamline and for dry runs against ``trxrd sim`` alike.
+
+Environment: ``TRXRD_PREFIX`` (PV prefix, default ``TRX:``, the simulator's),
+``TRXRD_DATA`` (data directory, default ``./data``), ``TRXRD_CATALOG`` / ``TRXRD_API_KEY``
+(a Tiled server instead of the embedded catalog).
+
+EXAMPLE::
+
+    from acquisition.session import start_session
+    ns = start_session()
+    RE, cat, pilatus = ns["RE"], ns["cat"], ns["pilatus"]
+    RE(ns["delay_scan"]([pilatus], ns["log_delays"](-100, 5000, 20)))
+    cat[-1]["primary"]["pilatus_image"].read().shape
+"""
+from __future__ import annotations
+
+import atexit
+import os
+from pathlib import Path
+
+from bluesky import RunEngine
+from bluesky import plan_stubs as bps
+from bluesky import plans as bp
+from bluesky import preprocessors as bpp
+from bluesky.callbacks.best_effort import BestEffortCallback
+
+from . import settings
+from .beamline import connect_beamline
+from .catalog import CatalogWriter, open_catalog
+from .plans import metadata
+from .plans.delays import dense_then_log, linear_delays, log_delays
+from .plans.fluence import calibrate_fluence
+from .plans.injection import injection_series
+from .plans.pump_probe import delay_scan, fluence_delay_grid, fluence_scan
+from .plans.raster import raster_scan
+from .plans.temperature import anneal_profile, temperature_series
+from .progress import install_progress
+
+PLANS = dict(delay_scan=delay_scan, fluence_scan=fluence_scan, fluence_delay_grid=fluence_delay_grid,
+             calibrate_fluence=calibrate_fluence, temperature_series=temperature_series,
+             anneal_profile=anneal_profile, injection_series=injection_series, raster_scan=raster_scan,
+             log_delays=log_delays, linear_delays=linear_delays, dense_then_log=dense_then_log)
+
+
+def set_sample(**fields):
+    """Declare the sample for the following runs and remember it for the next session.
+
+    EXAMPLE::
+
+        set_sample(name="CuInSe2 NCs", size_nm=7.0, ligand="oleylamine", solvent="dodecane",
+                   sigma_cm2=4e-14)
+    """
+    sample = metadata.set_sample(**fields)
+    settings.update_state("sample", sample.as_dict())
+    return sample
+
+
+def _restore_sample(prefix: str) -> str:
+    saved = settings.load_state().get("sample")
+    if saved:
+        metadata.set_sample(**saved)
+        return f"sample: {saved['name']} (saved; set_sample(...) to change)"
+    if prefix == settings.DEFAULT_PREFIX:
+        from simulated_devices.physics.config import load_config
+
+        s = load_config()["sample"]
+        metadata.set_sample(name=s["name"], size_nm=s["size_nm"], ligand=s["ligand"],
+                            solvent=s["solvent"], sigma_cm2=s["sigma_cm2"])
+        return f"sample: {s['name']} (dry run: the simulator's sample; set_sample(...) to change)"
+    return "sample: none declared; call set_sample(name=..., size_nm=..., ligand=..., solvent=..., sigma_cm2=...)"
+
+
+def start_session(prefix: str | None = None, *, root: Path | None = None, catalog_uri: str | None = None,
+                  plots: bool | None = None, verbose: bool = True) -> dict:
+    """Connect everything and return the session namespace (``RE``, ``cat``, ``bec``,
+    devices by name, plans, ``bps``/``bp``/``bpp``, ``set_sample``)."""
+    prefix = settings.prefix() if prefix is None else prefix
+    root = settings.data_dir() if root is None else Path(root)
+    cat = open_catalog(catalog_uri, root=root)
+    RE = RunEngine({})
+    if len(cat):
+        RE.md["scan_id"] = cat[-1].start.get("scan_id", 0)      # scan numbers continue
+    writer = CatalogWriter(cat, backup_directory=root / "spool")
+    RE.subscribe(writer)
+    atexit.register(writer.close)
+    bec = BestEffortCallback()
+    if plots is False or (plots is None and not os.environ.get("DISPLAY")):
+        bec.disable_plots()
+    RE.subscribe(bec)
+    install_progress(RE)
+    bl = connect_beamline(prefix, root=root)
+    sample_line = _restore_sample(prefix)
+    ns = dict(RE=RE, cat=cat, bec=bec, writer=writer, beamline=bl, set_sample=set_sample,
+              bps=bps, bp=bp, bpp=bpp, **bl.devices(), **PLANS)
+    if verbose:
+        print(f"trxrd session: prefix {prefix!r}, data {root}, catalog "
+              f"{catalog_uri or os.environ.get('TRXRD_CATALOG') or root / 'catalog'}\n"
+              f"  devices: {', '.join(bl.devices())}\n"
+              f"  plans:   {', '.join(PLANS)}\n"
+              f"  {sample_line}\n"
+              f"  fluence calibration: {'loaded' if bl.att.calibrated else 'missing: RE(calibrate_fluence())'}; "
+              f"time zero {bl.delay.time_zero_mm.get():.4f} mm")
+    return ns
