@@ -75,7 +75,8 @@ def _restore_sample(prefix: str) -> str:
 def start_session(prefix: str | None = None, *, root: Path | None = None, catalog_uri: str | None = None,
                   plots: bool | None = None, verbose: bool = True) -> dict:
     """Connect everything and return the session namespace (``RE``, ``cat``, ``bec``,
-    devices by name, plans, ``bps``/``bp``/``bpp``, ``set_sample``)."""
+    ``writer``, ``tokens`` (RE subscription tokens by name), devices by name, plans,
+    ``bps``/``bp``/``bpp``, ``set_sample``)."""
     prefix = settings.prefix() if prefix is None else prefix
     root = settings.data_dir() if root is None else Path(root)
     cat = open_catalog(catalog_uri, root=root)
@@ -83,16 +84,16 @@ def start_session(prefix: str | None = None, *, root: Path | None = None, catalo
     if len(cat):
         RE.md["scan_id"] = cat[-1].start.get("scan_id", 0)      # scan numbers continue
     writer = CatalogWriter(cat, backup_directory=root / "spool")
-    RE.subscribe(writer)
+    tokens = {"catalog": RE.subscribe(writer)}
     atexit.register(writer.close)
     bec = BestEffortCallback()
     if plots is False or (plots is None and not os.environ.get("DISPLAY")):
         bec.disable_plots()
-    RE.subscribe(bec)
+    tokens["bec"] = RE.subscribe(bec)
     install_progress(RE)
     bl = connect_beamline(prefix, root=root)
     sample_line = _restore_sample(prefix)
-    ns = dict(RE=RE, cat=cat, bec=bec, writer=writer, beamline=bl, set_sample=set_sample,
+    ns = dict(RE=RE, cat=cat, bec=bec, writer=writer, tokens=tokens, beamline=bl, set_sample=set_sample,
               bps=bps, bp=bp, bpp=bpp, **bl.devices(), **PLANS)
     if verbose:
         print(f"trxrd session: prefix {prefix!r}, data {root}, catalog "
