@@ -39,3 +39,32 @@ class SuspendShutterClosed(SuspenderBase):
         if not self.tripped:
             return ""
         return f"{self.shutter.name} reads closed while commanded open: {self._tripped_message}"
+
+
+class SuspendTemperatureOutOfBand(SuspenderBase):
+    """Pause when the cell, once settled at its set point, drifts out of the band
+    (set point +- ``tolerance_c``); resume after it has been back for ``sleep`` s. Moves
+    in progress (heating, ramps) never trip it."""
+
+    def __init__(self, cell, tolerance_c: float, *, sleep: float = 0.0, **kwargs):
+        kwargs.setdefault("tripped_message", "temperature left the band around the set point")
+        super().__init__(cell.temperature, sleep=sleep, **kwargs)
+        self.cell = cell
+        self.tolerance_c = tolerance_c
+
+    def _off_by(self, value) -> float:
+        return abs(value - self.cell.setpoint.get())
+
+    def _should_suspend(self, value):
+        status = self.cell.last_status
+        holding = status is not None and status.done and getattr(status, "settled", False)
+        return holding and self._off_by(value) > self.tolerance_c
+
+    def _should_resume(self, value):
+        return self._off_by(value) <= self.tolerance_c
+
+    def _get_justification(self):
+        if not self.tripped:
+            return ""
+        return (f"{self.cell.name}: {self.cell.temperature.get():.2f} C is more than {self.tolerance_c} C "
+                f"from the set point {self.cell.setpoint.get():.2f} C: {self._tripped_message}")

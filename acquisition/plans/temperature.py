@@ -43,6 +43,7 @@ from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
 from tqdm.auto import tqdm
 
+from ..suspenders import SuspendTemperatureOutOfBand
 from ._labels import LabelSignal
 from .metadata import finite, plan_md
 
@@ -75,7 +76,9 @@ def _detectors(detectors) -> list:
 # -- temperature series ---------------------------------------------------------------------
 def temperature_series(detectors, temperatures_c, *, cell=None, settle_time_s=None, tolerance_c=None,
                        equilibrate_s=0.0, timeout_s=None, frames=1, md=None):
-    """Settle at each of *temperatures_c* (C) in turn and take *frames* events there.
+    """Settle at each of *temperatures_c* (C) in turn and take *frames* events there. A
+    drift out of the band once settled pauses the plan until the cell is back (and has
+    stayed ``settle_time_s``); the interrupted frame is retaken.
 
     ``settle_time_s``, ``tolerance_c`` and ``timeout_s`` default to the cell's own rule;
     ``equilibrate_s`` (s) is extra waiting after the settle (SCIENCE: 600 s per point for the
@@ -114,7 +117,8 @@ def temperature_series(detectors, temperatures_c, *, cell=None, settle_time_s=No
                 yield from bps.mv(index, i, frame, k)
                 yield from bps.trigger_and_read(readables)
 
-    return bpp.stage_wrapper(bpp.run_wrapper(inner(), md=md), detectors)
+    drift = SuspendTemperatureOutOfBand(cell, rule["tolerance_c"], sleep=rule["settle_time_s"])
+    return bpp.suspend_wrapper(bpp.stage_wrapper(bpp.run_wrapper(inner(), md=md), detectors), [drift])
 
 
 # -- anneal profile -------------------------------------------------------------------------

@@ -1,0 +1,71 @@
+"""Suspender logic with soft signals (the IOC-level pause/resume is in test_plans_pump_probe)."""
+import threading
+from types import SimpleNamespace
+
+import pytest
+from bluesky import RunEngine
+from bluesky import plan_stubs as bps
+from ophyd import Signal
+
+from conftest import wait_for
+
+
+def _run_with(suspender, trip, untrip):
+    RE = RunEngine({})
+    RE.install_suspender(suspender)
+    events = []
+    RE.subscribe(lambda name, doc: events.append(name) if name == "event" else None)
+    readable = Signal(name="x", value=0)
+
+    def plan():
+        yield from bps.open_run()
+        for _ in range(6):           # as in the plans: a checkpoint right after every event
+            yield from bps.checkpoint()
+            yield from bps.trigger_and_read([readable])
+            yield from bps.checkpoint()
+            yield from bps.sleep(0.05)
+        yield from bps.close_run()
+
+    def driver():
+        wait_for(lambda: len(events) >= 2, 10, what="2 events")
+        trip()
+        wait_for(lambda: suspender.tripped, 5, what="suspender tripped")
+        n = len(events)
+        threading.Event().wait(0.3)           # paused: no events in this time
+        seen.append(len(events) - n)
+        untrip()
+
+    seen = []
+    t = threading.Thread(target=driver, daemon=True)
+    t.start()
+    RE(plan())
+    t.join(5)
+    return seen, events
+
+
+def test_temperature_out_of_band_pauses_only_when_settled():
+    from acquisition.suspenders import SuspendTemperatureOutOfBand
+
+    cell = SimpleNamespace(name="cell", temperature=Signal(name="T", value=100.0),
+                           setpoint=Signal(name="sp", value=100.0),
+                           last_status=SimpleNamespace(done=True, settled=True))
+    sus = SuspendTemperatureOutOfBand(cell, 0.5)
+    assert not sus._should_suspend(100.4) and sus._should_suspend(100.6)
+    cell.last_status = SimpleNamespace(done=False, settled=False)     # heating: never trips
+    assert not sus._should_suspend(60.0)
+    cell.last_status = SimpleNamespace(done=True, settled=True)
+    seen, events = _run_with(sus, lambda: cell.temperature.put(101.0), lambda: cell.temperature.put(100.1))
+    assert seen == [0] and len(events) == 6
+
+
+def test_shutter_suspender_ignores_commanded_closure():
+    from acquisition.suspenders import SuspendShutterClosed
+
+    shutter = Signal(name="pump_shutter", value="Open")
+    shutter.expected = "Closed"
+    sus = SuspendShutterClosed(shutter)
+    assert not sus._should_suspend("Closed")          # the plan closed it (pump-off frame)
+    shutter.expected = "Open"
+    assert sus._should_suspend("Closed") and sus._should_resume("Open")
+    seen, events = _run_with(sus, lambda: shutter.put("Closed"), lambda: shutter.put("Open"))
+    assert seen == [0] and len(events) == 6
