@@ -56,7 +56,7 @@ def test_profile_in_ipython_runs_the_acceptance_scan(sim, tmp_path):
             "RE(delay_scan([pilatus], log_delays(-100, 5000, 20))); "
             "print('FRAMES', cat[-1]['primary']['pilatus_image'].read().shape)")
     out = subprocess.run([sys.executable, "-m", "IPython", "--profile-dir", str(REPO / "profiles/profile_trxrd"),
-                          "--no-banner", "--colors=nocolor", "-c", code], cwd=tmp_path, env=env,
+                          "--no-banner", "--colors=nocolor", "--HistoryManager.enabled=False", "-c", code], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
     assert "FRAMES (40, 619, 487)" in out.stdout
