@@ -6,12 +6,17 @@ EXAMPLE::
     trxrd sim --list-pvs                                   # every PV with its doc
     trxrd sim --print-config                               # the ground truth in force
     trxrd demo                                             # short pump-probe dry run
+    trxrd runs --limit 10                                  # recent runs, newest first
+    trxrd show -1                                          # last run: metadata and streams
+    trxrd show 3f2a9c1e --catalog http://tiled:8000        # by uid prefix (or scan_id)
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import warnings
+from datetime import datetime
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -38,6 +43,126 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(out_dir=args.out, detector=args.detector)
 
 
+def _catalog(args: argparse.Namespace):
+    """The catalog for a read-only command: the embedded one must exist already."""
+    import os
+
+    from acquisition.catalog import catalog_dir, open_catalog
+
+    if not args.verbose:   # the embedded server's start-up chatter
+        import tiled.server.app   # noqa: F401  (sets its logger to INFO on import)
+
+        logging.getLogger("tiled.server.app").setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
+    if args.catalog is None and not os.environ.get("TRXRD_CATALOG"):
+        database = catalog_dir() / "catalog.db"
+        if not database.exists():
+            raise ValueError(f"no catalog at {database} (set TRXRD_DATA or --catalog)")
+    return open_catalog(args.catalog)
+
+
+def _sample_name(start: dict) -> str:
+    sample = start.get("sample")
+    if isinstance(sample, dict):
+        sample = sample.get("name")
+    return str(sample) if sample not in (None, "") else "-"
+
+
+def _stream_events(run, stream: str) -> int:
+    """Events in *stream*: from the stop document, else (run still open) the rows written."""
+    from acquisition.catalog import events_written
+
+    stop = run.metadata.get("stop") or {}
+    if stream in (stop.get("num_events") or {}):
+        return int(stop["num_events"][stream])
+    return events_written(run, stream)
+
+
+def _event_count(run) -> int:
+    streams = list(run)
+    if "primary" in streams:
+        return _stream_events(run, "primary")
+    return sum(_stream_events(run, s) for s in streams)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    cat = _catalog(args)
+    rows = []
+    for run in cat.values()[-1:-(args.limit + 1):-1]:
+        start, stop = run.metadata.get("start", {}), run.metadata.get("stop") or {}
+        when = datetime.fromtimestamp(start["time"]).strftime("%Y-%m-%d %H:%M:%S") if "time" in start else "-"
+        rows.append((when, start.get("uid", "?")[:8], str(start.get("plan_name", "-")),
+                     _sample_name(start), stop.get("exit_status", "running"), str(_event_count(run))))
+    if not rows:
+        print("no runs in the catalog")
+        return 0
+    header = ("start", "uid", "plan", "sample", "exit", "events")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(f"{cell:>{w}}" if i == 5 else f"{cell:<{w}}"
+                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    return 0
+
+
+def _lookup(cat, key: str):
+    try:
+        if key.lstrip("-").isdigit():
+            return cat[int(key)]       # -1: last run; 12: scan_id 12
+        return cat[key]                # uid or uid prefix (5 characters at least)
+    except (KeyError, IndexError):
+        raise ValueError(f"no run matches {key!r}") from None
+
+
+def _flatten(md: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for key in sorted(md):
+        value = md[key]
+        if isinstance(value, dict) and value:
+            out.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def _dtype(key: dict) -> str:
+    import numpy as np
+
+    dtype = key.get("dtype_numpy")
+    if isinstance(dtype, str) and dtype:
+        try:
+            return np.dtype(dtype).name
+        except TypeError:
+            return dtype
+    return str(key.get("dtype", "?"))
+
+
+def _show(args: argparse.Namespace) -> int:
+    run = _lookup(_catalog(args), args.run)
+    start, stop = run.metadata.get("start", {}), run.metadata.get("stop") or {}
+    when = datetime.fromtimestamp(start["time"]).strftime("%Y-%m-%d %H:%M:%S") if "time" in start else "-"
+    print(f"run {start.get('uid')}  scan_id {start.get('scan_id', '-')}  {when}  "
+          f"{stop.get('exit_status', 'running')}")
+    print("start:")
+    for key, value in _flatten(start):
+        print(f"  {key}: {value!r}" if isinstance(value, str) else f"  {key}: {value}")
+    print("streams:")
+    for stream in run:
+        descriptor = run[stream].descriptors[0]
+        print(f"  {stream}: {_stream_events(run, stream)} events")
+        keys = descriptor.get("data_keys", {})
+        rows = [(name, str(tuple(key.get("shape") or ())), _dtype(key), str(key.get("units") or "-"),
+                 "file" if "external" in key else "")
+                for name, key in sorted(keys.items())]
+        if not rows:
+            continue
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        for row in rows:
+            print("    " + "  ".join(f"{c:<{w}}" for c, w in zip(row, widths)).rstrip())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trxrd", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -58,6 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-output", help="folder for the demo's data")
     demo.add_argument("--detector", choices=("pilatus300k", "pilatus2m"), default="pilatus300k")
     demo.set_defaults(func=_demo)
+
+    catalog_help = "Tiled server http(s)://host:port (default $TRXRD_CATALOG, else the embedded " \
+                   "catalog under $TRXRD_DATA)"
+    runs = sub.add_parser("runs", help="recent runs in the catalog, newest first")
+    runs.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    runs.add_argument("--catalog", metavar="URI", help=catalog_help)
+    runs.set_defaults(func=_runs)
+
+    show = sub.add_parser("show", help="one run: start metadata, streams, data keys")
+    show.add_argument("run", metavar="UID", help="uid or its first characters (5 at least), "
+                      "scan_id, or -1 for the last run")
+    show.add_argument("--catalog", metavar="URI", help=catalog_help)
+    show.set_defaults(func=_show)
     return parser
 
 
