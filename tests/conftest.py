@@ -19,6 +19,12 @@ PREFIX = "TRXT:"
 TEST_OVERRIDES = {"heating_cell": {"speedup": 10.0}}
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Tests that heat the simulated cell run last: it cools over minutes, and the WAXS rings
+    of every other test assume the sample at ambient."""
+    items.sort(key=lambda item: item.get_closest_marker("hot") is not None)
+
+
 def wait_for(predicate, timeout: float, period: float = 0.02, what: str = "condition"):
     """Poll *predicate* until it returns a truthy value; fail after *timeout* seconds."""
     deadline = time.monotonic() + timeout

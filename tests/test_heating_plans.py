@@ -1,10 +1,8 @@
 """Heating cell and syringe pump devices, temperature / anneal / injection plans, against the
 simulated beamline (heating 10x faster than real time, see conftest).
 
-The simulated cell heats in seconds but cools passively over minutes, and the synthesis
-seen by SAXS starts only once per IOC lifetime. So when later test modules use the beamline,
-the module teardown restarts the simulator (fresh state: cell at ambient, heater off, no
-injection) and waits for every CA client to reconnect.
+The simulated cell heats in seconds but cools passively over minutes: the module is marked
+``hot`` so it runs after every module that expects the sample at ambient (conftest).
 """
 import math
 import os
@@ -19,7 +17,7 @@ from bluesky.utils import ProgressBarManager
 
 from conftest import wait_for
 
-pytestmark = pytest.mark.ioc
+pytestmark = [pytest.mark.ioc, pytest.mark.hot]
 
 SAMPLE = {"name": "CuInSe2 NCs", "size_nm": 7.0, "ligand": "oleylamine", "solvent": "dodecane",
           "sigma_cm2": 4e-14}
@@ -37,16 +35,6 @@ def _restart_beamline(sim):
     sim.stop()
     sim.start()
     wait_for(lambda: all(pv.connected for pv in pvs), 60, period=0.1, what="CA channels reconnected")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def leave_beamline_as_found(sim, request):
-    yield
-    items = request.session.items
-    mine = [i for i, item in enumerate(items) if item.module is request.module]
-    later = items[mine[-1] + 1:] if mine else []
-    if any("sim" in getattr(item, "fixturenames", ()) for item in later):
-        _restart_beamline(sim)
 
 
 @pytest.fixture(scope="module")
