@@ -103,6 +103,7 @@ def test_interleaved_delay_scan(sim, bl, RE, jet):
         assert e["data"]["i0"] == pytest.approx(5e-9, rel=0.2)
         assert e["data"]["jet_flow"] == pytest.approx(8.0, abs=0.3)
         assert e["data"]["att_fluence"] == pytest.approx(bl.att.max_fluence(), rel=1e-3)
+        assert e["data"]["att_excitations"] == pytest.approx(bl.att.max_fluence() * 80.5, rel=0.01)
     desc = next(d for n, d in RE.docs if n == "descriptor")
     assert desc["data_keys"]["pump_delay"]["units"] == "ps"
     assert desc["data_keys"]["requested_delay"]["units"] == "ps"

@@ -9,14 +9,17 @@ EXAMPLE::
     trxrd runs --limit 10                                  # recent runs, newest first
     trxrd show -1                                          # last run: metadata and streams
     trxrd show 3f2a9c1e --catalog http://tiled:8000        # by uid prefix (or scan_id)
+    trxrd shell [--sim]                                    # IPython beamline session (dry run)
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from datetime import datetime
+from pathlib import Path
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -163,6 +166,27 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shell(args) -> int:
+    profile = Path(__file__).resolve().parents[1] / "profiles" / "profile_trxrd"
+    if not (profile / "startup").is_dir():
+        raise OSError(f"IPython profile not found at {profile}")
+    argv = ["--profile-dir", str(profile), *args.ipython_args]
+
+    import IPython
+
+    if not args.sim:
+        IPython.start_ipython(argv=argv)
+        return 0
+    from acquisition.settings import DEFAULT_PREFIX, data_dir
+    from simulated_devices.process import SimulatedBeamline, isolated_ca_env
+
+    os.environ.update(isolated_ca_env())          # its own loopback port: no clash with others
+    os.environ["TRXRD_PREFIX"] = DEFAULT_PREFIX
+    with SimulatedBeamline(DEFAULT_PREFIX, data_dir=data_dir() / "sim"):
+        IPython.start_ipython(argv=argv)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trxrd", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -184,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--detector", choices=("pilatus300k", "pilatus2m"), default="pilatus300k")
     demo.set_defaults(func=_demo)
 
+    shell = sub.add_parser("shell", help="IPython with the beamline profile: RE, cat, devices, plans",
+                           epilog="Other arguments go to IPython, e.g. -c 'RE(calibrate_fluence())'.")
+    shell.add_argument("--sim", action="store_true",
+                       help="dry run: start the simulated beamline first (own loopback port), stop it on exit")
+    shell.set_defaults(func=_shell)
+
     catalog_help = "Tiled server http(s)://host:port (default $TRXRD_CATALOG, else the embedded " \
                    "catalog under $TRXRD_DATA)"
     runs = sub.add_parser("runs", help="recent runs in the catalog, newest first")
@@ -200,7 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "shell":
+        args.ipython_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -148,8 +148,8 @@ def delay_scan(detectors, delays_ps, *, reference="interleaved", reference_delay
                 reference_delay_ps=reference_delay_ps, frames_per_point=frames, repeats=repeats,
                 shuffle=bool(shuffle), seed=seed)
     md = plan_md("delay_scan", args, md, hints={"dimensions": [([setup.delay.delay.name], "primary")]},
-                 num_points=len(delays) * repeats * 2 * frames,
-                 delay_order=orders, reference=reference, **_laser_md(setup))
+                 num_points=len(delays) * repeats * 2 * frames, delay_order=orders, reference=reference)
+    md.update(_laser_md(setup, md["sample"]))
 
     def inner():
         for r, order in enumerate(orders):
@@ -159,19 +159,20 @@ def delay_scan(detectors, delays_ps, *, reference="interleaved", reference_delay
     return setup.wrap(inner(), md)
 
 
-def _laser_md(setup):
+def _laser_md(setup, sample):
+    """Laser/delay metadata; the attenuator takes the sample's cross-section for <N>."""
     att = setup.att
+    att.sigma_cm2.put(sample["sigma_cm2"])
     return {"spot_fwhm_um": [att.spot_fwhm_x_um.get(), att.spot_fwhm_y_um.get()],
             "pump_wavelength_nm": att.wavelength_nm.get(),
             "time_zero_mm": setup.delay.time_zero_mm.get(), "n_passes": setup.delay.n_passes.get()}
 
 
-def _fluences(setup, fluences, md):
-    """Check fluences against the calibrated attenuator; use the sample's sigma for <N>."""
+def _fluences(setup, fluences):
+    """Check fluences against the calibrated attenuator."""
     values = _values(fluences, "fluences", "mJ/cm^2")
     for f in values:
         setup.att.check_value((f,))
-    setup.att.sigma_cm2.put(md["sample"]["sigma_cm2"])
     return values
 
 
@@ -201,16 +202,16 @@ def fluence_delay_grid(detectors, fluences, delays_ps, *, reference="interleaved
     args = dict(detectors=[d.name for d in setup.detectors], fluences=None, delays_ps=delays,
                 reference=reference, reference_delay_ps=reference_delay_ps, frames_per_point=frames,
                 repeats=repeats, shuffle=bool(shuffle), seed=seed)
-    pre = plan_md(_plan_name, args, md)        # validates the sample before the fluences need it
-    fl = _fluences(setup, fluences, pre)
+    fl = _fluences(setup, fluences)
     args["fluences"] = fl
     orders = _orders(len(delays), repeats * len(fl), bool(shuffle), seed)
     dims = [([setup.att.fluence.name], "primary")]
     if _plan_name != "fluence_scan":
         dims.append(([setup.delay.delay.name], "primary"))
     md = plan_md(_plan_name, args, md, hints={"dimensions": dims},
-                 num_points=len(fl) * len(delays) * repeats * 2 * frames,
-                 delay_order=orders, reference=reference, **_laser_md(setup))
+                 num_points=len(fl) * len(delays) * repeats * 2 * frames, delay_order=orders,
+                 reference=reference)
+    md.update(_laser_md(setup, md["sample"]))
 
     def inner():
         k = 0
