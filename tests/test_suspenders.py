@@ -2,7 +2,6 @@
 import threading
 from types import SimpleNamespace
 
-import pytest
 from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from ophyd import Signal

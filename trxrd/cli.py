@@ -48,8 +48,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _catalog(args: argparse.Namespace):
     """The catalog for a read-only command: the embedded one must exist already."""
-    import os
-
     from acquisition.catalog import catalog_dir, open_catalog
 
     if not args.verbose:   # the embedded server's start-up chatter

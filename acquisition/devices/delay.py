@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ophyd import Component as Cpt
-from ophyd import EpicsMotor, EpicsSignal, EpicsSignalRO, PVPositionerIsClose, Signal
+from ophyd import Device, EpicsMotor, EpicsSignal, EpicsSignalRO, PVPositionerIsClose, Signal
 from ophyd.pseudopos import PseudoPositioner, PseudoSingle, pseudo_position_argument, real_position_argument
 
 from ..plans.metadata import finite
@@ -43,11 +43,16 @@ def stage_position_mm(delay_ps, time_zero_mm: float, n_passes: int):
     return time_zero_mm + delay_ps * C_MM_PER_PS / n_passes
 
 
-class _TimeZero:
+class _TimeZero(Device):
     """Time zero (stage position, mm) and number of passes as configuration signals,
     loaded from and saved to the persisted state (section ``delay``)."""
 
-    def _init_time_zero(self, time_zero_mm, n_passes, state_root):
+    time_zero_mm = Cpt(Signal, value=DEFAULT_TIME_ZERO_MM, kind="config")
+    n_passes = Cpt(Signal, value=2, kind="config")
+
+    def __init__(self, prefix="", *, name, time_zero_mm=DEFAULT_TIME_ZERO_MM, n_passes=2,
+                 state_root=None, **kwargs):
+        super().__init__(prefix, name=name, **kwargs)
         self._state_root = Path(state_root) if state_root is not None else None
         saved = load_state(self._state_root).get("delay", {})
         self.time_zero_mm.put(float(saved.get("time_zero_mm", time_zero_mm)))
@@ -80,14 +85,6 @@ class DelayStage(_TimeZero, PseudoPositioner):
 
     delay = Cpt(PseudoSingle, egu="ps", kind="hinted")
     motor = Cpt(EpicsMotor, "DLY:m1", kind="normal")
-    time_zero_mm = Cpt(Signal, value=DEFAULT_TIME_ZERO_MM, kind="config")
-    n_passes = Cpt(Signal, value=2, kind="config")
-
-    def __init__(self, prefix="", *, name, time_zero_mm=DEFAULT_TIME_ZERO_MM, n_passes=2,
-                 state_root=None, **kwargs):
-        super().__init__(prefix, name=name, **kwargs)
-        self._init_time_zero(time_zero_mm, n_passes, state_root)
-
     def _stage_axis(self):
         return self.motor
 
@@ -134,14 +131,6 @@ class PumpProbeDelay(_TimeZero, PseudoPositioner):
     delay = Cpt(PseudoSingle, egu="ps", kind="hinted")
     optical = Cpt(EpicsMotor, "DLY:m1", kind="normal")
     generator = Cpt(ElectronicDelay, "DG:", kind="normal")
-    time_zero_mm = Cpt(Signal, value=DEFAULT_TIME_ZERO_MM, kind="config")
-    n_passes = Cpt(Signal, value=2, kind="config")
-
-    def __init__(self, prefix="", *, name, time_zero_mm=DEFAULT_TIME_ZERO_MM, n_passes=2,
-                 state_root=None, **kwargs):
-        super().__init__(prefix, name=name, **kwargs)
-        self._init_time_zero(time_zero_mm, n_passes, state_root)
-
     def _stage_axis(self):
         return self.optical
 

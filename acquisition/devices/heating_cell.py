@@ -39,11 +39,12 @@ import threading
 import time
 
 from ophyd import Component as Cpt
-from ophyd import Device, EpicsSignal, EpicsSignalRO
+from ophyd import Device, EpicsSignal
 from ophyd.status import DeviceStatus
 from ophyd.utils.errors import LimitError
 
 from ..plans.metadata import finite
+from ._signals import CheckedSignal, UnitReadback
 
 __all__ = ["HeatingCell", "SettleStatus", "SettleTimeoutError", "SettleAbandoned"]
 
@@ -54,47 +55,6 @@ class SettleTimeoutError(TimeoutError):
 
 class SettleAbandoned(RuntimeError):
     """A pending settle status was given up (``stop(success=False)`` or a new set point)."""
-
-
-class CheckedSignal(EpicsSignal):
-    """An ``EpicsSignal`` that refuses non-finite values and values outside [low, high]
-    (``unit`` for the messages and ``describe()``) in ``put()`` and ``set()``, before
-    anything is sent to the IOC."""
-
-    def __init__(self, *args, low: float | None = None, high: float | None = None,
-                 unit: str = "", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.low, self.high, self.unit = low, high, unit
-
-    def check_value(self, value):
-        v = finite(value, self.name, unit=self.unit)
-        if (self.low is not None and v < self.low) or (self.high is not None and v > self.high):
-            raise LimitError(f"{self.name} = {v} {self.unit} is outside [{self.low}, {self.high}] {self.unit}")
-        super().check_value(value)
-
-    def set(self, value, **kwargs):
-        self.check_value(value)   # EpicsSignal.set would only check inside its worker thread
-        return super().set(value, **kwargs)
-
-    def describe(self):
-        desc = super().describe()
-        if self.unit:
-            desc[self.name]["units"] = self.unit
-        return desc
-
-
-class _Readback(EpicsSignalRO):
-    """Read-only PV whose ``describe()`` always carries units (also against an IOC that
-    does not publish EGU)."""
-
-    def __init__(self, *args, unit: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.unit = unit
-
-    def describe(self):
-        desc = super().describe()
-        desc[self.name]["units"] = self.unit
-        return desc
 
 
 class SettleStatus(DeviceStatus):
@@ -240,10 +200,10 @@ class HeatingCell(Device):
     keywords of ``bps.abs_set(cell, T, settle_time_s=5)`` through).
     """
 
-    temperature = Cpt(_Readback, "TC:Temperature_RBV", unit="C", kind="hinted", auto_monitor=True)
+    temperature = Cpt(UnitReadback, "TC:Temperature_RBV", unit="C", kind="hinted", auto_monitor=True)
     setpoint = Cpt(CheckedSignal, "TC:Setpoint", unit="C", kind="normal", put_complete=True)
-    working_setpoint = Cpt(_Readback, "TC:Setpoint_RBV", unit="C", kind="normal")
-    output = Cpt(_Readback, "TC:Output_RBV", unit="%", kind="normal")
+    working_setpoint = Cpt(UnitReadback, "TC:Setpoint_RBV", unit="C", kind="normal")
+    output = Cpt(UnitReadback, "TC:Output_RBV", unit="%", kind="normal")
     ramp_rate = Cpt(CheckedSignal, "TC:RampRate", unit="C/min", low=0.0, kind="normal", put_complete=True)
     enable = Cpt(EpicsSignal, "TC:Enable", string=True, kind="config", put_complete=True)
 

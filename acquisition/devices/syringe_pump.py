@@ -34,7 +34,7 @@ from ophyd import Device, EpicsSignal, EpicsSignalRO
 from ophyd.status import DeviceStatus
 
 from ..plans.metadata import finite
-from .heating_cell import CheckedSignal
+from ._signals import CheckedSignal, UnitReadback
 
 __all__ = ["SyringePump", "InfusionStatus", "InfusionStopped", "InfusionTimeoutError"]
 
@@ -45,17 +45,6 @@ class InfusionStopped(RuntimeError):
 
 class InfusionTimeoutError(TimeoutError):
     """The infusion did not finish in time (the pump is then told to stop)."""
-
-
-class _Readback(EpicsSignalRO):
-    def __init__(self, *args, unit: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.unit = unit
-
-    def describe(self):
-        desc = super().describe()
-        desc[self.name]["units"] = self.unit
-        return desc
 
 
 class InfusionStatus(DeviceStatus):
@@ -145,7 +134,7 @@ class SyringePump(Device):
     an infusion fails if not done ``timeout_margin_s`` after its nominal duration
     (volume / rate) plus 50 %."""
 
-    delivered = Cpt(_Readback, "SYR:Delivered_RBV", unit="mL", kind="hinted", auto_monitor=True)
+    delivered = Cpt(UnitReadback, "SYR:Delivered_RBV", unit="mL", kind="hinted", auto_monitor=True)
     infusing = Cpt(EpicsSignalRO, "SYR:Infusing_RBV", kind="normal", auto_monitor=True)
     rate = Cpt(CheckedSignal, "SYR:Rate", unit="mL/min", kind="config", auto_monitor=True, put_complete=True)
     volume = Cpt(CheckedSignal, "SYR:Volume", unit="mL", kind="config", auto_monitor=True, put_complete=True)

@@ -106,6 +106,15 @@ def _orders(n, repeats, shuffle, seed):
     return [[int(i) for i in (rng.permutation(n) if shuffle else range(n))] for _ in range(repeats)]
 
 
+def _checked(setup, delays_ps, reference, reference_delay_ps, frames_per_point, repeats):
+    """Delays (all reachable), reference mode, frames per point and repeats, checked."""
+    delays = _values(delays_ps, "delays_ps", "ps")
+    for t in delays:
+        setup.check_delay(t)
+    _check_reference(setup, reference, reference_delay_ps)
+    return delays, _count(frames_per_point, "frames_per_point"), _count(repeats, "repeats")
+
+
 def _check_reference(setup, reference, reference_delay_ps):
     if reference not in REFERENCE_MODES:
         raise ValueError(f"unknown reference mode {reference!r}; choose one of {REFERENCE_MODES}")
@@ -137,12 +146,8 @@ def delay_scan(detectors, delays_ps, *, reference="interleaved", reference_delay
     makes the order reproducible; the order is in the start document). Devices default to
     the connected beamline's."""
     setup = _Setup(detectors, dict(delay=delay, shutter=shutter, att=att, jet=jet, i0=i0))
-    delays = _values(delays_ps, "delays_ps", "ps")
-    for t in delays:
-        setup.check_delay(t)
-    _check_reference(setup, reference, reference_delay_ps)
-    frames = _count(frames_per_point, "frames_per_point")
-    repeats = _count(repeats, "repeats")
+    delays, frames, repeats = _checked(setup, delays_ps, reference, reference_delay_ps, frames_per_point,
+                                       repeats)
     orders = _orders(len(delays), repeats, bool(shuffle), seed)
     args = dict(detectors=[d.name for d in setup.detectors], delays_ps=delays, reference=reference,
                 reference_delay_ps=reference_delay_ps, frames_per_point=frames, repeats=repeats,
@@ -193,12 +198,8 @@ def fluence_delay_grid(detectors, fluences, delays_ps, *, reference="interleaved
     """For every fluence (mJ/cm^2, outer loop) a delay scan over *delays_ps* (ps), in one run.
     ``shuffle`` randomises the delay order within each fluence."""
     setup = _Setup(detectors, dict(delay=delay, shutter=shutter, att=att, jet=jet, i0=i0))
-    delays = _values(delays_ps, "delays_ps", "ps")
-    for t in delays:
-        setup.check_delay(t)
-    _check_reference(setup, reference, reference_delay_ps)
-    frames = _count(frames_per_point, "frames_per_point")
-    repeats = _count(repeats, "repeats")
+    delays, frames, repeats = _checked(setup, delays_ps, reference, reference_delay_ps, frames_per_point,
+                                       repeats)
     args = dict(detectors=[d.name for d in setup.detectors], fluences=None, delays_ps=delays,
                 reference=reference, reference_delay_ps=reference_delay_ps, frames_per_point=frames,
                 repeats=repeats, shuffle=bool(shuffle), seed=seed)
