@@ -21,8 +21,10 @@ EXAMPLE::
 
     from bluesky import RunEngine
     from bluesky.plans import count
-    from ophyd.sim import det
+    from ophyd import Signal
     from acquisition.catalog import CatalogWriter, open_catalog
+
+    det = Signal(name="det", value=1.0)
 
     cat = open_catalog()                    # ./data/catalog, or $TRXRD_CATALOG
     RE = RunEngine({})

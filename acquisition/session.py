@@ -4,7 +4,8 @@ plans, for the real beamline and for dry runs against ``trxrd sim`` alike.
 
 Environment: ``TRXRD_PREFIX`` (PV prefix, default ``TRX:``, the simulator's),
 ``TRXRD_DATA`` (data directory, default ``./data``), ``TRXRD_CATALOG`` / ``TRXRD_API_KEY``
-(a Tiled server instead of the embedded catalog).
+(a Tiled server instead of the embedded catalog), ``TRXRD_SAMPLE`` (JSON file with the
+sample's name, size_nm, ligand, solvent, sigma_cm2, used when none was saved).
 
 EXAMPLE::
 
@@ -17,6 +18,7 @@ EXAMPLE::
 from __future__ import annotations
 
 import atexit
+import json
 import os
 from pathlib import Path
 
@@ -57,18 +59,21 @@ def set_sample(**fields):
     return sample
 
 
-def _restore_sample(prefix: str) -> str:
+def _restore_sample() -> str:
+    """The saved sample, else the one in the JSON file ``$TRXRD_SAMPLE`` (e.g. the
+    proposal's sample sheet, or the simulator's for ``trxrd shell --sim``)."""
     saved = settings.load_state().get("sample")
+    origin = "saved"
+    if not saved and os.environ.get("TRXRD_SAMPLE"):
+        path = Path(os.environ["TRXRD_SAMPLE"])
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"TRXRD_SAMPLE={path}: cannot read the sample ({exc})") from exc
+        origin = f"from {path}"
     if saved:
         metadata.set_sample(**saved)
-        return f"sample: {saved['name']} (saved; set_sample(...) to change)"
-    if prefix == settings.DEFAULT_PREFIX:
-        from simulated_devices.physics.config import load_config
-
-        s = load_config()["sample"]
-        metadata.set_sample(name=s["name"], size_nm=s["size_nm"], ligand=s["ligand"],
-                            solvent=s["solvent"], sigma_cm2=s["sigma_cm2"])
-        return f"sample: {s['name']} (dry run: the simulator's sample; set_sample(...) to change)"
+        return f"sample: {saved['name']} ({origin}; set_sample(...) to change)"
     return "sample: none declared; call set_sample(name=..., size_nm=..., ligand=..., solvent=..., sigma_cm2=...)"
 
 
@@ -92,7 +97,7 @@ def start_session(prefix: str | None = None, *, root: Path | None = None, catalo
     tokens["bec"] = RE.subscribe(bec)
     install_progress(RE)
     bl = connect_beamline(prefix, root=root)
-    sample_line = _restore_sample(prefix)
+    sample_line = _restore_sample()
     ns = dict(RE=RE, cat=cat, bec=bec, writer=writer, tokens=tokens, beamline=bl, set_sample=set_sample,
               bps=bps, bp=bp, bpp=bpp, **bl.devices(), **PLANS)
     if verbose:

@@ -14,6 +14,7 @@ EXAMPLE::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -178,8 +179,14 @@ def _shell(args) -> int:
     from acquisition.settings import DEFAULT_PREFIX, data_dir
     from simulated_devices.process import SimulatedBeamline, isolated_ca_env
 
+    from simulated_devices.physics.config import load_config
+
     os.environ.update(isolated_ca_env())          # its own loopback port: no clash with others
     os.environ["TRXRD_PREFIX"] = DEFAULT_PREFIX
+    s = load_config()["sample"]                   # the simulated sample, unless one was saved
+    sample_file = data_dir() / "sim-sample.json"
+    sample_file.write_text(json.dumps({k: s[k] for k in ("name", "size_nm", "ligand", "solvent", "sigma_cm2")}))
+    os.environ.setdefault("TRXRD_SAMPLE", str(sample_file))
     with SimulatedBeamline(DEFAULT_PREFIX, data_dir=data_dir() / "sim"):
         IPython.start_ipython(argv=argv)
     return 0
