@@ -106,8 +106,9 @@ def test_move_done_only_after_settle_time_in_band(sim, ca, devices, RE):
     # the cell overshot: it entered the band, left it again, and the clock restarted
     assert t_in.min() < last_out
     assert v[before].max() > target + cell.tolerance_c
-    # done exactly one settle time after the last excursion (readings every 50 ms, CA latency)
-    assert SETTLE_S <= done_at - last_out <= SETTLE_S + 0.2
+    # done one settle time after the last excursion, never earlier (readings every 50 ms; the
+    # upper margin covers CA and callback latency on a loaded 2-core machine)
+    assert SETTLE_S <= done_at - last_out <= SETTLE_S + 1.0
     # ... and every reading of the last settle time was inside the band
     assert inside[(t > done_at - SETTLE_S) & before].all()
     # the device saw the same readings (its own history) and ended at the target
@@ -161,7 +162,7 @@ def test_stop_timeout_and_equilibration(sim, ca, devices):
     assert status.settled_at - status.in_band_since >= 0.1
 
 
-def test_bad_input_raises_before_anything_moves(sim, ca, devices, RE):
+def test_bad_input_raises_before_anything_moves(sim, ca, devices, RE, monkeypatch):
     from acquisition.plans.injection import injection_series
     from acquisition.plans.temperature import anneal_profile, temperature_series
 
@@ -182,6 +183,9 @@ def test_bad_input_raises_before_anything_moves(sim, ca, devices, RE):
         with pytest.raises(ValueError):
             RE(bps.mv(cell.ramp_rate, bad))
     # plans refuse at call time, before a single message
+    from acquisition.plans import metadata
+
+    monkeypatch.setattr(metadata, "_current", None)     # no session sample (other tests set one)
     bad_plans = [
         lambda: temperature_series([waxs], [30.0, float("nan")], cell=cell, md=MD),
         lambda: temperature_series([waxs], [30.0, 400.0], cell=cell, md=MD),
