@@ -26,6 +26,7 @@ def bl(sim, tmp_path_factory):
     from acquisition.devices.liquid_jet import LiquidJet
     from acquisition.devices.monitors import I0Monitor
     from acquisition.devices.shutter import PumpShutter
+    from acquisition.devices.stage import SampleStage
 
     root = tmp_path_factory.mktemp("pp")
     p = sim.prefix
@@ -33,10 +34,10 @@ def bl(sim, tmp_path_factory):
         delay=PumpProbeDelay(p, name="pump", state_root=root),
         att=FluenceAttenuator(p, name="att", state_root=root),
         shutter=PumpShutter(p, name="pump_shutter"), jet=LiquidJet(p, name="jet"),
-        i0=I0Monitor(p, name="i0"),
+        i0=I0Monitor(p, name="i0"), stage=SampleStage(p, name="sample"),
         pilatus=PilatusDetector(p + "PIL:", name="pilatus", write_dir=root / "frames" / "pilatus"))
     for dev in vars(ns).values():
-        dev.wait_for_connection(timeout=15)
+        dev.wait_for_connection(timeout=30)
     ns.delay.optical.settle_time = ns.att.waveplate.settle_time = 0.005
     laser = sim.cfg["laser"]
     p0 = laser["power_before_waveplate_w"]
@@ -239,11 +240,9 @@ def test_stopped_jet_is_started_and_bad_sample_refused(bl, RE):
 
 
 def test_raster_scan_snakes_over_the_grid(sim, bl, RE, jet):
-    from acquisition.devices.stage import SampleStage
     from acquisition.plans.raster import raster_scan
 
-    stage = SampleStage(sim.prefix, name="sample")
-    stage.wait_for_connection(timeout=10)
+    stage = bl.stage
     RE(raster_scan([bl.pilatus], (-20, 20), (0, 10), 10.0, stage=stage, i0=bl.i0, md={"sample": SAMPLE}))
     events = _events(RE)
     assert len(events) == 10

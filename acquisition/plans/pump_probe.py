@@ -82,7 +82,7 @@ class _Setup:
     def wrap(self, plan, md):
         """Stage the detectors, open/close the run, close the pump shutter at the end
         whatever happens; pause while the jet is lost or the shutter is closed unexpectedly."""
-        plan = bpp.finalize_wrapper(plan, bps.mv(self.shutter, "Closed"))
+        plan = bpp.finalize_wrapper(plan, lambda: bps.mv(self.shutter, "Closed"))
         plan = bpp.stage_wrapper(bpp.run_wrapper(plan, md=md), self.detectors)
         plan = bpp.suspend_wrapper(plan, [jet_lost(self.jet), SuspendShutterClosed(self.shutter)])
         return bpp.pchain(self.ensure_jet(), plan)      # before the jet suspender is armed
