@@ -11,20 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import settings
-
-if TYPE_CHECKING:      # device modules are imported when connecting, so plans import fast
-    from .devices.delay import PumpProbeDelay
-    from .devices.detectors import PilatusDetector
-    from .devices.fluence import FluenceAttenuator
-    from .devices.heating_cell import HeatingCell
-    from .devices.liquid_jet import LiquidJet
-    from .devices.monitors import I0Monitor
-    from .devices.shutter import PumpShutter
-    from .devices.stage import SampleStage
-    from .devices.syringe_pump import SyringePump
+from .devices.delay import PumpProbeDelay
+from .devices.detectors import PilatusDetector
+from .devices.fluence import FluenceAttenuator
+from .devices.heating_cell import HeatingCell
+from .devices.liquid_jet import LiquidJet
+from .devices.monitors import I0Monitor
+from .devices.shutter import PumpShutter
+from .devices.stage import SampleStage
+from .devices.syringe_pump import SyringePump
 
 
 @dataclass
@@ -52,16 +49,6 @@ def connect_beamline(prefix: str | None = None, *, root: Path | None = None, tim
     """Build every device under *prefix*, wait for the connections and (``register``) make
     them the defaults of the plans. Frames go to ``<root>/frames/<detector>/``; the state
     (time zero, fluence calibration) lives in ``<root>/state.json``."""
-    from .devices.delay import PumpProbeDelay
-    from .devices.detectors import PilatusDetector
-    from .devices.fluence import FluenceAttenuator
-    from .devices.heating_cell import HeatingCell
-    from .devices.liquid_jet import LiquidJet
-    from .devices.monitors import I0Monitor
-    from .devices.shutter import PumpShutter
-    from .devices.stage import SampleStage
-    from .devices.syringe_pump import SyringePump
-
     prefix = settings.prefix() if prefix is None else prefix
     root = settings.data_dir() if root is None else Path(root)
     bl = Beamline(

@@ -1,0 +1,1 @@
+"""Bluesky plans of the trxrd beamline, one family per module."""
