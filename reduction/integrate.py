@@ -8,12 +8,14 @@ EXAMPLE::
 
     from reduction.integrate import AzimuthalIntegration
     integ = AzimuthalIntegration("/tmp/trx-data/waxs/waxs.poni", mask="/tmp/trx-data/waxs/waxs_mask.edf")
-    q, i = integ.integrate(frame, monitor=5e-9)      # q in A^-1
+    q, i, sigma = integ.integrate(frame, monitor=5e-9)      # q in A^-1, sigma: Poisson 1-sigma
+    curves = integ.integrate_many(frames, monitors=i0s)      # (N, npt) intensities and sigmas
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,6 +36,13 @@ def load_mask(mask) -> np.ndarray | None:
     return np.asarray(mask) != 0
 
 
+class Pattern(NamedTuple):
+    """One integrated frame: q (A^-1), intensity and its Poisson 1-sigma error per bin."""
+    q_inv_angstrom: np.ndarray
+    intensity: np.ndarray
+    sigma: np.ndarray
+
+
 class AzimuthalIntegration:
     """One pyFAI integrator per geometry, built once and reused for every frame."""
 
@@ -44,7 +53,13 @@ class AzimuthalIntegration:
         poni = Path(poni)
         if not poni.is_file():
             raise FileNotFoundError(f"PONI file not found: {poni}")
-        self.ai = pyFAI.load(str(poni))
+        self.poni = poni
+        try:
+            self.ai = pyFAI.load(str(poni))
+        except Exception as exc:    # pyFAI raises many kinds on a malformed file
+            raise ValueError(f"cannot read the PONI file {poni}: {exc}") from exc
+        if not self.ai.wavelength:
+            raise ValueError(f"the PONI file {poni} has no wavelength: q cannot be computed")
         self.shape = tuple(self.ai.detector.shape) if self.ai.detector.shape else None
         self.mask = load_mask(mask)
         if self.mask is not None and self.shape and self.mask.shape != self.shape:
@@ -53,21 +68,36 @@ class AzimuthalIntegration:
         self.polarization_factor = polarization_factor
         self.method = method
 
-    def integrate(self, frame: np.ndarray, monitor: float | None = None, dark: np.ndarray | None = None):
-        """Return (q_inv_angstrom, intensity) of one frame."""
+    def integrate(self, frame: np.ndarray, monitor: float | None = None,
+                  dark: np.ndarray | None = None) -> Pattern:
+        """Integrate one frame: (q_inv_angstrom, intensity, sigma), divided by *monitor*."""
         frame = np.asarray(frame)
         if self.shape and frame.shape != self.shape:
-            raise ValueError(f"frame shape {frame.shape} does not match the calibration {self.shape}")
-        invalid = frame < 0
-        if self.mask is not None:
-            invalid = invalid | self.mask
+            raise ValueError(f"frame shape {frame.shape} does not match the detector {self.shape} "
+                             f"of the PONI file {self.poni}")
         data = frame.astype(np.float32)
-        if dark is not None:
-            data = data - np.asarray(dark, dtype=np.float32)
-        if monitor is not None:
-            if not np.isfinite(monitor) or monitor <= 0:
-                raise ValueError(f"monitor must be a positive number, got {monitor}")
+        invalid = ~np.isfinite(data) | (data < 0)
+        if self.mask is not None:
+            invalid |= self.mask
+        data[invalid] = 0.0
+        if monitor is not None and not (np.isfinite(monitor) and monitor > 0):
+            raise ValueError(f"monitor (I0) must be a positive number, got {monitor}")
         res = self.ai.integrate1d(data, self.npt, mask=invalid, unit="q_A^-1",
                                   correctSolidAngle=True, polarization_factor=self.polarization_factor,
-                                  method=self.method, normalization_factor=monitor or 1.0)
-        return res.radial, res.intensity
+                                  method=self.method, normalization_factor=monitor or 1.0,
+                                  dark=None if dark is None else np.asarray(dark, dtype=np.float32),
+                                  error_model="poisson")
+        return Pattern(res.radial, res.intensity, res.sigma)
+
+    def integrate_many(self, frames, monitors=None, dark: np.ndarray | None = None) -> Pattern:
+        """Integrate a stack of frames (N, ny, nx): q (npt,), intensity and sigma (N, npt)."""
+        frames = np.asarray(frames)
+        if frames.ndim != 3:
+            raise ValueError(f"expected a stack of frames (N, ny, nx), got shape {frames.shape}")
+        if monitors is None:
+            monitors = [None] * len(frames)
+        if len(monitors) != len(frames):
+            raise ValueError(f"{len(monitors)} monitor values for {len(frames)} frames")
+        patterns = [self.integrate(f, m, dark) for f, m in zip(frames, monitors)]
+        q = patterns[0].q_inv_angstrom if patterns else np.zeros(0)
+        return Pattern(q, np.array([p.intensity for p in patterns]), np.array([p.sigma for p in patterns]))

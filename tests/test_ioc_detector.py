@@ -41,7 +41,7 @@ def test_frame_file_and_rings_at_predicted_q(sim, ca, jet_running, waxs_integrat
     assert fname.startswith(folder) and fname.endswith(".h5")     # wherever the plugin was told
     assert frame.shape == (619, 487) and frame.dtype == np.int32
     assert (frame == -1).sum() > 0                      # Pilatus module gaps
-    q, i = waxs_integrator.integrate(frame, monitor=i0)
+    q, i, _ = waxs_integrator.integrate(frame, monitor=i0)
     bin_width = q[1] - q[0]
     s = sim.cfg["sample"]
     for group in ("112", "220/204", "116/312"):
@@ -94,7 +94,7 @@ def _relative_change(ca, sim, integ, window, delay_ps, frames=3):
         acc = 0.0
         for k in range(frames):
             _, frame, i0 = acquire_single(ca, sim.prefix, name=f"pp_{delay_ps}_{state}_{k}", exposure=0.1)
-            q, i = integ.integrate(frame, monitor=i0)
+            q, i, _ = integ.integrate(frame, monitor=i0)
             acc += window_integral(q, i, *window)
         areas[state] = acc / frames
     ca.caput(sim.prefix + "LSR:Shutter", 0, wait=True)
@@ -121,7 +121,7 @@ def test_jet_stopped_rings_vanish(sim, ca, waxs_integrator):
     ca.caput(sim.prefix + "JET:Run", 0, wait=True)
     wait_for(lambda: ca.caget(sim.prefix + "JET:Flowing_RBV", use_monitor=False) == 0, 10, what="jet stopped")
     _, frame, i0 = acquire_single(ca, sim.prefix, name="nojet")
-    q, i = waxs_integrator.integrate(frame, monitor=i0)
+    q, i, _ = waxs_integrator.integrate(frame, monitor=i0)
     lo, hi = window_for("112", sim.cfg, half_widths=1.0)
     peak = i[(q > lo) & (q < hi)].max()
     base = np.median(i[(q > 2.3) & (q < 2.6)])

@@ -115,7 +115,7 @@ def test_interleaved_delay_scan(sim, bl, RE, jet):
     frames = _frames(RE)
     integ = AzimuthalIntegration(sim.waxs_dir / "waxs.poni", mask=sim.waxs_dir / "waxs_mask.edf", npt=1500)
     window = window_for("112", sim.cfg)
-    area = [window_integral(*integ.integrate(f, monitor=e["data"]["i0"]), *window)
+    area = [window_integral(*integ.integrate(f, monitor=e["data"]["i0"])[:2], *window)
             for f, e in zip(frames, events)]
     change = [(area[2 * k] - area[2 * k + 1]) / area[2 * k + 1] for k in range(3)]
     model = BeamlineModel(sim.cfg)

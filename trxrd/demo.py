@@ -1,113 +1,188 @@
-"""Dry-run demo of the simulated beamline (driven with pyepics, reduced with pyFAI).
+"""The dry-run campaign (``make demo`` / ``trxrd demo``): the simulated beamline, the profile's
+devices and plans, and live reduction, end to end.
 
-Starts ``trxrd sim`` on an isolated loopback port, starts the jet, opens the attenuator,
-and at a few pump-probe delays takes pump-off / pump-on frames (I0-normalised), integrates
-them with pyFAI from the detector's PONI file and mask, and prints the relative change of
-the (112) peak area next to the model's truth.
+1. Start ``trxrd sim`` on an isolated loopback port and open a beamline session on it
+   (catalog, RunEngine, devices) with live reduction: frames -> I(q) -> dI -> fits.
+2. Calibrate the fluence attenuator (Malus-law fit of the power meter).
+3. Fluence scan at +40 ps: melted fraction vs <N> and the melting threshold.
+4. Delay scan from -200 ps to 10 ns (dense near time zero, logarithmic after) well above
+   the threshold: bi-exponential recovery with the instrument response, t0 free.
+5. Print fitted tau1, tau2, t0 and threshold next to the simulator's truth; write PNGs
+   (difference map, kinetics with fit, fluence curve) and ``summary.json`` (``truth``, ``fit``)
+   into the output folder. Every run stays in the catalog under ``<out>/data``.
 
 EXAMPLE::
 
-    trxrd demo --out demo-output
+    trxrd demo --out demo-output --json demo-output/summary.json
 """
 from __future__ import annotations
 
+import json
+import logging
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-DELAYS_PS = (-200.0, -50.0, 0.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 3000.0)
-PAIRS_PER_DELAY = 2
+FLUENCE_DELAY_PS = 40.0
 EXPOSURE_S = 0.1
+NUM_FLUENCES = 12
+DENSE = (-200.0, 200.0, 17)             # start, stop (ps), points: every 25 ps around t0
+LOG_TAIL = (10_000.0, 24)               # stop (ps), points after the dense part
+REPEATS = 2
+# The (112) reflection of chalcopyrite CuInSe2 from the sample's nominal lattice (a, c in A):
+# the q window of the signal is the reflection +- 2 Scherrer FWHM of the nominal size.
+NOMINAL_LATTICE = (5.78, 11.62)
 
 
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+def _window_112(size_nm: float) -> tuple[float, float]:
+    from reduction.peaks import reflection_q_tetragonal
+
+    q = reflection_q_tetragonal((1, 1, 2), *NOMINAL_LATTICE)
+    fwhm = 2 * np.pi * 0.9 / (size_nm * 10.0)
+    return (round(q - 2 * fwhm, 3), round(q + 2 * fwhm, 3))
 
 
-def run_demo(out_dir: str | Path = "demo-output", detector: str = "pilatus300k") -> int:
+def _truth(cfg: dict, time_zero_mm: float) -> dict:
+    """The simulator's ground truth in the units of the fit (t0 relative to the stored time zero)."""
+    from simulated_devices.physics import laser
+
+    d, pp = cfg["delay"], cfg["pump_probe"]
+    t0 = -float(laser.stage_delay_ps(time_zero_mm, d["stage_time_zero_mm"], d["n_passes"]))
+    return {"tau1_ps": pp["tau1_ps"], "tau2_ps": pp["tau2_ps"], "t0_ps": t0, "irf_fwhm_ps": pp["irf_fwhm_ps"],
+            "threshold_excitations": pp["threshold_excitations"], "a1_share": pp["a1"]}
+
+
+def _row(name, fit_value, err, truth, unit, fmt="{:.1f}"):
+    fitted = "-" if fit_value is None else fmt.format(fit_value)
+    error = "" if err is None else fmt.format(err)
+    return f"  {name:<22} {fitted:>10} {('+- ' + error) if error else '':>12} {fmt.format(truth):>10}  {unit}"
+
+
+def _save_figures(out: Path, delay_result, fluence_result) -> list[Path]:
+    from matplotlib.figure import Figure
+
+    from reduction.fluence import melted_fraction
+    from reduction.plots import plot_difference_map, plot_fluence, plot_kinetics
+
+    paths = []
+    for name, draw in (
+        ("difference_map.png", lambda ax: plot_difference_map(
+            ax, delay_result.q_inv_angstrom, delay_result.x, delay_result.diff.d_intensity)),
+        ("kinetics.png", lambda ax: plot_kinetics(
+            ax, delay_result.x, delay_result.signal, delay_result.signal_err, delay_result.fit)),
+        ("fluence.png", lambda ax: plot_fluence(
+            ax, fluence_result.x, *melted_fraction(fluence_result.signal, fluence_result.signal_err),
+            fluence_result.fit)),
+    ):
+        fig = Figure(figsize=(7, 4.5))
+        draw(fig.add_subplot())
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        paths.append(out / name)
+    return paths
+
+
+def _param(fit, name):
+    value, err = fit.params.get(name, (None, None))
+    return value, err
+
+
+def run_demo(out_dir: str | Path = "demo-output", detector: str = "pilatus300k",
+             json_path: str | Path | None = None) -> int:
+    from simulated_devices.physics.config import load_config
     from simulated_devices.process import SimulatedBeamline, isolated_ca_env
 
-    os.environ.update(isolated_ca_env())          # before pyepics creates its context
-    import epics
-    import h5py
-
-    from reduction.integrate import AzimuthalIntegration
-    from reduction.peaks import window_integral
-    from simulated_devices.physics.beamline import BeamlineModel, window_for
-    from simulated_devices.physics.config import load_config
-
+    os.environ.update(isolated_ca_env())          # before pyepics / ophyd connect
     out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    root = out / "data"
     t_start = time.monotonic()
-    print(f"starting the simulated beamline (data in {out}) ...", flush=True)
-    with SimulatedBeamline("TRX:", data_dir=out, detector=detector) as sim:
-        p = sim.prefix
-        cfg = load_config()
-        d = cfg["delay"]
+    cfg = load_config()
+    print(f"trxrd demo: simulated beamline ({detector}), data and catalog in {root}", flush=True)
+    with SimulatedBeamline("TRX:", data_dir=out / "sim", detector=detector) as sim:
+        return _campaign(sim, cfg, out, root, t_start, json_path)
 
-        def caput(pv, value, timeout=30.0):
-            if not epics.caput(p + pv, value, wait=True, timeout=timeout):
-                raise RuntimeError(f"put to {p + pv} did not complete")
 
-        def acquire():
-            caput("PIL:cam1:Acquire", 1)
-            fname = epics.caget(p + "PIL:HDF1:FullFileName_RBV", as_string=True, use_monitor=False)
-            i0 = epics.caget(p + "I0:Current_RBV", use_monitor=False)
-            with h5py.File(fname, "r") as f:
-                return f["/entry/data/data"][-1], i0
+def _campaign(sim, cfg, out, root, t_start, json_path) -> int:
+    from acquisition.plans.delays import dense_then_log
+    from acquisition.session import start_session
+    from reduction.callbacks import live_reduction
 
-        print("jet on, attenuator to full transmission, detector to single-file mode", flush=True)
-        caput("JET:Run", 1)
-        _wait(lambda: epics.caget(p + "JET:Flowing_RBV", use_monitor=False) == 1, 10, "jet flow")
-        caput("WP:m1", cfg["laser"]["theta0_deg"])
-        for pv, v in (("PIL:HDF1:EnableCallbacks", 1), ("PIL:HDF1:FileWriteMode", 0),
-                      ("PIL:HDF1:AutoSave", 1), ("PIL:HDF1:FileName", "demo"),
-                      ("PIL:cam1:ImageMode", 0), ("PIL:cam1:AcquireTime", EXPOSURE_S),
-                      ("PIL:cam1:AcquirePeriod", 0.0)):
-            caput(pv, v)
-        power = epics.caget(p + "PM:Power_RBV", use_monitor=False)
-        integ = AzimuthalIntegration(sim.waxs_dir / "waxs.poni", mask=sim.waxs_dir / "waxs_mask.edf", npt=1000)
-        window = window_for("112", cfg)
+    logging.getLogger("tiled").setLevel(logging.WARNING)
+    ns = start_session(sim.prefix, root=root, plots=False, verbose=False)
+    RE, cat, bl = ns["RE"], ns["cat"], ns["beamline"]
+    RE.unsubscribe(ns["tokens"]["bec"])                 # the progress bars and this log suffice
+    s = cfg["sample"]
+    ns["set_sample"](name=s["name"], size_nm=s["size_nm"], ligand=s["ligand"], solvent=s["solvent"],
+                     sigma_cm2=s["sigma_cm2"])
+    bl.pilatus.exposure_s = EXPOSURE_S
+    window = _window_112(s["size_nm"])
+    integrator, pump_probe = live_reduction(sim.waxs_dir / "waxs.poni", mask=sim.waxs_dir / "waxs_mask.edf",
+                                            windows=[window], store=ns["writer"], model="biexp")
+    RE.subscribe(integrator)
+    print(f"live reduction: (112) window {window[0]:.3f}-{window[1]:.3f} A^-1, PONI {sim.waxs_dir / 'waxs.poni'}")
+    timing = {}
 
-        model = BeamlineModel(cfg, waxs_detector=detector)   # the truth, from the same sample file
-        model.jet.run = True
-        model.jet.advance(10.0)
-        model.waveplate_deg = cfg["laser"]["theta0_deg"]
-        print(f"power {power * 1e3:.1f} mW -> fluence {model.fluence_mj_cm2():.2f} mJ/cm^2, "
-              f"<N> = {model.excitations():.0f} (threshold {cfg['pump_probe']['threshold_excitations']:.0f})")
-        print(f"(112) window {window[0]:.3f}-{window[1]:.3f} A^-1; {PAIRS_PER_DELAY} pump-off/pump-on pairs "
-              f"of {EXPOSURE_S} s per delay\n")
-        print(f"{'delay (ps)':>10}  {'dA/A measured':>14}  {'+-':>6}  {'dA/A model':>11}")
-        rows = []
-        stage_reach_ps = 2 * (d["stage_high_mm"] - d["stage_time_zero_mm"]) * 1e-3 / 299792458.0 * 1e12
-        n_frames = 0
-        for delay in DELAYS_PS:
-            optical = min(delay, 0.9 * stage_reach_ps)
-            electronic = (delay - optical) * 1e-12
-            caput("DG:Delay", max(electronic, 0.0))
-            caput("DG:Enable", 1 if electronic > 0 else 0)
-            caput("DLY:m1", d["stage_time_zero_mm"] + optical * 1e-12 * 299792458.0 / d["n_passes"] * 1e3)
-            ratios = []
-            for k in range(PAIRS_PER_DELAY):
-                areas = []
-                for shutter in (0, 1):
-                    caput("LSR:Shutter", shutter)
-                    frame, i0 = acquire()
-                    q, i = integ.integrate(frame, monitor=i0)
-                    areas.append(window_integral(q, i, *window))
-                    n_frames += 1
-                ratios.append((areas[1] - areas[0]) / areas[0])
-            caput("LSR:Shutter", 0)
-            truth = model.relative_area_change(*window, delay_ps=delay)
-            mean, err = float(np.mean(ratios)), float(np.std(ratios, ddof=1) / np.sqrt(len(ratios)))
-            rows.append((delay, mean, err, truth))
-            print(f"{delay:10.0f}  {mean:14.4f}  {err:6.4f}  {truth:11.4f}", flush=True)
-        caput("JET:Run", 0)
-    worst = max(abs(m - t) for _, m, _, t in rows)
-    print(f"\n{n_frames} frames in {time.monotonic() - t_start:.1f} s; largest |measured - model| = {worst:.4f}")
+    print("\n1/3 fluence calibration (waveplate scan, power meter)", flush=True)
+    t = time.monotonic()
+    uids = list(RE(ns["calibrate_fluence"]()))
+    timing["calibration_s"] = time.monotonic() - t
+    att = bl.att
+    att.sigma_cm2.put(s["sigma_cm2"])
+    max_fluence = att.max_fluence()
+    print(f"    max fluence {max_fluence:.2f} mJ/cm^2 = <N> {att.n_per_fluence() * max_fluence:.0f}")
+
+    print(f"\n2/3 fluence scan at +{FLUENCE_DELAY_PS:.0f} ps", flush=True)
+    t = time.monotonic()
+    fluences = [round(float(f), 4) for f in np.linspace(0.04, 0.92, NUM_FLUENCES) * max_fluence]
+    uids += RE(ns["fluence_scan"]([bl.pilatus], fluences, delay_ps=FLUENCE_DELAY_PS))
+    timing["fluence_scan_s"] = time.monotonic() - t
+    fluence_result = pump_probe.result
+    threshold = fluence_result.fit
+    print(f"    {threshold.summary()}")
+
+    n_pump = min(4.0 * threshold.threshold, 0.9 * att.n_per_fluence() * max_fluence)
+    pump_fluence = round(n_pump / att.n_per_fluence(), 4)
+    delays = dense_then_log(DENSE[0], DENSE[1], DENSE[2], LOG_TAIL[0], LOG_TAIL[1])
+    print(f"\n3/3 delay scan: {len(delays)} delays -200 ps .. 10 ns x {REPEATS} repeats, on/off pairs, "
+          f"at {pump_fluence:.3f} mJ/cm^2 (<N> = {n_pump:.0f})", flush=True)
+    RE(ns["bps"].mv(att.fluence, pump_fluence))
+    t = time.monotonic()
+    uids += RE(ns["delay_scan"]([bl.pilatus], delays, repeats=REPEATS))
+    timing["delay_scan_s"] = time.monotonic() - t
+    delay_result = pump_probe.result
+    kinetics = delay_result.fit
+    timing["delay_scan_frames"] = integrator.frames
+    timing["integration_frames_per_s"] = integrator.frames / integrator.busy_s
+    timing["delay_scan_frames_per_s"] = integrator.frames / timing["delay_scan_s"]
+    timing["kinetics_refit_s"] = float(np.median(pump_probe.refit_s))
+
+    truth = _truth(cfg, bl.delay.time_zero_mm.get())
+    fit = {**kinetics.as_dict(), "model": kinetics.model, "threshold_excitations": {
+        "value": float(threshold.threshold), "stderr": float(threshold.threshold_err),
+        "range": [float(v) for v in threshold.threshold_range]}}
+    print(f"\nresults (simulator truth from its sample file; t0 relative to the stored time zero)\n"
+          f"  {'':<22} {'fitted':>10} {'':>12} {'truth':>10}")
+    for name, key, unit in (("tau1 (recrystallise)", "tau1_ps", "ps"), ("tau2 (cool)", "tau2_ps", "ps"),
+                            ("t0", "t0_ps", "ps"), ("IRF FWHM", "irf_fwhm_ps", "ps")):
+        print(_row(name, *_param(kinetics, key), truth[key], unit))
+    print(_row("melting threshold <N>", threshold.threshold, threshold.threshold_err,
+               truth["threshold_excitations"], "excitations per NC"))
+    figures = _save_figures(out, delay_result, fluence_result)
+    summary = {"truth": truth, "fit": fit, "timing": timing,
+               "raw_runs": uids,
+               "kinetics": delay_result.as_dict(), "fluence": fluence_result.as_dict("excitations")}
+    json_path = Path(json_path) if json_path else out / "summary.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(summary, indent=2))
+    print(f"\nlive integration {timing['integration_frames_per_s']:.0f} frames/s of CPU "
+          f"({timing['delay_scan_frames']} frames in {timing['delay_scan_s']:.0f} s of delay scan, "
+          f"{timing['delay_scan_frames_per_s']:.1f} frames/s end to end); one kinetics refit "
+          f"{timing['kinetics_refit_s'] * 1e3:.0f} ms")
+    print(f"figures: {', '.join(str(p) for p in figures)}\nsummary: {json_path}\n"
+          f"catalog: {root / 'catalog'} ({len(cat)} runs; TRXRD_DATA={root} trxrd runs)\n"
+          f"done in {time.monotonic() - t_start:.0f} s")
+    ns["writer"].close()
     return 0

@@ -3,7 +3,7 @@
 Every frame is one event in ``primary`` with the detector's datum, the actual and requested
 delay (``pump_delay``, ``pump_delay_setpoint``, ps), the shutter state (``pump_shutter``),
 ``role`` (``on``, ``off`` or ``reference``), I0 (A), the fluence (mJ/cm^2) and <N>, the jet
-flow (mL/min), ``delay_index`` and ``repeat``.
+flow (mL/min), ``delay_index`` and ``repeat``; fluence plans add ``requested_fluence``.
 
 Reference modes:
 - ``"interleaved"``: at every delay, pump-on then pump-off frame pairs (shutter).
@@ -60,6 +60,11 @@ class _Setup:
         if not self.jet.flow_setpoint.get() > 0:
             raise ValueError(f"the liquid jet's flow set point is {self.jet.flow_setpoint.get()} mL/min: "
                              "set one first, e.g. RE(bps.mv(jet, 8.0))")
+
+    def add_fluence_label(self):
+        """Fluence plans: the requested fluence (mJ/cm^2) goes into every event as well."""
+        self.requested_fluence = LabelSignal(name="requested_fluence", value=0.0, units="mJ/cm^2")
+        self.readables.append(self.requested_fluence)
 
     def check_delay(self, t):
         self.delay.check_value((t,))
@@ -204,6 +209,7 @@ def fluence_delay_grid(detectors, fluences, delays_ps, *, reference="interleaved
                 reference=reference, reference_delay_ps=reference_delay_ps, frames_per_point=frames,
                 repeats=repeats, shuffle=bool(shuffle), seed=seed)
     fl = _fluences(setup, fluences)
+    setup.add_fluence_label()
     args["fluences"] = fl
     orders = _orders(len(delays), repeats * len(fl), bool(shuffle), seed)
     dims = [([setup.att.fluence.name], "primary")]
@@ -219,7 +225,7 @@ def fluence_delay_grid(detectors, fluences, delays_ps, *, reference="interleaved
         for r in range(repeats):
             for f in fl:
                 yield from bps.checkpoint()
-                yield from bps.mv(setup.att.fluence, f)
+                yield from bps.mv(setup.att.fluence, f, setup.requested_fluence, f)
                 for i in orders[k]:
                     yield from _point(setup, delays[i], i, r, frames, reference, reference_delay_ps)
                 k += 1

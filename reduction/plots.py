@@ -1,0 +1,86 @@
+"""Figures of a pump-probe reduction (matplotlib): the q-delay difference map, the kinetics
+trace with its fit, and the melted fraction vs <N> with the threshold fit. The live plot and
+the PNGs of ``trxrd demo`` / ``trxrd kinetics --plot`` draw the same figures.
+
+EXAMPLE::
+
+    from reduction.plots import pump_probe_figure
+    fig = pump_probe_figure(result, kind="delay")     # result: reduction.pump_probe.PumpProbeResult
+    fig.savefig("kinetics.png", dpi=120)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+DELAY_LINEAR_PS = 300.0     # symlog delay axes: linear within +-300 ps, logarithmic beyond
+
+
+def _fit_label(fit) -> str:
+    return "" if fit is None else fit.summary()
+
+
+def plot_difference_map(ax, q_inv_angstrom, x, d_intensity, *, kind: str = "delay"):
+    """dI(q, x) as a colour map (red: gain, blue: loss); x = delay (ps) or <N>."""
+    d = np.asarray(d_intensity, dtype=float)
+    lim = float(np.nanpercentile(np.abs(d), 99.5)) or 1.0
+    mesh = ax.pcolormesh(q_inv_angstrom, x, d, shading="nearest", cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax.set_xlabel("q (A$^{-1}$)")
+    if kind == "delay":
+        ax.set_yscale("symlog", linthresh=DELAY_LINEAR_PS)
+        ax.set_ylabel("delay (ps)")
+    else:
+        ax.set_ylabel("<N> excitations per NC")
+    ax.set_title("dI = I(pump on) - I(reference)")
+    ax.figure.colorbar(mesh, ax=ax, label="dI (counts/monitor)")
+    return mesh
+
+
+def plot_kinetics(ax, delay_ps, signal, signal_err=None, fit=None):
+    """Window signal vs delay with the fitted model (symlog delay axis)."""
+    ax.errorbar(delay_ps, signal, yerr=signal_err, fmt="o", ms=4, capsize=2, label="data")
+    if fit is not None:
+        t = np.linspace(min(np.min(delay_ps), -DELAY_LINEAR_PS), np.max(delay_ps), 2000)
+        ax.plot(t, fit.evaluate(t), "-", label=fit.model)
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    ax.set_xscale("symlog", linthresh=DELAY_LINEAR_PS)
+    ax.set_xlabel("delay (ps)")
+    ax.set_ylabel("dA / A (window signal)")
+    ax.set_title(_fit_label(fit), fontsize=8)
+    ax.legend(loc="best", fontsize=8)
+
+
+def plot_fluence(ax, excitations, fraction, fraction_err=None, fit=None):
+    """Melted fraction vs <N> with the threshold fit and its range."""
+    ax.errorbar(excitations, fraction, yerr=fraction_err, fmt="o", ms=4, capsize=2, label="data")
+    if fit is not None:
+        n = np.linspace(0.0, float(np.max(excitations)) * 1.05, 500)
+        ax.plot(n, fit.evaluate(n), "-", label=f"{fit.model} fit")
+        lo, hi = fit.threshold_range
+        ax.axvspan(lo, hi, color="C1", alpha=0.2, label="threshold range")
+    ax.set_xlabel("<N> excitations per NC")
+    ax.set_ylabel("melted fraction")
+    ax.set_title(_fit_label(fit), fontsize=8)
+    ax.legend(loc="best", fontsize=8)
+
+
+def draw_pump_probe(fig, result, kind: str = "delay"):
+    """Draw a PumpProbeResult into *fig* (cleared first): map on the left, trace on the right."""
+    from .fluence import melted_fraction
+
+    fig.clf()
+    ax_map, ax_trace = fig.subplots(1, 2)
+    plot_difference_map(ax_map, result.q_inv_angstrom, result.x, result.diff.d_intensity, kind=kind)
+    if kind == "delay":
+        plot_kinetics(ax_trace, result.x, result.signal, result.signal_err, result.fit)
+    else:
+        fraction, err = melted_fraction(result.signal, result.signal_err)
+        plot_fluence(ax_trace, result.x, fraction, err, result.fit)
+    fig.tight_layout()
+    return fig
+
+
+def pump_probe_figure(result, kind: str = "delay"):
+    """A new (non-interactive) figure of *result*, ready for ``savefig``."""
+    from matplotlib.figure import Figure
+
+    return draw_pump_probe(Figure(figsize=(11, 4.5)), result, kind)
