@@ -153,10 +153,12 @@ def _serializers():
 
 
 def _check_runs_catalog(client, where: str):
+    """The client, checked, ordered by start time: reduced runs (dated just before their raw
+    run) list before it, so ``cat[-1]`` is the last acquisition."""
     if not any(spec.name == RUNS_SPEC["name"] for spec in client.specs):
         raise ValueError(f"{where} is not a catalog of Bluesky runs (specs: "
                          f"{[spec.name for spec in client.specs]})")
-    return client
+    return client.sort(("start.time", 1))
 
 
 def events_written(run, stream: str = "primary") -> int:

@@ -77,6 +77,54 @@ def _restore_sample() -> str:
     return "sample: none declared; call set_sample(name=..., size_nm=..., ligand=..., solvent=..., sigma_cm2=...)"
 
 
+class LiveReduction:
+    """The session's live reduction (frames -> I(q) -> dI -> fits, stored linked to each raw run),
+    configured with ``set_reduction``; ``reduction.result`` is the last result.
+
+    EXAMPLE::
+
+        set_reduction("/data/calib/waxs.poni", mask="/data/calib/waxs_mask.edf",
+                      windows=[(1.70, 2.05)], model="biexp")     # saved for the next session
+        RE(delay_scan([pilatus], dense_then_log(-200, 200, 17, 10000, 24)))
+        reduction.result.fit.summary()
+    """
+
+    def __init__(self, ns: dict, root: Path, plot: bool):
+        self._ns, self._root, self._plot = ns, root, plot
+        self.integrator = self.pump_probe = None
+
+    def set(self, poni, *, mask=None, windows, npt: int = 1000, part: str = "area", model: str = "auto",
+            irf_fwhm_ps: float | None = None, save: bool = True):
+        """(Re)install live reduction with this calibration and these q windows (A^-1)."""
+        from reduction.callbacks import live_reduction
+
+        windows = [tuple(float(v) for v in w) for w in windows]
+        integrator, pump_probe = live_reduction(poni, mask=mask, windows=windows, npt=npt,
+                                                store=self._ns["writer"], part=part, model=model,
+                                                irf_fwhm_ps=irf_fwhm_ps, plot=self._plot)
+        RE, tokens = self._ns["RE"], self._ns["tokens"]
+        if "reduction" in tokens:
+            RE.unsubscribe(tokens.pop("reduction"))
+        tokens["reduction"] = RE.subscribe(integrator)
+        self.integrator, self.pump_probe = integrator, pump_probe
+        if save:
+            settings.update_state("reduction", dict(
+                poni=str(Path(poni).resolve()), mask=None if mask is None else str(Path(mask).resolve()),
+                windows=[list(w) for w in windows], npt=npt, part=part, model=model,
+                irf_fwhm_ps=irf_fwhm_ps), self._root)
+        return self
+
+    @property
+    def result(self):
+        return None if self.pump_probe is None else self.pump_probe.result
+
+    def __repr__(self):
+        if self.integrator is None:
+            return "live reduction off: set_reduction(poni, mask=..., windows=[(qmin, qmax)])"
+        return (f"live reduction: {self.integrator.poni}, windows {self.pump_probe.windows} A^-1, "
+                f"model {self.pump_probe.model}")
+
+
 def start_session(prefix: str | None = None, *, root: Path | None = None, catalog_uri: str | None = None,
                   plots: bool | None = None, verbose: bool = True) -> dict:
     """Connect everything and return the session namespace (``RE``, ``cat``, ``bec``,
@@ -100,12 +148,20 @@ def start_session(prefix: str | None = None, *, root: Path | None = None, catalo
     sample_line = _restore_sample()
     ns = dict(RE=RE, cat=cat, bec=bec, writer=writer, tokens=tokens, beamline=bl, set_sample=set_sample,
               bps=bps, bp=bp, bpp=bpp, **bl.devices(), **PLANS)
+    live = LiveReduction(ns, root, plot=bec._plots_enabled)
+    ns.update(set_reduction=live.set, reduction=live)
+    saved = settings.reduction_settings(root)
+    reduction_line = "live reduction: off (set_reduction(poni, mask=..., windows=[(qmin, qmax)]))"
+    if saved and saved.get("windows"):
+        live.set(**saved, save=False)
+        reduction_line = f"live reduction: {saved['poni']}, windows {saved['windows']} A^-1"
     if verbose:
         print(f"trxrd session: prefix {prefix!r}, data {root}, catalog "
               f"{catalog_uri or os.environ.get('TRXRD_CATALOG') or root / 'catalog'}\n"
               f"  devices: {', '.join(bl.devices())}\n"
               f"  plans:   {', '.join(PLANS)}\n"
               f"  {sample_line}\n"
+              f"  {reduction_line}\n"
               f"  fluence calibration: {'loaded' if bl.att.calibrated else 'missing: RE(calibrate_fluence())'}; "
               f"time zero {bl.delay.time_zero_mm.get():.4f} mm")
     return ns

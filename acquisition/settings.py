@@ -5,6 +5,8 @@ Environment:
 - ``TRXRD_PREFIX``: PV prefix of the beamline (default ``TRX:``, the simulator's).
 - ``TRXRD_DATA``: data directory (default ``./data``): the catalog, the detector frames
   (``frames/``) and ``state.json``.
+- ``TRXRD_PONI``, ``TRXRD_MASK``, ``TRXRD_WINDOWS``: the WAXS calibration and q windows of the
+  live reduction when none were saved with ``set_reduction``.
 
 EXAMPLE::
 
@@ -15,6 +17,7 @@ EXAMPLE::
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -65,3 +68,28 @@ def update_state(section: str, values: dict, root: Path | None = None) -> dict:
         json.dump(state, f, indent=2, sort_keys=True)
     os.replace(tmp, path)
     return state
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    """A q window "QMIN:QMAX" (A^-1) as two floats, QMIN < QMAX."""
+    try:
+        low, high = (float(v) for v in str(text).split(":"))
+    except ValueError:
+        raise ValueError(f"q window {text!r}: expected QMIN:QMAX in A^-1, e.g. 1.70:2.05") from None
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        raise ValueError(f"q window {text!r}: need finite QMIN < QMAX (A^-1)")
+    return low, high
+
+
+def reduction_settings(root: Path | None = None) -> dict | None:
+    """The live/offline reduction settings: those saved by ``set_reduction`` (state file,
+    section "reduction"), else ``TRXRD_PONI`` [+ ``TRXRD_MASK``, ``TRXRD_WINDOWS`` as
+    "QMIN:QMAX[,QMIN:QMAX]"]; None when no calibration is known."""
+    saved = load_state(root).get("reduction")
+    if saved:
+        return saved
+    poni = os.environ.get("TRXRD_PONI")
+    if not poni:
+        return None
+    windows = [parse_window(w) for w in os.environ.get("TRXRD_WINDOWS", "").split(",") if w.strip()]
+    return {"poni": poni, "mask": os.environ.get("TRXRD_MASK") or None, "windows": windows}

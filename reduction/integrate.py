@@ -32,7 +32,10 @@ def load_mask(mask) -> np.ndarray | None:
         path = Path(mask)
         if not path.is_file():
             raise FileNotFoundError(f"mask file not found: {path}")
-        mask = fabio.open(str(path)).data
+        try:
+            mask = fabio.open(str(path)).data
+        except Exception as exc:    # fabio raises many kinds on a corrupt file
+            raise ValueError(f"mask file {path} is not a readable image ({exc})") from exc
     return np.asarray(mask) != 0
 
 

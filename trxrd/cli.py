@@ -10,6 +10,9 @@ EXAMPLE::
     trxrd show -1                                          # last run: metadata and streams
     trxrd show 3f2a9c1e --catalog http://tiled:8000        # by uid prefix (or scan_id)
     trxrd shell [--sim]                                    # IPython beamline session (dry run)
+    trxrd integrate scan.h5 --poni waxs.poni --mask mask.edf --out reduced.h5
+    trxrd kinetics scan.h5 --poni waxs.poni --table scan.csv --window 1.70:2.05 --json fit.json
+    trxrd reduce -1 --window 1.70:2.05                     # re-reduce the last run, stored linked
 """
 from __future__ import annotations
 
@@ -165,6 +168,72 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _integrate(args) -> int:
+    from reduction.offline import integrate_files
+
+    out = integrate_files(args.frames, args.poni, mask=args.mask, npt=args.npt, out=args.out)
+    print(f"{out}: I(q) of the frames of {len(args.frames)} file(s), NXdata /entry/reduced")
+    return 0
+
+
+def _kinetics(args) -> int:
+    from acquisition.settings import parse_window
+    from reduction.offline import kinetics_files
+
+    windows = [parse_window(w) for w in args.window]
+    result = kinetics_files(args.frames, args.poni, args.table, windows, mask=args.mask, npt=args.npt,
+                            part=args.signal, model=args.model, irf_fwhm_ps=args.irf_fwhm,
+                            reference=args.reference)
+    print(f"{len(result.points)} delays, {int(result.diff.n_pairs.sum())} pump-on frames; {result.fit.summary()}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.as_dict(), indent=2))
+        print(f"fit: {args.json}")
+    if args.plot:
+        from reduction.plots import pump_probe_figure
+
+        pump_probe_figure(result).savefig(args.plot, dpi=110)
+        print(f"figure: {args.plot}")
+    return 0
+
+
+def _reduce(args) -> int:
+    from acquisition.catalog import CatalogWriter
+    from acquisition.settings import parse_window, reduction_settings
+    from reduction.callbacks import live_reduction
+    from reduction.callbacks.replay import replay_run
+
+    settings = dict(reduction_settings() or {})
+    if args.poni:
+        settings["poni"] = args.poni
+    if args.mask:
+        settings["mask"] = args.mask
+    if args.window:
+        settings["windows"] = [parse_window(w) for w in args.window]
+    if not settings.get("poni"):
+        raise ValueError("no calibration: give --poni (and --mask), or save one with set_reduction(...) "
+                         "in the session, or set TRXRD_PONI")
+    if not settings.get("windows"):
+        raise ValueError("no q window: give --window QMIN:QMAX (A^-1) or save windows with set_reduction(...)")
+    cat = _catalog(args)
+    run = _lookup(cat, args.run)
+    writer = CatalogWriter(cat)
+    integrator, pump_probe = live_reduction(
+        settings["poni"], mask=settings.get("mask"), windows=settings["windows"],
+        npt=args.npt or settings.get("npt", 1000), store=writer,
+        **{k: settings[k] for k in ("part", "model", "irf_fwhm_ps") if settings.get(k) is not None})
+    try:
+        for name, doc in replay_run(run):
+            integrator(name, doc)
+    finally:
+        writer.close()
+    raw = run.start["uid"]
+    print(f"run {raw[:8]} ({run.start.get('plan_name')}): {integrator.frames} frames integrated")
+    if pump_probe.result is not None and pump_probe.result.fit is not None:
+        print(f"  {pump_probe.result.fit.summary()}")
+    print(f"  stored, linked by raw_uid: {raw}")
+    return 0
+
+
 def _shell(args) -> int:
     profile = Path(__file__).resolve().parents[1] / "profiles" / "profile_trxrd"
     if not (profile / "startup").is_dir():
@@ -179,6 +248,7 @@ def _shell(args) -> int:
     from acquisition.settings import DEFAULT_PREFIX, data_dir
     from simulated_devices.process import SimulatedBeamline, isolated_ca_env
 
+    from simulated_devices.physics.beamline import window_for
     from simulated_devices.physics.config import load_config
 
     os.environ.update(isolated_ca_env())          # its own loopback port: no clash with others
@@ -187,7 +257,12 @@ def _shell(args) -> int:
     sample_file = data_dir() / "sim-sample.json"
     sample_file.write_text(json.dumps({k: s[k] for k in ("name", "size_nm", "ligand", "solvent", "sigma_cm2")}))
     os.environ.setdefault("TRXRD_SAMPLE", str(sample_file))
-    with SimulatedBeamline(DEFAULT_PREFIX, data_dir=data_dir() / "sim"):
+    with SimulatedBeamline(DEFAULT_PREFIX, data_dir=data_dir() / "sim") as sim:
+        # live reduction with the simulator's calibration and its (112) window, unless saved
+        q_min, q_max = window_for("112", load_config())
+        os.environ.setdefault("TRXRD_PONI", str(sim.waxs_dir / "waxs.poni"))
+        os.environ.setdefault("TRXRD_MASK", str(sim.waxs_dir / "waxs_mask.edf"))
+        os.environ.setdefault("TRXRD_WINDOWS", f"{q_min:.3f}:{q_max:.3f}")
         IPython.start_ipython(argv=argv)
     return 0
 
@@ -228,6 +303,45 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--catalog", metavar="URI", help=catalog_help)
     runs.set_defaults(func=_runs)
 
+    integ = sub.add_parser("integrate", help="azimuthal integration of detector files to NeXus I(q)")
+    integ.add_argument("frames", nargs="+", metavar="FRAMES",
+                       help="HDF5 (/entry/data/data, N frames) or CBF/TIFF/EDF files (one frame each)")
+    integ.add_argument("--poni", required=True, help="pyFAI calibration (PONI file)")
+    integ.add_argument("--mask", help="mask image (non-zero = masked); negative pixels are always masked")
+    integ.add_argument("--npt", type=int, default=1000, help="q bins (default 1000)")
+    integ.add_argument("--out", required=True, help="NeXus file to write (e.g. reduced.h5)")
+    integ.set_defaults(func=_integrate)
+
+    kin = sub.add_parser("kinetics", help="pump-probe kinetics from detector files + a frame table")
+    kin.add_argument("frames", nargs="+", metavar="FRAMES",
+                     help="HDF5 (/entry/data/data, N frames) or CBF/TIFF/EDF files (one frame each)")
+    kin.add_argument("--poni", required=True, help="pyFAI calibration (PONI file)")
+    kin.add_argument("--mask", help="mask image (non-zero = masked)")
+    kin.add_argument("--table", required=True,
+                     help="CSV, one row per frame: frame,delay_ps,pump(on/off)[,i0][,fluence_mj_cm2]")
+    kin.add_argument("--window", action="append", required=True, metavar="QMIN:QMAX",
+                     help="q window in A^-1 (repeat for several; the signal sums them)")
+    kin.add_argument("--signal", choices=("area", "negative"), default="area",
+                     help="integral of dI (area) or of its negative part only")
+    kin.add_argument("--model", choices=("exp", "biexp", "auto"), default="auto",
+                     help="exponentials convolved with the Gaussian IRF; auto chooses by AIC")
+    kin.add_argument("--irf-fwhm", type=float, metavar="PS", help="fix the IRF FWHM (ps); default fitted")
+    kin.add_argument("--reference", choices=("interleaved", "negative_delay", "interpolate"),
+                     default="interleaved", help="how pump-on frames pair with pump-off frames")
+    kin.add_argument("--npt", type=int, default=1000, help="q bins (default 1000)")
+    kin.add_argument("--json", metavar="OUT", help="write the fit and the signal as JSON")
+    kin.add_argument("--plot", metavar="OUT.png", help="write the difference map and the fitted trace")
+    kin.set_defaults(func=_kinetics)
+
+    red = sub.add_parser("reduce", help="re-reduce a stored run; the result is stored linked to it")
+    red.add_argument("run", metavar="UID", help="uid (or 5+ first characters), scan_id, or -1")
+    red.add_argument("--poni", help="calibration (default: the saved reduction settings / $TRXRD_PONI)")
+    red.add_argument("--mask", help="mask image (default: the saved settings / $TRXRD_MASK)")
+    red.add_argument("--window", action="append", metavar="QMIN:QMAX", help="q window (A^-1), repeatable")
+    red.add_argument("--npt", type=int, help="q bins (default: saved settings, else 1000)")
+    red.add_argument("--catalog", metavar="URI", help=catalog_help)
+    red.set_defaults(func=_reduce)
+
     show = sub.add_parser("show", help="one run: start metadata, streams, data keys")
     show.add_argument("run", metavar="UID", help="uid or its first characters (5 at least), "
                       "scan_id, or -1 for the last run")
@@ -247,8 +361,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, OSError) as exc:
-        print(f"trxrd {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, KeyError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"trxrd {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -108,7 +108,6 @@ def run_demo(out_dir: str | Path = "demo-output", detector: str = "pilatus300k",
 def _campaign(sim, cfg, out, root, t_start, json_path) -> int:
     from acquisition.plans.delays import dense_then_log
     from acquisition.session import start_session
-    from reduction.callbacks import live_reduction
 
     logging.getLogger("tiled").setLevel(logging.WARNING)
     ns = start_session(sim.prefix, root=root, plots=False, verbose=False)
@@ -119,9 +118,9 @@ def _campaign(sim, cfg, out, root, t_start, json_path) -> int:
                      sigma_cm2=s["sigma_cm2"])
     bl.pilatus.exposure_s = EXPOSURE_S
     window = _window_112(s["size_nm"])
-    integrator, pump_probe = live_reduction(sim.waxs_dir / "waxs.poni", mask=sim.waxs_dir / "waxs_mask.edf",
-                                            windows=[window], store=ns["writer"], model="biexp")
-    RE.subscribe(integrator)
+    live = ns["set_reduction"](sim.waxs_dir / "waxs.poni", mask=sim.waxs_dir / "waxs_mask.edf",
+                               windows=[window], model="biexp")      # saved: `trxrd reduce` uses it
+    integrator, pump_probe = live.integrator, live.pump_probe
     print(f"live reduction: (112) window {window[0]:.3f}-{window[1]:.3f} A^-1, PONI {sim.waxs_dir / 'waxs.poni'}")
     timing = {}
 

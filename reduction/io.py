@@ -1,0 +1,151 @@
+"""Detector files and frame tables from a beamtime, and the NeXus file of integrated data.
+
+Frames: HDF5 files with ``/entry/data/data`` (frames along the first axis, the areaDetector /
+NeXus layout) or one-frame image files fabio reads (CBF, TIFF, EDF). The frame table is a CSV
+with one row per frame: ``frame`` (0-based index across all files in order), ``delay_ps``,
+``pump`` (``on``/``off``), optionally ``i0`` and ``fluence_mj_cm2``.
+
+EXAMPLE::
+
+    from reduction.io import load_frames, read_frame_table, write_nexus
+    frames = load_frames(["scan_0001.h5"])           # (N, ny, nx)
+    table = read_frame_table("scan_0001.csv", n_frames=len(frames))
+    table["delay_ps"], table["pump_on"], table.get("i0")
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs")
+HDF5_DATASET = "/entry/data/data"
+
+
+def _hdf5_frames(path: Path) -> np.ndarray:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if not isinstance(f.get(HDF5_DATASET), h5py.Dataset):
+                raise ValueError(f"{path}: no {HDF5_DATASET} dataset (areaDetector/NeXus layout expected)")
+            data = f[HDF5_DATASET][()]
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3:
+        raise ValueError(f"{path}: {HDF5_DATASET} has shape {data.shape}, expected (N, ny, nx)")
+    return data
+
+
+def _image_frame(path: Path) -> np.ndarray:
+    import fabio
+
+    try:
+        data = fabio.open(str(path)).data
+    except Exception as exc:    # fabio raises many kinds on a corrupt or unknown file
+        raise ValueError(f"{path}: not a readable image file ({type(exc).__name__}: {exc})") from exc
+    if data is None or data.ndim != 2:
+        raise ValueError(f"{path}: expected one 2-D frame")
+    return data[None]
+
+
+def load_frames(paths) -> np.ndarray:
+    """All frames of *paths* in order, as one (N, ny, nx) array; every file must exist and
+    all frames must have one shape."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("no frame files given")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise ValueError(f"frame file(s) not found: {', '.join(missing)}")
+    stacks = [(_hdf5_frames(p) if p.suffix.lower() in HDF5_SUFFIXES else _image_frame(p)) for p in paths]
+    shapes = {s.shape[1:] for s in stacks}
+    if len(shapes) > 1:
+        raise ValueError(f"frames of different shapes: {sorted(shapes)}")
+    frames = np.concatenate(stacks)
+    if len(frames) == 0:
+        raise ValueError(f"no frames in {', '.join(str(p) for p in paths)}")
+    return frames
+
+
+def _number(row: dict, key: str, line: int, path: Path) -> float:
+    text = (row.get(key) or "").strip()
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{path} line {line}: {key} = {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{path} line {line}: {key} is {text!r}; every value must be finite")
+    return value
+
+
+def read_frame_table(path, n_frames: int) -> dict:
+    """The frame table, checked against *n_frames*, sorted by frame index: arrays ``frame``,
+    ``delay_ps``, ``pump_on`` (bool) and, when the columns exist, ``i0`` and ``fluence_mj_cm2``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"frame table not found: {path}")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:     # -sig: spreadsheet CSVs
+            reader = csv.DictReader(f)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            reader.fieldnames = columns
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"frame table {path} is not a CSV text file ({exc})") from None
+    missing = [c for c in ("frame", "delay_ps", "pump") if c not in columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (have: {', '.join(columns)})")
+    optional = [c for c in ("i0", "fluence_mj_cm2") if c in columns]
+    out = {key: [] for key in ("frame", "delay_ps", "pump_on", *optional)}
+    for line, row in enumerate(rows, start=2):
+        frame = _number(row, "frame", line, path)
+        if frame != int(frame) or not 0 <= frame < n_frames:
+            raise ValueError(f"{path} line {line}: frame {row['frame']!r} is not an index of the "
+                             f"{n_frames} frames given (0 .. {n_frames - 1})")
+        pump = (row.get("pump") or "").strip().lower()
+        if pump not in ("on", "off"):
+            raise ValueError(f"{path} line {line}: pump must be 'on' or 'off', got {row.get('pump')!r}")
+        out["frame"].append(int(frame))
+        out["delay_ps"].append(_number(row, "delay_ps", line, path))
+        out["pump_on"].append(pump == "on")
+        for key in optional:
+            out[key].append(_number(row, key, line, path))
+    if "i0" in out and any(v <= 0 for v in out["i0"]):
+        raise ValueError(f"{path}: i0 must be > 0 in every row")
+    frames = out["frame"]
+    if len(frames) != n_frames or len(set(frames)) != n_frames:
+        dup = sorted({f for f in frames if frames.count(f) > 1})
+        raise ValueError(f"{path}: {len(frames)} rows for {n_frames} frames"
+                         + (f"; frame(s) listed twice: {dup[:10]}" if dup else "")
+                         + " (one row per frame expected)")
+    order = np.argsort(frames)
+    return {key: np.asarray(values)[order] for key, values in out.items()}
+
+
+def write_nexus(path, q_inv_angstrom, intensity, sigma, *, sources, program_notes: dict) -> Path:
+    """Integrated frames as NeXus: ``/entry/reduced`` NXdata with ``I`` (frame, q), ``I_errors``
+    and the axis ``q`` (1/angstrom); ``/entry/process`` NXprocess with the calibration notes."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        entry = f.create_group("entry")
+        entry.attrs.update(NX_class="NXentry", default="reduced")
+        data = entry.create_group("reduced")
+        data.attrs.update(NX_class="NXdata", signal="I", axes=[".", "q"], q_indices=1)
+        data.create_dataset("I", data=np.asarray(intensity, dtype=np.float64)).attrs["units"] = "counts/monitor"
+        data.create_dataset("I_errors", data=np.asarray(sigma, dtype=np.float64)).attrs["units"] = "counts/monitor"
+        data.create_dataset("q", data=np.asarray(q_inv_angstrom, dtype=np.float64)).attrs["units"] = "1/angstrom"
+        process = entry.create_group("process")
+        process.attrs["NX_class"] = "NXprocess"
+        process.create_dataset("program", data="trxrd integrate (pyFAI)")
+        process.create_dataset("sources", data=[str(s) for s in sources])
+        for key, value in program_notes.items():
+            process.create_dataset(key, data=str(value))
+    return path
