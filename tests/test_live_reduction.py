@@ -40,6 +40,8 @@ def scan(sim, tmp_path_factory):
     writer = CatalogWriter(cat, backup_directory=root / "spool")
     RE = RunEngine({})
     RE.subscribe(writer)
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
     window = window_for("112", sim.cfg)
     poni, mask = sim.waxs_dir / "waxs.poni", sim.waxs_dir / "waxs_mask.edf"
     integrator, live = live_reduction(poni, mask=mask, windows=[window], store=writer, model="biexp")
@@ -53,7 +55,7 @@ def scan(sim, tmp_path_factory):
         bl.jet.stop()
         metadata._current = None
         use_beamline(None)
-    yield dict(cat=cat, writer=writer, uid=uid, delays=delays, integrator=integrator, live=live,
+    yield dict(cat=cat, writer=writer, uid=uid, docs=docs, delays=delays, integrator=integrator, live=live,
                poni=poni, mask=mask, window=window, root=root)
     writer.close()
 
@@ -120,6 +122,68 @@ def test_offline_rereduction_equals_live(scan):
         assert again.fit.value(name) == pytest.approx(live.fit.value(name), rel=1e-6)
     stops = [doc for name, doc in sink if name == "stop"]
     assert [s["exit_status"] for s in stops] == ["success", "success"]
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_live_reduction_in_its_own_process(scan, tmp_path):
+    """The RunEngine's documents over 0MQ (JSON) to `trxrd live` in another process: the
+    frames are read there through resource/datum, and the result equals the in-process one."""
+    import json
+    import queue
+    import subprocess
+    import sys
+    import threading
+
+    from event_model import compose_run
+
+    from conftest import wait_for
+    from reduction.callbacks.remote import publisher
+
+    port_in, port_out = _free_port(), _free_port()
+    lo, hi = scan["window"]
+    cli = [sys.executable, "-m", "trxrd.cli"]
+    proxy = subprocess.Popen([*cli, "proxy", "--in", f"127.0.0.1:{port_in}", "--out", f"127.0.0.1:{port_out}"],
+                             stdout=subprocess.DEVNULL)
+    live = subprocess.Popen([*cli, "live", "--zmq", f"127.0.0.1:{port_out}", "--poni", str(scan["poni"]),
+                             "--mask", str(scan["mask"]), "--window", f"{lo}:{hi}", "--model", "biexp",
+                             "--json-dir", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in live.stdout], daemon=True).start()
+    try:
+        pub = publisher(f"127.0.0.1:{port_in}")
+
+        def ping_seen():       # 0MQ subscriptions take a moment: ping until the reduction hears
+            ping = compose_run(metadata={"plan_name": "ping"})
+            pub("start", ping.start_doc)
+            pub("stop", ping.compose_stop())
+            try:
+                while True:
+                    if "ping" in lines.get(timeout=0.2):
+                        return True
+            except queue.Empty:
+                return False
+
+        wait_for(ping_seen, timeout=60, what="the live-reduction process to receive documents")
+        for name, doc in scan["docs"]:
+            pub(name, doc)
+        result_file = tmp_path / f"{scan['uid'][:8]}.json"
+        wait_for(result_file.exists, timeout=120, what="the remote reduction's result")
+    finally:
+        live.terminate()
+        proxy.terminate()
+        live.wait(10)
+        proxy.wait(10)
+    remote = json.loads(result_file.read_text())
+    here = scan["live"].result
+    np.testing.assert_allclose(remote["signal"], here.signal, rtol=1e-9)
+    assert remote["fit"]["tau1_ps"]["value"] == pytest.approx(here.fit.value("tau1_ps"), rel=1e-6)
 
 
 def test_trxrd_reduce_stores_a_second_linked_reduction(scan, monkeypatch, capsys):

@@ -13,6 +13,7 @@ EXAMPLE::
     trxrd integrate scan.h5 --poni waxs.poni --mask mask.edf --out reduced.h5
     trxrd kinetics scan.h5 --poni waxs.poni --table scan.csv --window 1.70:2.05 --json fit.json
     trxrd reduce -1 --window 1.70:2.05                     # re-reduce the last run, stored linked
+    trxrd proxy & trxrd live --window 1.70:2.05            # live reduction in its own process (0MQ)
 """
 from __future__ import annotations
 
@@ -196,17 +197,14 @@ def _kinetics(args) -> int:
     return 0
 
 
-def _reduce(args) -> int:
-    from acquisition.catalog import CatalogWriter
+def _reduction_settings(args) -> dict:
+    """Saved reduction settings (set_reduction / $TRXRD_PONI...) overridden by the arguments."""
     from acquisition.settings import parse_window, reduction_settings
-    from reduction.callbacks import live_reduction
-    from reduction.callbacks.replay import replay_run
 
     settings = dict(reduction_settings() or {})
-    if args.poni:
-        settings["poni"] = args.poni
-    if args.mask:
-        settings["mask"] = args.mask
+    for key in ("poni", "mask", "npt", "model"):
+        if getattr(args, key):
+            settings[key] = getattr(args, key)
     if args.window:
         settings["windows"] = [parse_window(w) for w in args.window]
     if not settings.get("poni"):
@@ -214,13 +212,26 @@ def _reduce(args) -> int:
                          "in the session, or set TRXRD_PONI")
     if not settings.get("windows"):
         raise ValueError("no q window: give --window QMIN:QMAX (A^-1) or save windows with set_reduction(...)")
+    return settings
+
+
+def _live_chain(settings: dict, store, plot=False):
+    from reduction.callbacks import live_reduction
+
+    options = {k: settings[k] for k in ("part", "model", "irf_fwhm_ps") if settings.get(k) is not None}
+    return live_reduction(settings["poni"], mask=settings.get("mask"), windows=settings["windows"],
+                          npt=settings.get("npt") or 1000, store=store, plot=plot, **options)
+
+
+def _reduce(args) -> int:
+    from acquisition.catalog import CatalogWriter
+    from reduction.callbacks.replay import replay_run
+
+    settings = _reduction_settings(args)
     cat = _catalog(args)
     run = _lookup(cat, args.run)
     writer = CatalogWriter(cat)
-    integrator, pump_probe = live_reduction(
-        settings["poni"], mask=settings.get("mask"), windows=settings["windows"],
-        npt=args.npt or settings.get("npt", 1000), store=writer,
-        **{k: settings[k] for k in ("part", "model", "irf_fwhm_ps") if settings.get(k) is not None})
+    integrator, pump_probe = _live_chain(settings, writer)
     try:
         for name, doc in replay_run(run):
             integrator(name, doc)
@@ -231,6 +242,55 @@ def _reduce(args) -> int:
     if pump_probe.result is not None and pump_probe.result.fit is not None:
         print(f"  {pump_probe.result.fit.summary()}")
     print(f"  stored, linked by raw_uid: {raw}")
+    return 0
+
+
+def _proxy(args) -> int:
+    from reduction.callbacks.remote import run_proxy
+
+    print(f"trxrd proxy: RunEngines publish to {args.in_address}, reductions subscribe to "
+          f"{args.out_address}. Ctrl-C stops.", flush=True)
+    run_proxy(args.in_address, args.out_address)
+    return 0
+
+
+def _live(args) -> int:
+    from reduction.callbacks.remote import dispatcher
+
+    settings = _reduction_settings(args)
+    store = None
+    if args.catalog:
+        from acquisition.catalog import CatalogWriter, open_catalog
+
+        store = CatalogWriter(open_catalog(args.catalog))
+    out = Path(args.json_dir) if args.json_dir else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    integrator, pump_probe = _live_chain(settings, store, plot=args.plot)
+
+    def report(name, doc):
+        if name == "start":
+            print(f"run {doc['uid'][:8]} {doc.get('plan_name')}", flush=True)
+        elif name == "stop" and pump_probe.result is not None and doc["run_start"] == pump_probe.run_uid:
+            fit = pump_probe.result.fit
+            print(f"  {integrator.frames} frames; {fit.summary() if fit else 'no fit'}", flush=True)
+            if out:
+                path = out / f"{pump_probe.raw_uid[:8]}.json"
+                partial = path.with_suffix(".partial")
+                partial.write_text(json.dumps(pump_probe.result.as_dict(), indent=2))
+                partial.replace(path)         # complete or absent, for whoever watches the folder
+
+    source = dispatcher(args.zmq)
+    source.subscribe(integrator)
+    source.subscribe(report)
+    pump_probe.subscribe(report)
+    print(f"trxrd live: reducing the documents from {args.zmq} ({settings['poni']}, windows "
+          f"{settings['windows']} A^-1). Ctrl-C stops.", flush=True)
+    try:
+        source.start()
+    finally:
+        if store is not None:
+            store.close()
     return 0
 
 
@@ -339,8 +399,26 @@ def build_parser() -> argparse.ArgumentParser:
     red.add_argument("--mask", help="mask image (default: the saved settings / $TRXRD_MASK)")
     red.add_argument("--window", action="append", metavar="QMIN:QMAX", help="q window (A^-1), repeatable")
     red.add_argument("--npt", type=int, help="q bins (default: saved settings, else 1000)")
+    red.add_argument("--model", choices=("exp", "biexp", "auto"), help="kinetics model (default: saved, else auto)")
     red.add_argument("--catalog", metavar="URI", help=catalog_help)
     red.set_defaults(func=_reduce)
+
+    prox = sub.add_parser("proxy", help="0MQ proxy between RunEngines and live-reduction processes")
+    prox.add_argument("--in", dest="in_address", default="127.0.0.1:5567", help="where RunEngines publish")
+    prox.add_argument("--out", dest="out_address", default="127.0.0.1:5568", help="where reductions subscribe")
+    prox.set_defaults(func=_proxy)
+
+    live = sub.add_parser("live", help="live reduction in its own process, fed with documents over 0MQ")
+    live.add_argument("--zmq", default="127.0.0.1:5568", help="the proxy's output HOST:PORT")
+    live.add_argument("--poni", help="calibration (default: the saved reduction settings / $TRXRD_PONI)")
+    live.add_argument("--mask", help="mask image (default: the saved settings / $TRXRD_MASK)")
+    live.add_argument("--window", action="append", metavar="QMIN:QMAX", help="q window (A^-1), repeatable")
+    live.add_argument("--npt", type=int, help="q bins (default: saved settings, else 1000)")
+    live.add_argument("--model", choices=("exp", "biexp", "auto"), help="kinetics model (default: saved, else auto)")
+    live.add_argument("--catalog", metavar="URI", help="store the reduced runs in this Tiled server")
+    live.add_argument("--json-dir", help="write each run's result (signal, fit) as JSON here")
+    live.add_argument("--plot", action="store_true", help="live matplotlib figure")
+    live.set_defaults(func=_live)
 
     show = sub.add_parser("show", help="one run: start metadata, streams, data keys")
     show.add_argument("run", metavar="UID", help="uid or its first characters (5 at least), "

@@ -64,6 +64,7 @@ class LivePumpProbe(DerivedRunPublisher):
         self._figure = plot
         self._last_draw = 0.0
         self.kind: str | None = None
+        self.raw_uid = self.run_uid = None      # of the last run seen and of its pump_probe run
         self.result = None
         self.refit_s: list[float] = []
         self._reset()
@@ -83,14 +84,15 @@ class LivePumpProbe(DerivedRunPublisher):
         if self.kind is None:
             return
         self.mode = doc.get("reference") or "interleaved"
-        self.open_derived({
+        self.raw_uid = doc.get("raw_uid")
+        self.run_uid = self.open_derived({
             "plan_name": "pump_probe", "kind": self.kind, "raw_uid": doc.get("raw_uid"),
             "reduced_uid": doc["uid"], "raw_plan_name": doc.get("raw_plan_name"),
             "sample": doc.get("sample"), "reference": self.mode, "signal_part": self.part,
             "windows_inv_angstrom": [list(w) for w in self.windows],
             "model": self.model if self.kind == "delay" else self.threshold_model,
             "irf_fwhm_ps_fixed": self.irf_fwhm_ps,
-            "purpose": "pump-on minus reference, window signal and fit of the raw run"}, time=doc["time"])
+            "purpose": "pump-on minus reference, window signal and fit of the raw run"}, time=doc["time"])["uid"]
 
     def event(self, doc):
         if self.kind is None:
