@@ -113,6 +113,7 @@ class LiveIntegrator(DerivedRunPublisher):
         t0 = time.perf_counter()
         frame = doc["data"][self.image_key]
         if isinstance(frame, str):                    # a datum id: read the frame from the file
+            doc = {**doc, "filled": {**doc.get("filled", {}), self.image_key: False}}
             frame = self._filler("event", doc)[1]["data"][self.image_key]
         monitor = doc["data"].get(self.monitor_key) if self.monitor_key else None
         q, intensity, sigma = self.integration.integrate(np.asarray(frame), monitor=monitor)

@@ -85,14 +85,15 @@ class LivePumpProbe(DerivedRunPublisher):
             return
         self.mode = doc.get("reference") or "interleaved"
         self.raw_uid = doc.get("raw_uid")
-        self.run_uid = self.open_derived({
-            "plan_name": "pump_probe", "kind": self.kind, "raw_uid": doc.get("raw_uid"),
-            "reduced_uid": doc["uid"], "raw_plan_name": doc.get("raw_plan_name"),
-            "sample": doc.get("sample"), "reference": self.mode, "signal_part": self.part,
-            "windows_inv_angstrom": [list(w) for w in self.windows],
-            "model": self.model if self.kind == "delay" else self.threshold_model,
-            "irf_fwhm_ps_fixed": self.irf_fwhm_ps,
-            "purpose": "pump-on minus reference, window signal and fit of the raw run"}, time=doc["time"])["uid"]
+        md = {"plan_name": "pump_probe", "kind": self.kind, "raw_uid": doc.get("raw_uid"),
+              "reduced_uid": doc["uid"], "raw_plan_name": doc.get("raw_plan_name"),
+              "sample": doc.get("sample"), "reference": self.mode, "signal_part": self.part,
+              "windows_inv_angstrom": [list(w) for w in self.windows],
+              "model": self.model if self.kind == "delay" else self.threshold_model,
+              "irf_fwhm_ps_fixed": self.irf_fwhm_ps,
+              "purpose": "pump-on minus reference, window signal and fit of the raw run"}
+        self.run_uid = self.open_derived({k: v for k, v in md.items() if v is not None},
+                                         time=doc["time"])["uid"]
 
     def event(self, doc):
         if self.kind is None:
