@@ -129,7 +129,8 @@ def start_session(prefix: str | None = None, *, root: Path | None = None, catalo
                   plots: bool | None = None, verbose: bool = True) -> dict:
     """Connect everything and return the session namespace (``RE``, ``cat``, ``bec``,
     ``writer``, ``tokens`` (RE subscription tokens by name), devices by name, plans,
-    ``bps``/``bp``/``bpp``, ``set_sample``)."""
+    ``bps``/``bp``/``bpp``, ``set_sample``, ``set_reduction`` and ``reduction``: live reduction,
+    on when settings were saved or ``TRXRD_PONI`` + ``TRXRD_WINDOWS`` are set)."""
     prefix = settings.prefix() if prefix is None else prefix
     root = settings.data_dir() if root is None else Path(root)
     cat = open_catalog(catalog_uri, root=root)
@@ -153,8 +154,11 @@ def start_session(prefix: str | None = None, *, root: Path | None = None, catalo
     saved = settings.reduction_settings(root)
     reduction_line = "live reduction: off (set_reduction(poni, mask=..., windows=[(qmin, qmax)]))"
     if saved and saved.get("windows"):
-        live.set(**saved, save=False)
-        reduction_line = f"live reduction: {saved['poni']}, windows {saved['windows']} A^-1"
+        try:
+            live.set(**saved, save=False)
+            reduction_line = f"live reduction: {saved['poni']}, windows {saved['windows']} A^-1"
+        except (ValueError, OSError) as exc:    # a moved calibration must not stop the session
+            reduction_line = f"live reduction: OFF, the saved settings fail ({exc}); set_reduction(...)"
     if verbose:
         print(f"trxrd session: prefix {prefix!r}, data {root}, catalog "
               f"{catalog_uri or os.environ.get('TRXRD_CATALOG') or root / 'catalog'}\n"

@@ -327,6 +327,15 @@ def _shell(args) -> int:
     return 0
 
 
+def _reduction_options(parser) -> None:
+    """Options of the commands that run the live chain; defaults from the saved settings."""
+    parser.add_argument("--poni", help="calibration (default: the saved reduction settings / $TRXRD_PONI)")
+    parser.add_argument("--mask", help="mask image (default: the saved settings / $TRXRD_MASK)")
+    parser.add_argument("--window", action="append", metavar="QMIN:QMAX", help="q window (A^-1), repeatable")
+    parser.add_argument("--npt", type=int, help="q bins (default: saved settings, else 1000)")
+    parser.add_argument("--model", choices=("exp", "biexp", "auto"), help="kinetics model (default: saved, else auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trxrd", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -395,11 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     red = sub.add_parser("reduce", help="re-reduce a stored run; the result is stored linked to it")
     red.add_argument("run", metavar="UID", help="uid (or 5+ first characters), scan_id, or -1")
-    red.add_argument("--poni", help="calibration (default: the saved reduction settings / $TRXRD_PONI)")
-    red.add_argument("--mask", help="mask image (default: the saved settings / $TRXRD_MASK)")
-    red.add_argument("--window", action="append", metavar="QMIN:QMAX", help="q window (A^-1), repeatable")
-    red.add_argument("--npt", type=int, help="q bins (default: saved settings, else 1000)")
-    red.add_argument("--model", choices=("exp", "biexp", "auto"), help="kinetics model (default: saved, else auto)")
+    _reduction_options(red)
     red.add_argument("--catalog", metavar="URI", help=catalog_help)
     red.set_defaults(func=_reduce)
 
@@ -410,11 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     live = sub.add_parser("live", help="live reduction in its own process, fed with documents over 0MQ")
     live.add_argument("--zmq", default="127.0.0.1:5568", help="the proxy's output HOST:PORT")
-    live.add_argument("--poni", help="calibration (default: the saved reduction settings / $TRXRD_PONI)")
-    live.add_argument("--mask", help="mask image (default: the saved settings / $TRXRD_MASK)")
-    live.add_argument("--window", action="append", metavar="QMIN:QMAX", help="q window (A^-1), repeatable")
-    live.add_argument("--npt", type=int, help="q bins (default: saved settings, else 1000)")
-    live.add_argument("--model", choices=("exp", "biexp", "auto"), help="kinetics model (default: saved, else auto)")
+    _reduction_options(live)
     live.add_argument("--catalog", metavar="URI", help="store the reduced runs in this Tiled server")
     live.add_argument("--json-dir", help="write each run's result (signal, fit) as JSON here")
     live.add_argument("--plot", action="store_true", help="live matplotlib figure")
