@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from ophyd.signal import EpicsSignalBase
+
 from . import settings
 from .devices.delay import PumpProbeDelay
 from .devices.detectors import PilatusDetector
@@ -44,6 +46,9 @@ class Beamline:
 _current: Beamline | None = None
 
 
+CONNECTION_TIMEOUT_S = 5.0
+
+
 def connect_beamline(prefix: str | None = None, *, root: Path | None = None, timeout: float = 15.0,
                      spot_fwhm_um=(300.0, 300.0), exposure_s: float = 0.1, register: bool = True) -> Beamline:
     """Build every device under *prefix*, wait for the connections and (``register``) make
@@ -51,6 +56,9 @@ def connect_beamline(prefix: str | None = None, *, root: Path | None = None, tim
     (time zero, fluence calibration) lives in ``<root>/state.json``."""
     prefix = settings.prefix() if prefix is None else prefix
     root = settings.data_dir() if root is None else Path(root)
+    # ophyd's default of 1 s for a signal that a device touches while it is built (the area
+    # detector's trigger signal) is too short for a busy IOC host; as facility profiles do
+    EpicsSignalBase.set_defaults(connection_timeout=CONNECTION_TIMEOUT_S)
     bl = Beamline(
         delay=PumpProbeDelay(prefix, name="pump", state_root=root),
         att=FluenceAttenuator(prefix, name="att", spot_fwhm_um=spot_fwhm_um, state_root=root),
