@@ -10,13 +10,15 @@ EXAMPLE::
 """
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 DELAY_LINEAR_PS = 300.0     # symlog delay axes: linear within +-300 ps, logarithmic beyond
 
 
 def _fit_label(fit) -> str:
-    return "" if fit is None else fit.summary()
+    return "" if fit is None else textwrap.fill(fit.summary(), 80)
 
 
 def plot_difference_map(ax, q_inv_angstrom, x, d_intensity, *, kind: str = "delay"):
@@ -58,7 +60,7 @@ def plot_fluence(ax, excitations, fraction, fraction_err=None, fit=None):
         lo, hi = fit.threshold_range
         ax.axvspan(lo, hi, color="C1", alpha=0.2, label="threshold range")
     ax.set_xlabel("<N> excitations per NC")
-    ax.set_ylabel("melted fraction")
+    ax.set_ylabel("melted fraction (-dA/A in the window)")
     ax.set_title(_fit_label(fit), fontsize=8)
     ax.legend(loc="best", fontsize=8)
 

@@ -49,7 +49,7 @@ def _truth(cfg: dict, time_zero_mm: float) -> dict:
     from simulated_devices.physics import laser
 
     d, pp = cfg["delay"], cfg["pump_probe"]
-    t0 = -float(laser.stage_delay_ps(time_zero_mm, d["stage_time_zero_mm"], d["n_passes"]))
+    t0 = 0.0 - float(laser.stage_delay_ps(time_zero_mm, d["stage_time_zero_mm"], d["n_passes"]))
     return {"tau1_ps": pp["tau1_ps"], "tau2_ps": pp["tau2_ps"], "t0_ps": t0, "irf_fwhm_ps": pp["irf_fwhm_ps"],
             "threshold_excitations": pp["threshold_excitations"], "a1_share": pp["a1"]}
 
