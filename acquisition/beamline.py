@@ -57,8 +57,12 @@ def connect_beamline(prefix: str | None = None, *, root: Path | None = None, tim
     prefix = settings.prefix() if prefix is None else prefix
     root = settings.data_dir() if root is None else Path(root)
     # ophyd's default of 1 s for a signal that a device touches while it is built (the area
-    # detector's trigger signal) is too short for a busy IOC host; as facility profiles do
-    EpicsSignalBase.set_defaults(connection_timeout=CONNECTION_TIMEOUT_S)
+    # detector's trigger signal) is too short for a busy IOC host; as facility profiles do.
+    # ophyd allows this only before its first EPICS signal: later calls keep what is set.
+    try:
+        EpicsSignalBase.set_defaults(connection_timeout=CONNECTION_TIMEOUT_S)
+    except RuntimeError:
+        pass
     bl = Beamline(
         delay=PumpProbeDelay(prefix, name="pump", state_root=root),
         att=FluenceAttenuator(prefix, name="att", spot_fwhm_um=spot_fwhm_um, state_root=root),
