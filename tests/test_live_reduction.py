@@ -28,7 +28,7 @@ def scan(sim, tmp_path_factory):
     from simulated_devices.physics.beamline import window_for
 
     root = tmp_path_factory.mktemp("live")
-    bl = connect_beamline(sim.prefix, root=root, exposure_s=0.05)
+    bl = connect_beamline(sim.prefix, root=root, exposure_s=0.1)
     bl.delay.optical.settle_time = bl.att.waveplate.settle_time = 0.005
     laser = sim.cfg["laser"]
     p0 = laser["power_before_waveplate_w"]
@@ -46,7 +46,7 @@ def scan(sim, tmp_path_factory):
     poni, mask = sim.waxs_dir / "waxs.poni", sim.waxs_dir / "waxs_mask.edf"
     integrator, live = live_reduction(poni, mask=mask, windows=[window], store=writer, model="biexp")
     RE.subscribe(integrator)
-    delays = dense_then_log(-200, 200, 9, 10000, 12)
+    delays = dense_then_log(-200, 200, 17, 10000, 16)          # every 25 ps near t0, as the demo
     try:
         RE(bps.mv(bl.att.fluence, 240.0 / bl.att.n_per_fluence()))        # <N> = 240, 4x threshold
         uid, = RE(delay_scan([bl.pilatus], delays))
@@ -58,6 +58,8 @@ def scan(sim, tmp_path_factory):
     yield dict(cat=cat, writer=writer, uid=uid, docs=docs, delays=delays, integrator=integrator, live=live,
                poni=poni, mask=mask, window=window, root=root)
     writer.close()
+    for device in bl.devices().values():      # their monitors would load later tests' callbacks
+        device.destroy()
 
 
 def _derived(cat, uid, plan_name):
