@@ -3,6 +3,19 @@
 A failure inside a reduction callback must never abort the acquisition it watches: the error
 is logged once, the derived run is closed with ``exit_status="fail"`` and its reason, and the
 callback waits for the next raw run.
+
+EXAMPLE::
+
+    from reduction.callbacks.base import DerivedRunPublisher
+
+    class CountFrames(DerivedRunPublisher):          # one derived run per raw run
+        def start(self, doc):
+            self.open_derived({"plan_name": "count_frames", "raw_uid": doc["uid"]})
+        def event(self, doc):
+            self.emit_event("primary", {"seq": doc["seq_num"]},
+                            {"seq": {"source": "count_frames", "dtype": "integer", "shape": []}})
+        def stop(self, doc):
+            self.close_derived()
 """
 from __future__ import annotations
 
