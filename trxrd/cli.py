@@ -327,6 +327,15 @@ def _shell(args) -> int:
     return 0
 
 
+def _frame_options(parser) -> None:
+    """Detector files and their calibration, for the commands that read frames."""
+    parser.add_argument("frames", nargs="+", metavar="FRAMES",
+                        help="HDF5 (/entry/data/data, N frames) or CBF/TIFF/EDF files (one frame each)")
+    parser.add_argument("--poni", required=True, help="pyFAI calibration (PONI file)")
+    parser.add_argument("--mask", help="mask image (non-zero = masked); negative pixels are always masked")
+    parser.add_argument("--npt", type=int, default=1000, help="q bins (default 1000)")
+
+
 def _reduction_options(parser) -> None:
     """Options of the commands that run the live chain; defaults from the saved settings."""
     parser.add_argument("--poni", help="calibration (default: the saved reduction settings / $TRXRD_PONI)")
@@ -373,19 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
     runs.set_defaults(func=_runs)
 
     integ = sub.add_parser("integrate", help="azimuthal integration of detector files to NeXus I(q)")
-    integ.add_argument("frames", nargs="+", metavar="FRAMES",
-                       help="HDF5 (/entry/data/data, N frames) or CBF/TIFF/EDF files (one frame each)")
-    integ.add_argument("--poni", required=True, help="pyFAI calibration (PONI file)")
-    integ.add_argument("--mask", help="mask image (non-zero = masked); negative pixels are always masked")
-    integ.add_argument("--npt", type=int, default=1000, help="q bins (default 1000)")
+    _frame_options(integ)
     integ.add_argument("--out", required=True, help="NeXus file to write (e.g. reduced.h5)")
     integ.set_defaults(func=_integrate)
 
     kin = sub.add_parser("kinetics", help="pump-probe kinetics from detector files + a frame table")
-    kin.add_argument("frames", nargs="+", metavar="FRAMES",
-                     help="HDF5 (/entry/data/data, N frames) or CBF/TIFF/EDF files (one frame each)")
-    kin.add_argument("--poni", required=True, help="pyFAI calibration (PONI file)")
-    kin.add_argument("--mask", help="mask image (non-zero = masked)")
+    _frame_options(kin)
     kin.add_argument("--table", required=True,
                      help="CSV, one row per frame: frame,delay_ps,pump(on/off)[,i0][,fluence_mj_cm2]")
     kin.add_argument("--window", action="append", required=True, metavar="QMIN:QMAX",
@@ -397,7 +399,6 @@ def build_parser() -> argparse.ArgumentParser:
     kin.add_argument("--irf-fwhm", type=float, metavar="PS", help="fix the IRF FWHM (ps); default fitted")
     kin.add_argument("--reference", choices=("interleaved", "negative_delay", "interpolate"),
                      default="interleaved", help="how pump-on frames pair with pump-off frames")
-    kin.add_argument("--npt", type=int, default=1000, help="q bins (default 1000)")
     kin.add_argument("--json", metavar="OUT", help="write the fit and the signal as JSON")
     kin.add_argument("--plot", metavar="OUT.png", help="write the difference map and the fitted trace")
     kin.set_defaults(func=_kinetics)

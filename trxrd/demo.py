@@ -84,11 +84,6 @@ def _save_figures(out: Path, delay_result, fluence_result) -> list[Path]:
     return paths
 
 
-def _param(fit, name):
-    value, err = fit.params.get(name, (None, None))
-    return value, err
-
-
 def run_demo(out_dir: str | Path = "demo-output", detector: str = "pilatus300k",
              json_path: str | Path | None = None) -> int:
     from simulated_devices.physics.config import load_config
@@ -166,7 +161,7 @@ def _campaign(sim, cfg, out, root, t_start, json_path) -> int:
           f"  {'':<22} {'fitted':>10} {'':>12} {'truth':>10}")
     for name, key, unit in (("tau1 (recrystallise)", "tau1_ps", "ps"), ("tau2 (cool)", "tau2_ps", "ps"),
                             ("t0", "t0_ps", "ps"), ("IRF FWHM", "irf_fwhm_ps", "ps")):
-        print(_row(name, *_param(kinetics, key), truth[key], unit))
+        print(_row(name, *kinetics.params.get(key, (None, None)), truth[key], unit))
     print(_row("melting threshold <N>", threshold.threshold, threshold.threshold_err,
                truth["threshold_excitations"], "excitations per NC"))
     figures = _save_figures(out, delay_result, fluence_result)
