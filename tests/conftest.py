@@ -108,3 +108,37 @@ def jet_running(sim, ca):
              what="jet flowing")
     yield
     ca.caput(sim.prefix + "JET:Run", 0, wait=True)
+
+
+@pytest.fixture(scope="session")
+def bl(sim, tmp_path_factory):
+    """Pump-probe devices (not the heating cell / syringe) built like the profile does, once for
+    the session: every set of ophyd devices adds monitor callbacks the later timing tests share."""
+    from types import SimpleNamespace
+
+    from acquisition.devices.delay import PumpProbeDelay
+    from acquisition.devices.detectors import PilatusDetector
+    from acquisition.devices.fluence import FluenceAttenuator
+    from acquisition.devices.liquid_jet import LiquidJet
+    from acquisition.devices.monitors import I0Monitor
+    from acquisition.devices.shutter import PumpShutter
+    from acquisition.devices.stage import SampleStage
+
+    root = tmp_path_factory.mktemp("pp")
+    p = sim.prefix
+    ns = SimpleNamespace(
+        delay=PumpProbeDelay(p, name="pump", state_root=root),
+        att=FluenceAttenuator(p, name="att", state_root=root),
+        shutter=PumpShutter(p, name="pump_shutter"), jet=LiquidJet(p, name="jet"),
+        i0=I0Monitor(p, name="i0"), stage=SampleStage(p, name="sample"),
+        pilatus=PilatusDetector(p + "PIL:", name="pilatus", write_dir=root / "frames" / "pilatus"))
+    for dev in vars(ns).values():
+        dev.wait_for_connection(timeout=30)
+    ns.delay.optical.settle_time = ns.att.waveplate.settle_time = 0.005
+    laser = sim.cfg["laser"]
+    p0 = laser["power_before_waveplate_w"]
+    ns.att.set_calibration(laser["transmission_min"] * p0, laser["transmission_max"] * p0,
+                           laser["theta0_deg"], save=False)
+    ns.pilatus.exposure_s = 0.05
+    ns.devices = dict(delay=ns.delay, shutter=ns.shutter, att=ns.att, jet=ns.jet, i0=ns.i0)
+    return ns

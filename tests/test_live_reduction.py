@@ -14,17 +14,11 @@ SAMPLE = {"name": "CuInSe2 live-reduction test", "size_nm": 7.0, "ligand": "oley
 
 
 @pytest.fixture(scope="module")
-def scan(sim, tmp_path_factory):
+def scan(sim, bl, tmp_path_factory):
     """One delay scan with live reduction into an embedded catalog; what the test needs of it."""
     from bluesky import RunEngine
     from bluesky import plan_stubs as bps
 
-    from acquisition.devices.delay import PumpProbeDelay
-    from acquisition.devices.detectors import PilatusDetector
-    from acquisition.devices.fluence import FluenceAttenuator
-    from acquisition.devices.liquid_jet import LiquidJet
-    from acquisition.devices.monitors import I0Monitor
-    from acquisition.devices.shutter import PumpShutter
     from acquisition.catalog import CatalogWriter, open_catalog
     from acquisition.plans import metadata
     from acquisition.plans.delays import dense_then_log
@@ -33,21 +27,11 @@ def scan(sim, tmp_path_factory):
     from simulated_devices.physics.beamline import window_for
 
     root = tmp_path_factory.mktemp("live")
-    p = sim.prefix            # only the pump-probe devices: fewer monitors loading later tests
-    devices = dict(delay=PumpProbeDelay(p, name="pump", state_root=root),
-                   att=FluenceAttenuator(p, name="att", state_root=root),
-                   shutter=PumpShutter(p, name="pump_shutter"), jet=LiquidJet(p, name="jet"),
-                   i0=I0Monitor(p, name="i0"))
-    pilatus = PilatusDetector(p + "PIL:", name="pilatus", write_dir=root / "frames" / "pilatus", exposure_s=0.1)
-    for device in [*devices.values(), pilatus]:
-        device.wait_for_connection(timeout=30)
-    att = devices["att"]
-    devices["delay"].optical.settle_time = att.waveplate.settle_time = 0.005
-    laser = sim.cfg["laser"]
-    p0 = laser["power_before_waveplate_w"]
-    att.set_calibration(laser["transmission_min"] * p0, laser["transmission_max"] * p0,
-                        laser["theta0_deg"], save=False)
+    att = bl.att
     att.sigma_cm2.put(SAMPLE["sigma_cm2"])
+    exposure, template = bl.pilatus.exposure_s, bl.pilatus.hdf5.write_path_template
+    bl.pilatus.exposure_s = 0.1
+    bl.pilatus.hdf5.write_path_template = f"{root}/frames/pilatus/%Y/%m/%d/"   # inside this catalog's root
     metadata.set_sample(**SAMPLE)
     cat = open_catalog(root=root)
     writer = CatalogWriter(cat, backup_directory=root / "spool")
@@ -62,10 +46,11 @@ def scan(sim, tmp_path_factory):
     delays = dense_then_log(-200, 200, 17, 10000, 16)          # every 25 ps near t0, as the demo
     try:
         RE(bps.mv(att.fluence, 240.0 / att.n_per_fluence()))        # <N> = 240, 4x threshold
-        uid, = RE(delay_scan([pilatus], delays, **devices))
+        uid, = RE(delay_scan([bl.pilatus], delays, **bl.devices))
         writer.flush()
     finally:
-        devices["jet"].stop()
+        bl.jet.stop()
+        bl.pilatus.exposure_s, bl.pilatus.hdf5.write_path_template = exposure, template
         metadata._current = None
     yield dict(cat=cat, writer=writer, uid=uid, docs=docs, delays=delays, integrator=integrator, live=live,
                poni=poni, mask=mask, window=window, root=root)
