@@ -3,7 +3,7 @@ as the session's defaults, so plans can be called as ``delay_scan([pilatus], del
 
 EXAMPLE::
 
-    from acquisition.beamline import connect_beamline
+    from trxrd.acquisition.beamline import connect_beamline
     bl = connect_beamline("TRX:")        # TRXRD_PREFIX / TRXRD_DATA by default
     bl.delay, bl.att, bl.shutter, bl.jet, bl.pilatus
 """

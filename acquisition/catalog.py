@@ -22,7 +22,7 @@ EXAMPLE::
     from bluesky import RunEngine
     from bluesky.plans import count
     from ophyd import Signal
-    from acquisition.catalog import CatalogWriter, open_catalog
+    from trxrd.acquisition.catalog import CatalogWriter, open_catalog
 
     det = Signal(name="det", value=1.0)
 
@@ -91,7 +91,7 @@ def open_catalog(uri: str | None = None, *, api_key: str | None = None, root: Pa
 
     EXAMPLE::
 
-        from acquisition.catalog import open_catalog
+        from trxrd.acquisition.catalog import open_catalog
         cat = open_catalog()                                  # embedded, ./data/catalog
         cat = open_catalog(root="/data/2026-11-beamtime")     # embedded elsewhere
         cat = open_catalog("http://tiled.example:8000", api_key="secret")
@@ -171,7 +171,7 @@ def events_written(run, stream: str = "primary") -> int:
 
     EXAMPLE::
 
-        from acquisition.catalog import events_written, open_catalog
+        from trxrd.acquisition.catalog import events_written, open_catalog
         events_written(open_catalog()[-1])      # e.g. 120 of a 400-point scan in progress
     """
     try:
@@ -257,7 +257,7 @@ class CatalogWriter:
 
     EXAMPLE::
 
-        from acquisition.catalog import CatalogWriter, open_catalog
+        from trxrd.acquisition.catalog import CatalogWriter, open_catalog
         cat = open_catalog()
         writer = CatalogWriter(cat)                 # spool: $TRXRD_DATA/spool
         token = RE.subscribe(writer)

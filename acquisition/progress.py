@@ -3,7 +3,7 @@ and bluesky's ProgressBarManager for moves and long settles.
 
 EXAMPLE::
 
-    from acquisition.progress import install_progress
+    from trxrd.acquisition.progress import install_progress
     install_progress(RE)
 """
 from __future__ import annotations

@@ -9,7 +9,7 @@ sample's name, size_nm, ligand, solvent, sigma_cm2, used when none was saved).
 
 EXAMPLE::
 
-    from acquisition.session import start_session
+    from trxrd.acquisition.session import start_session
     ns = start_session()
     RE, cat, pilatus = ns["RE"], ns["cat"], ns["pilatus"]
     RE(ns["delay_scan"]([pilatus], ns["log_delays"](-100, 5000, 20)))
@@ -96,7 +96,7 @@ class LiveReduction:
     def set(self, poni, *, mask=None, windows, npt: int = 1000, part: str = "area", model: str = "auto",
             irf_fwhm_ps: float | None = None, save: bool = True):
         """(Re)install live reduction with this calibration and these q windows (A^-1)."""
-        from reduction.callbacks import live_reduction
+        from trxrd.reduction.callbacks import live_reduction
 
         windows = [tuple(float(v) for v in w) for w in windows]
         integrator, pump_probe = live_reduction(poni, mask=mask, windows=windows, npt=npt,
@@ -129,7 +129,7 @@ def start_session(prefix: str | None = None, *, root: Path | None = None, catalo
                   plots: bool | None = None, verbose: bool = True) -> dict:
     """Connect everything and return the session namespace (``RE``, ``cat``, ``bec``,
     ``writer``, ``tokens`` (RE subscription tokens by name), devices by name, plans,
-    ``bps``/``bp``/``bpp``, ``set_sample``, ``set_reduction`` and ``reduction``: live reduction,
+    ``bps``/``bp``/``bpp``, ``set_sample``, ``set_reduction`` and ``trxrd.reduction``: live reduction,
     on when settings were saved or ``TRXRD_PONI`` + ``TRXRD_WINDOWS`` are set)."""
     prefix = settings.prefix() if prefix is None else prefix
     root = settings.data_dir() if root is None else Path(root)

@@ -10,7 +10,7 @@ Environment:
 
 EXAMPLE::
 
-    from acquisition.settings import data_dir, load_state, update_state
+    from trxrd.acquisition.settings import data_dir, load_state, update_state
     update_state("delay", {"time_zero_mm": 150.02})
     load_state()["delay"]["time_zero_mm"]
 """

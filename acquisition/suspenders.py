@@ -5,7 +5,7 @@ only the frame that was interrupted (a checkpoint precedes every frame).
 
 EXAMPLE::
 
-    from acquisition.suspenders import jet_lost, shutter_closed
+    from trxrd.acquisition.suspenders import jet_lost, shutter_closed
     RE.install_suspender(jet_lost(jet))      # or bpp.suspend_wrapper(plan, [...])
 """
 from __future__ import annotations

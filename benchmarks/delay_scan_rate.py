@@ -23,14 +23,14 @@ def main() -> None:
     ap.add_argument("--exposure", type=float, default=0.01, help="s per frame")
     args = ap.parse_args()
 
-    from simulated_devices.process import SimulatedBeamline, isolated_ca_env
+    from trxrd.simulated_devices.process import SimulatedBeamline, isolated_ca_env
 
     os.environ.update(isolated_ca_env())
     with tempfile.TemporaryDirectory() as tmp, SimulatedBeamline("BD:", data_dir=f"{tmp}/sim"):
         os.environ["TRXRD_DATA"] = f"{tmp}/data"
         from bluesky.plans import count
 
-        from acquisition.session import start_session
+        from trxrd.acquisition.session import start_session
 
         ns = start_session("BD:", plots=False, verbose=False)
         RE, pilatus = ns["RE"], ns["pilatus"]

@@ -23,7 +23,7 @@ def bench(detector: str, frames: int, exposure: float) -> dict:
     import epics
     import h5py
 
-    from simulated_devices.process import SimulatedBeamline
+    from trxrd.simulated_devices.process import SimulatedBeamline
 
     with tempfile.TemporaryDirectory() as tmp, SimulatedBeamline(f"B{detector[7:].upper()}:", data_dir=tmp,
                                                                     detector=detector) as sim:
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--exposure", type=float, default=0.01, help="AcquireTime (s)")
     args = parser.parse_args()
-    from simulated_devices.process import isolated_ca_env
+    from trxrd.simulated_devices.process import isolated_ca_env
 
     os.environ.update(isolated_ca_env())
     print(f"{'detector':12s} {'shape':>12s} {'acquire->closed':>16s} {'minus exposure':>15s} "

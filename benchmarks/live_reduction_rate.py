@@ -24,7 +24,7 @@ from event_model import compose_run
 
 
 def _frames(detector: str, delays: list[float]):
-    from simulated_devices.physics.beamline import BeamlineModel
+    from trxrd.simulated_devices.physics.beamline import BeamlineModel
 
     model = BeamlineModel(waxs_detector=detector, seed=1)
     model.jet.run = True
@@ -67,10 +67,10 @@ def main() -> None:
     parser.add_argument("--detector", choices=("pilatus300k", "pilatus2m"), default="pilatus300k")
     parser.add_argument("--delays", type=int, default=40)
     args = parser.parse_args()
-    from acquisition.plans.delays import dense_then_log
-    from reduction.callbacks import live_reduction
-    from reduction.integrate import AzimuthalIntegration
-    from simulated_devices.physics.beamline import window_for
+    from trxrd.acquisition.plans.delays import dense_then_log
+    from trxrd.reduction.callbacks import live_reduction
+    from trxrd.reduction.integrate import AzimuthalIntegration
+    from trxrd.simulated_devices.physics.beamline import window_for
 
     delays = dense_then_log(-200, 200, 17, 10000, args.delays - 17)
     model, frames, rows = _frames(args.detector, delays)

@@ -1,2 +1,2 @@
 """Reduction library: pure functions on numpy arrays (no bluesky imports); bluesky
-callbacks wrap them in ``reduction.callbacks``."""
+callbacks wrap them in ``trxrd.reduction.callbacks``."""

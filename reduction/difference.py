@@ -16,7 +16,7 @@ gives the standard error (NaN for a point measured once).
 EXAMPLE::
 
     import numpy as np
-    from reduction.difference import differences
+    from trxrd.reduction.difference import differences
     q = np.linspace(1, 3, 5)
     off = np.ones((2, 5)); on = 0.9 * off
     intensity = np.stack([on[0], off[0], on[1], off[1]])             # on, off, on, off

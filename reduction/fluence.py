@@ -4,12 +4,12 @@ threshold <N>_th fitted to melted fraction vs <N> (SCIENCE.md 1).
 <N> = sigma * j / (h nu) with j the pump fluence (mJ/cm^2) and sigma the NC absorption
 cross-section at the pump wavelength (cm^2). Melted material gives no Bragg peak, so the
 melted fraction at a fixed delay is minus the relative change of the Bragg-peak area (the
-"area" signal of ``reduction.peaks.window_signal``).
+"area" signal of ``trxrd.reduction.peaks.window_signal``).
 
 EXAMPLE::
 
     import numpy as np
-    from reduction.fluence import excitations_per_nc, melted_fraction, fit_threshold
+    from trxrd.reduction.fluence import excitations_per_nc, melted_fraction, fit_threshold
     n = excitations_per_nc(np.linspace(0.0, 3.73, 12), sigma_cm2=4e-14)    # <N> 0 .. ~300
     true = np.where(n > 60, 0.6 * (1 - np.exp(-(n - 60) / 150)), 0.0)
     area_change = -true + np.random.default_rng(1).normal(0, 0.005, n.size)

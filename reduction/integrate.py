@@ -6,7 +6,7 @@ by a monitor (I0). q is in A^-1.
 
 EXAMPLE::
 
-    from reduction.integrate import AzimuthalIntegration
+    from trxrd.reduction.integrate import AzimuthalIntegration
     integ = AzimuthalIntegration("/tmp/trx-data/waxs/waxs.poni", mask="/tmp/trx-data/waxs/waxs_mask.edf")
     q, i, sigma = integ.integrate(frame, monitor=5e-9)      # q in A^-1, sigma: Poisson 1-sigma
     curves = integ.integrate_many(frames, monitors=i0s)      # (N, npt) intensities and sigmas

@@ -7,7 +7,7 @@ with one row per frame: ``frame`` (0-based index across all files in order), ``d
 
 EXAMPLE::
 
-    from reduction.io import load_frames, read_frame_table, write_nexus
+    from trxrd.reduction.io import load_frames, read_frame_table, write_nexus
     frames = load_frames(["scan_0001.h5"])           # (N, ny, nx)
     table = read_frame_table("scan_0001.csv", n_frames=len(frames))
     table["delay_ps"], table["pump_on"], table.get("i0")

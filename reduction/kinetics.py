@@ -7,7 +7,7 @@ amplitudes are signed (a melting signal is negative).
 EXAMPLE::
 
     import numpy as np
-    from reduction.kinetics import kinetics_model, fit_kinetics, fit_kinetics_auto
+    from trxrd.reduction.kinetics import kinetics_model, fit_kinetics, fit_kinetics_auto
     delay_ps = np.concatenate([np.linspace(-200, 200, 12), np.geomspace(250, 10000, 38)])
     truth = kinetics_model(delay_ps, t0_ps=5, irf_fwhm_ps=79, amplitudes=[-0.28, -0.12],
                            taus_ps=[150, 2500])

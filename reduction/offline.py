@@ -3,7 +3,7 @@ live reduction: ``trxrd integrate`` and ``trxrd kinetics``.
 
 EXAMPLE::
 
-    from reduction.offline import integrate_files, kinetics_files
+    from trxrd.reduction.offline import integrate_files, kinetics_files
     integrate_files(["scan.h5"], "waxs.poni", mask="waxs_mask.edf", out="reduced.h5")
     result = kinetics_files(["scan.h5"], "waxs.poni", "scan.csv", [(1.70, 2.05)], model="biexp")
     result.fit.summary(), result.as_dict()

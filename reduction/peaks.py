@@ -11,7 +11,7 @@ a and c of chalcopyrite CuInSe2 (SCIENCE.md 1), intensity ratios give <du^2> (SC
 EXAMPLE::
 
     import numpy as np
-    from reduction.peaks import (window_integral, window_parts, window_signal, pseudo_voigt,
+    from trxrd.reduction.peaks import (window_integral, window_parts, window_signal, pseudo_voigt,
                                  fit_pseudo_voigt, lattice_parameters_tetragonal,
                                  reflection_q_tetragonal, scherrer_size_nm, debye_waller_du2,
                                  mean_du2)

@@ -4,8 +4,8 @@ the PNGs of ``trxrd demo`` / ``trxrd kinetics --plot`` draw the same figures.
 
 EXAMPLE::
 
-    from reduction.plots import pump_probe_figure
-    fig = pump_probe_figure(result, kind="delay")     # result: reduction.pump_probe.PumpProbeResult
+    from trxrd.reduction.plots import pump_probe_figure
+    fig = pump_probe_figure(result, kind="delay")     # result: trxrd.reduction.pump_probe.PumpProbeResult
     fig.savefig("kinetics.png", dpi=120)
 """
 from __future__ import annotations

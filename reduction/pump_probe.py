@@ -8,7 +8,7 @@ once on all frames, so live and offline results are the same numbers.
 EXAMPLE::
 
     import numpy as np
-    from reduction.pump_probe import pump_probe_signal, fit_delays
+    from trxrd.reduction.pump_probe import pump_probe_signal, fit_delays
     # q (nq,), intensity/sigma (N, nq) from AzimuthalIntegration.integrate_many;
     # delay_ps (N,), is_reference (N,) from the scan's table
     result = pump_probe_signal(q, intensity, delay_ps, is_reference, [(1.70, 2.05)], sigma=sigma)
@@ -59,8 +59,8 @@ def _floats(values) -> list:
 
 def pump_probe_signal(q_inv_angstrom, intensity, points, is_reference, windows, *, sigma=None, x=None,
                       part: str = "area", mode: str = "interleaved") -> PumpProbeResult:
-    """Differences per point (see ``reduction.difference``) and their window signal (see
-    ``reduction.peaks.window_signal``). *points* groups frames (requested delay or fluence),
+    """Differences per point (see ``trxrd.reduction.difference``) and their window signal (see
+    ``trxrd.reduction.peaks.window_signal``). *points* groups frames (requested delay or fluence),
     *x* (default: points) is averaged per point over its signal frames (the actual delay)."""
     points = np.asarray(points, dtype=float)
     is_reference = np.asarray(is_reference, dtype=bool)

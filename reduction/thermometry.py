@@ -9,7 +9,7 @@ position(T) = sum_k c_k (T - T_ref)^k, T_ref the lowest calibration temperature.
 EXAMPLE::
 
     import numpy as np
-    from reduction.thermometry import calibrate_thermometer, lattice_temperature, temperature_rise
+    from trxrd.reduction.thermometry import calibrate_thermometer, lattice_temperature, temperature_rise
     t_c = np.linspace(25, 170, 12)                       # heating-cell set points, C
     q = 1.88 * (1 - 3.7e-5 * (t_c - 25))                 # (112) positions from pseudo-Voigt fits, A^-1
     cal = calibrate_thermometer(t_c, q, np.full(12, 1e-5))

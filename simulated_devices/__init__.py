@@ -1,5 +1,5 @@
 """Simulated beamline: caproto soft IOCs that serve the same EPICS records as the real
-hardware, all driven by one sample-physics model (``simulated_devices.physics``).
+hardware, all driven by one sample-physics model (``trxrd.simulated_devices.physics``).
 
 EXAMPLE (run every IOC under the TRX: prefix until Ctrl-C)::
 

@@ -4,7 +4,7 @@ and wait until it answers. Used by the tests, the demo and the benchmarks.
 EXAMPLE::
 
     import os
-    from simulated_devices.process import SimulatedBeamline, isolated_ca_env
+    from trxrd.simulated_devices.process import SimulatedBeamline, isolated_ca_env
     os.environ.update(isolated_ca_env())          # before pyepics / ophyd connect
     with SimulatedBeamline(data_dir="/tmp/trx-data") as sim:
         import epics

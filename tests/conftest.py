@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from simulated_devices.process import SimulatedBeamline, isolated_ca_env
+from trxrd.simulated_devices.process import SimulatedBeamline, isolated_ca_env
 
 os.environ.update(isolated_ca_env())
 os.environ.setdefault("OPHYD_CONTROL_LAYER", "pyepics")
@@ -52,7 +52,7 @@ def wait_for(predicate, timeout: float, period: float = 0.02, what: str = "condi
 @pytest.fixture(scope="session")
 def sim(tmp_path_factory):
     """The running simulated beamline (prefix TRXT:), its data folder and its sample file."""
-    from simulated_devices.physics.config import load_config
+    from trxrd.simulated_devices.physics.config import load_config
 
     data = tmp_path_factory.mktemp("beamline")
     beamline = SimulatedBeamline(PREFIX, data_dir=data, overrides=TEST_OVERRIDES)
@@ -116,13 +116,13 @@ def bl(sim, tmp_path_factory):
     the session: every set of ophyd devices adds monitor callbacks the later timing tests share."""
     from types import SimpleNamespace
 
-    from acquisition.devices.delay import PumpProbeDelay
-    from acquisition.devices.detectors import PilatusDetector
-    from acquisition.devices.fluence import FluenceAttenuator
-    from acquisition.devices.liquid_jet import LiquidJet
-    from acquisition.devices.monitors import I0Monitor
-    from acquisition.devices.shutter import PumpShutter
-    from acquisition.devices.stage import SampleStage
+    from trxrd.acquisition.devices.delay import PumpProbeDelay
+    from trxrd.acquisition.devices.detectors import PilatusDetector
+    from trxrd.acquisition.devices.fluence import FluenceAttenuator
+    from trxrd.acquisition.devices.liquid_jet import LiquidJet
+    from trxrd.acquisition.devices.monitors import I0Monitor
+    from trxrd.acquisition.devices.shutter import PumpShutter
+    from trxrd.acquisition.devices.stage import SampleStage
 
     root = tmp_path_factory.mktemp("pp")
     p = sim.prefix

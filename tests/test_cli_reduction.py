@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from simulated_devices.physics.beamline import BeamlineModel, window_for
+from trxrd.simulated_devices.physics.beamline import BeamlineModel, window_for
 from trxrd.cli import main
 
 LIGHT_M_S = 299792458.0

@@ -10,7 +10,7 @@ C_MM_PER_PS = 299792458.0e-9
 
 @pytest.fixture
 def delay(sim, tmp_path):
-    from acquisition.devices.delay import PumpProbeDelay
+    from trxrd.acquisition.devices.delay import PumpProbeDelay
 
     dev = PumpProbeDelay(sim.prefix, name="pump", state_root=tmp_path)
     dev.wait_for_connection(timeout=10)
@@ -33,7 +33,7 @@ def test_delay_axis_settings(delay, delay_ps, stage_mm, generator_s):
 
 
 def test_sign_convention_and_reach(delay, sim):
-    from simulated_devices.physics.laser import stage_delay_ps
+    from trxrd.simulated_devices.physics.laser import stage_delay_ps
 
     delay.delay.move(100.0, timeout=20)
     assert delay.optical.position > delay.time_zero_mm.get()         # later probe = stage further out
@@ -55,7 +55,7 @@ def test_delay_out_of_range_refused_before_motion(delay):
 
 
 def test_time_zero_survives_restart(sim, delay, tmp_path):
-    from acquisition.devices.delay import PumpProbeDelay
+    from trxrd.acquisition.devices.delay import PumpProbeDelay
 
     delay.optical.move(150.3, timeout=10)
     assert delay.set_time_zero() == pytest.approx(150.3, abs=2e-4)
@@ -69,7 +69,7 @@ def test_time_zero_survives_restart(sim, delay, tmp_path):
 
 @pytest.fixture
 def att(sim, tmp_path):
-    from acquisition.devices.fluence import FluenceAttenuator
+    from trxrd.acquisition.devices.fluence import FluenceAttenuator
 
     dev = FluenceAttenuator(sim.prefix, name="att", sigma_cm2=4e-14, state_root=tmp_path)
     dev.wait_for_connection(timeout=10)
@@ -80,8 +80,8 @@ def att(sim, tmp_path):
 def test_fluence_calibration_and_request(sim, att, tmp_path):
     from bluesky import RunEngine
 
-    from acquisition.devices.fluence import FluenceAttenuator
-    from acquisition.plans.fluence import calibrate_fluence
+    from trxrd.acquisition.devices.fluence import FluenceAttenuator
+    from trxrd.acquisition.plans.fluence import calibrate_fluence
 
     with pytest.raises(ValueError, match="calibration missing"):
         att.fluence.move(1.0)

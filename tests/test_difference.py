@@ -3,8 +3,8 @@ the live pump-probe callback on synthetic integrated frames."""
 import numpy as np
 import pytest
 
-from reduction.difference import differences, reference_for_frames
-from reduction.peaks import window_signal
+from trxrd.reduction.difference import differences, reference_for_frames
+from trxrd.reduction.peaks import window_signal
 
 Q = np.linspace(1.0, 3.0, 201)
 PEAK = np.exp(-0.5 * ((Q - 1.88) / 0.034) ** 2) + 0.1
@@ -106,8 +106,8 @@ def _reduced_run(delays, kinetics):
 def test_live_pump_probe_refits_after_each_point_and_draws():
     from matplotlib.figure import Figure
 
-    from reduction.callbacks import LivePumpProbe
-    from reduction.kinetics import kinetics_model
+    from trxrd.reduction.callbacks import LivePumpProbe
+    from trxrd.reduction.kinetics import kinetics_model
 
     delays = np.concatenate([np.linspace(-200, 200, 17), np.geomspace(300, 10000, 20)])
     truth = kinetics_model(delays, t0_ps=0, irf_fwhm_ps=79, amplitudes=[-0.2, -0.1], taus_ps=[150, 2500])

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from reduction.fluence import excitations_per_nc, fit_threshold, melted_fraction, photon_energy_mj
+from trxrd.reduction.fluence import excitations_per_nc, fit_threshold, melted_fraction, photon_energy_mj
 
 N_TH, N_SAT, F_MAX, NOISE = 60.0, 150.0, 0.6, 0.005
 

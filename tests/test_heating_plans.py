@@ -39,9 +39,9 @@ def _restart_beamline(sim):
 
 @pytest.fixture(scope="module")
 def devices(sim):
-    from acquisition.devices.detectors import PilatusDetector
-    from acquisition.devices.heating_cell import HeatingCell
-    from acquisition.devices.syringe_pump import SyringePump
+    from trxrd.acquisition.devices.detectors import PilatusDetector
+    from trxrd.acquisition.devices.heating_cell import HeatingCell
+    from trxrd.acquisition.devices.syringe_pump import SyringePump
 
     cell = HeatingCell(sim.prefix, name="cell", settle_time_s=SETTLE_S, tolerance_c=0.5, timeout_s=60.0)
     syringe = SyringePump(sim.prefix, name="syringe")
@@ -133,7 +133,7 @@ class _Recorder:
 
 
 def test_stop_timeout_and_equilibration(sim, ca, devices):
-    from acquisition.devices.heating_cell import SettleAbandoned, SettleTimeoutError
+    from trxrd.acquisition.devices.heating_cell import SettleAbandoned, SettleTimeoutError
 
     cell = devices[0]
     tc = sim.prefix + "TC:"
@@ -163,8 +163,8 @@ def test_stop_timeout_and_equilibration(sim, ca, devices):
 
 
 def test_bad_input_raises_before_anything_moves(sim, ca, devices, RE, monkeypatch):
-    from acquisition.plans.injection import injection_series
-    from acquisition.plans.temperature import anneal_profile, temperature_series
+    from trxrd.acquisition.plans.injection import injection_series
+    from trxrd.acquisition.plans.temperature import anneal_profile, temperature_series
 
     cell, syringe, waxs, saxs = devices
     tc, syr = sim.prefix + "TC:", sim.prefix + "SYR:"
@@ -183,7 +183,7 @@ def test_bad_input_raises_before_anything_moves(sim, ca, devices, RE, monkeypatc
         with pytest.raises(ValueError):
             RE(bps.mv(cell.ramp_rate, bad))
     # plans refuse at call time, before a single message
-    from acquisition.plans import metadata
+    from trxrd.acquisition.plans import metadata
 
     monkeypatch.setattr(metadata, "_current", None)     # no session sample (other tests set one)
     bad_plans = [
@@ -222,7 +222,7 @@ def test_bad_input_raises_before_anything_moves(sim, ca, devices, RE, monkeypatc
 # -- plans ---------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_temperature_series_settles_then_records_frames(sim, devices, RE, docs):
-    from acquisition.plans.temperature import temperature_series
+    from trxrd.acquisition.plans.temperature import temperature_series
 
     cell, _, waxs, _ = devices
     base = round(cell.position)
@@ -255,7 +255,7 @@ def test_temperature_series_settles_then_records_frames(sim, devices, RE, docs):
 
 @pytest.mark.slow
 def test_anneal_profile_logs_every_segment(sim, devices, RE, docs):
-    from acquisition.plans.temperature import Hold, anneal_profile
+    from trxrd.acquisition.plans.temperature import Hold, anneal_profile
 
     cell = devices[0]
     speedup = sim.cfg["heating_cell"]["speedup"]
@@ -296,7 +296,7 @@ def test_anneal_profile_logs_every_segment(sim, devices, RE, docs):
 
 @pytest.mark.slow
 def test_injection_series_frames_before_and_after_injection(sim, ca, devices, RE, docs):
-    from acquisition.plans.injection import injection_series
+    from trxrd.acquisition.plans.injection import injection_series
 
     cell, syringe, _, saxs = devices
     if ca.caget(sim.prefix + "SYR:Delivered_RBV") != 0:      # another test injected already
@@ -350,7 +350,7 @@ def test_injection_series_frames_before_and_after_injection(sim, ca, devices, RE
 
 
 def test_syringe_infuse_and_stop(sim, ca, devices, RE):
-    from acquisition.devices.syringe_pump import InfusionStopped
+    from trxrd.acquisition.devices.syringe_pump import InfusionStopped
 
     syringe = devices[1]
     syr = sim.prefix + "SYR:"

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from conftest import wait_for
-from reduction.integrate import AzimuthalIntegration
-from reduction.peaks import window_integral
-from simulated_devices.physics.beamline import BeamlineModel, window_for
-from simulated_devices.physics.crystal import CHALCOPYRITE_REFLECTIONS, STRONG_GROUPS, reflection_q
+from trxrd.reduction.integrate import AzimuthalIntegration
+from trxrd.reduction.peaks import window_integral
+from trxrd.simulated_devices.physics.beamline import BeamlineModel, window_for
+from trxrd.simulated_devices.physics.crystal import CHALCOPYRITE_REFLECTIONS, STRONG_GROUPS, reflection_q
 
 pytestmark = pytest.mark.ioc
 

@@ -1,4 +1,4 @@
-"""Pump-probe kinetics model and fits (reduction.kinetics): closed forms checked against
+"""Pump-probe kinetics model and fits (trxrd.reduction.kinetics): closed forms checked against
 numerical convolution, and parameter recovery from noisy simulated delay scans."""
 import json
 import warnings
@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from reduction.kinetics import (MODEL_NAMES, KineticsFit, exp_irf, fit_kinetics, fit_kinetics_auto,
+from trxrd.reduction.kinetics import (MODEL_NAMES, KineticsFit, exp_irf, fit_kinetics, fit_kinetics_auto,
                                 kinetics_model, step_irf)
 
 SEED = 20240611

@@ -19,12 +19,12 @@ def scan(sim, bl, tmp_path_factory):
     from bluesky import RunEngine
     from bluesky import plan_stubs as bps
 
-    from acquisition.catalog import CatalogWriter, open_catalog
-    from acquisition.plans import metadata
-    from acquisition.plans.delays import dense_then_log
-    from acquisition.plans.pump_probe import delay_scan
-    from reduction.callbacks import live_reduction
-    from simulated_devices.physics.beamline import window_for
+    from trxrd.acquisition.catalog import CatalogWriter, open_catalog
+    from trxrd.acquisition.plans import metadata
+    from trxrd.acquisition.plans.delays import dense_then_log
+    from trxrd.acquisition.plans.pump_probe import delay_scan
+    from trxrd.reduction.callbacks import live_reduction
+    from trxrd.simulated_devices.physics.beamline import window_for
 
     root = tmp_path_factory.mktemp("live")
     att = bl.att
@@ -103,8 +103,8 @@ def test_live_fit_recovers_the_simulators_truth(scan, sim):
 
 
 def test_offline_rereduction_equals_live(scan):
-    from reduction.callbacks import live_reduction
-    from reduction.callbacks.replay import replay_run
+    from trxrd.reduction.callbacks import live_reduction
+    from trxrd.reduction.callbacks.replay import replay_run
 
     sink = []
     integrator, offline = live_reduction(scan["poni"], mask=scan["mask"], windows=[scan["window"]],
@@ -141,7 +141,7 @@ def test_live_reduction_in_its_own_process(scan, tmp_path):
     from event_model import compose_run
 
     from conftest import wait_for
-    from reduction.callbacks.remote import publisher
+    from trxrd.reduction.callbacks.remote import publisher
 
     port_in, port_out = _free_port(), _free_port()
     lo, hi = scan["window"]
@@ -208,8 +208,8 @@ def test_a_failing_reduction_never_aborts_the_acquisition(tmp_path):
     """A frame the calibration cannot take: the reduced run closes as failed, no exception."""
     from event_model import compose_run
 
-    from reduction.callbacks import LiveIntegrator
-    from simulated_devices.physics.detector import DetectorGeometry
+    from trxrd.reduction.callbacks import LiveIntegrator
+    from trxrd.simulated_devices.physics.detector import DetectorGeometry
 
     geo = DetectorGeometry("pilatus300k", 70, 53, 5, 11.7)
     poni, mask = geo.write_calibration(tmp_path, "waxs")

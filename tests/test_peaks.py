@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from reduction.peaks import (debye_waller_du2, fit_pseudo_voigt, lattice_parameters_tetragonal,
+from trxrd.reduction.peaks import (debye_waller_du2, fit_pseudo_voigt, lattice_parameters_tetragonal,
                              mean_du2, pseudo_voigt, reflection_q_tetragonal, scherrer_size_nm)
 
 A_CISE, C_CISE = 5.78, 11.62

@@ -4,13 +4,13 @@ import math
 import numpy as np
 import pytest
 
-from simulated_devices.physics import load_config
-from simulated_devices.physics.crystal import reflection_q, scherrer_fwhm_q
-from simulated_devices.physics.laser import fluence_mj_cm2, spot_area_cm2, stage_delay_ps, transmission
-from simulated_devices.physics.pump_probe import (exp_conv_gauss, excitations, melted_fraction,
+from trxrd.simulated_devices.physics import load_config
+from trxrd.simulated_devices.physics.crystal import reflection_q, scherrer_fwhm_q
+from trxrd.simulated_devices.physics.laser import fluence_mj_cm2, spot_area_cm2, stage_delay_ps, transmission
+from trxrd.simulated_devices.physics.pump_probe import (exp_conv_gauss, excitations, melted_fraction,
                                                   photon_energy_mj, saturated_melt)
-from simulated_devices.physics.synthesis import SynthesisModel
-from simulated_devices.physics.thermal import HeatingCellModel
+from trxrd.simulated_devices.physics.synthesis import SynthesisModel
+from trxrd.simulated_devices.physics.thermal import HeatingCellModel
 
 
 @pytest.fixture(scope="module")

@@ -50,10 +50,10 @@ def _frames(RE, key="pilatus_image"):
 
 
 def test_interleaved_delay_scan(sim, bl, RE, jet):
-    from acquisition.plans.pump_probe import delay_scan
-    from reduction.integrate import AzimuthalIntegration
-    from reduction.peaks import window_integral
-    from simulated_devices.physics.beamline import BeamlineModel, window_for
+    from trxrd.acquisition.plans.pump_probe import delay_scan
+    from trxrd.reduction.integrate import AzimuthalIntegration
+    from trxrd.reduction.peaks import window_integral
+    from trxrd.simulated_devices.physics.beamline import BeamlineModel, window_for
 
     bl.att.waveplate.move(sim.cfg["laser"]["theta0_deg"], timeout=20)     # full power
     delays = [-200.0, 100.0, 2500.0]
@@ -95,7 +95,7 @@ def test_interleaved_delay_scan(sim, bl, RE, jet):
 
 
 def test_negative_delay_reference_repeats_shuffle(bl, RE, jet):
-    from acquisition.plans.pump_probe import delay_scan
+    from trxrd.acquisition.plans.pump_probe import delay_scan
 
     RE(delay_scan([bl.pilatus], [50.0, 300.0], reference="negative_delay", reference_delay_ps=-150,
                   repeats=2, shuffle=True, seed=3, md={"sample": SAMPLE}, **bl.devices))
@@ -113,7 +113,7 @@ def test_negative_delay_reference_repeats_shuffle(bl, RE, jet):
 
 
 def test_fluence_scan_records_fluence_and_excitations(bl, RE, jet):
-    from acquisition.plans.pump_probe import fluence_scan
+    from trxrd.acquisition.plans.pump_probe import fluence_scan
 
     RE(fluence_scan([bl.pilatus], [0.5, 1.5], delay_ps=40.0, md={"sample": SAMPLE}, **bl.devices))
     events = _events(RE)
@@ -125,7 +125,7 @@ def test_fluence_scan_records_fluence_and_excitations(bl, RE, jet):
 
 
 def test_jet_lost_pauses_and_resumes_without_losing_a_point(sim, bl, RE, jet, ca):
-    from acquisition.plans.pump_probe import delay_scan
+    from trxrd.acquisition.plans.pump_probe import delay_scan
 
     delays = [-100.0, 0.0, 100.0, 200.0, 400.0, 800.0]
     seen = {"paused_events": None}
@@ -153,7 +153,7 @@ def test_jet_lost_pauses_and_resumes_without_losing_a_point(sim, bl, RE, jet, ca
 
 
 def test_shutter_closed_unexpectedly_pauses(sim, bl, RE, jet, ca):
-    from acquisition.plans.pump_probe import delay_scan
+    from trxrd.acquisition.plans.pump_probe import delay_scan
 
     def saboteur():
         wait_for(lambda: len(_events(RE)) >= 1 and bl.shutter.get() == "Open", 30, what="pump on")
@@ -183,7 +183,7 @@ def test_shutter_closed_unexpectedly_pauses(sim, bl, RE, jet, ca):
     (lambda m, d: m.delay_scan([d["det"]], [0.0], frames_per_point=0, **d["dev"]), "frames_per_point"),
 ])
 def test_bad_input_refused_before_anything_moves(bl, RE, jet, call, match):
-    from acquisition.plans import pump_probe
+    from trxrd.acquisition.plans import pump_probe
 
     positions = (bl.delay.optical.position, bl.att.waveplate.position, bl.shutter.get())
     with pytest.raises(ValueError, match=match):
@@ -193,8 +193,8 @@ def test_bad_input_refused_before_anything_moves(bl, RE, jet, call, match):
 
 
 def test_stopped_jet_is_started_and_bad_sample_refused(bl, RE):
-    from acquisition.plans.metadata import set_sample
-    from acquisition.plans.pump_probe import delay_scan
+    from trxrd.acquisition.plans.metadata import set_sample
+    from trxrd.acquisition.plans.pump_probe import delay_scan
 
     bl.jet.stop()
     wait_for(lambda: bl.jet.flowing.get() == 0, 10, what="jet stopped")
@@ -207,7 +207,7 @@ def test_stopped_jet_is_started_and_bad_sample_refused(bl, RE):
 
 
 def test_raster_scan_snakes_over_the_grid(sim, bl, RE, jet):
-    from acquisition.plans.raster import raster_scan
+    from trxrd.acquisition.plans.raster import raster_scan
 
     stage = bl.stage
     RE(raster_scan([bl.pilatus], (-20, 20), (0, 10), 10.0, stage=stage, i0=bl.i0, md={"sample": SAMPLE}))

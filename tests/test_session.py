@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_session_delay_scan_frames_from_catalog(sim, tmp_path, monkeypatch):
-    from acquisition.session import start_session
+    from trxrd.acquisition.session import start_session
 
     monkeypatch.setenv("TRXRD_DATA", str(tmp_path))
     ns = start_session(sim.prefix, plots=False, verbose=False)
@@ -39,7 +39,7 @@ def test_session_delay_scan_frames_from_catalog(sim, tmp_path, monkeypatch):
     assert list(run["primary"]["requested_delay"].read()) == delays[:1] * 2 + [
         d for d in delays[1:] for _ in range(2)]
     # the sample is remembered for the next session
-    from acquisition.settings import load_state
+    from trxrd.acquisition.settings import load_state
 
     assert load_state()["sample"]["sigma_cm2"] == 4e-14
     ns["writer"].close()

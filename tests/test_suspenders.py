@@ -43,7 +43,7 @@ def _run_with(suspender, trip, untrip):
 
 
 def test_temperature_out_of_band_pauses_only_when_settled():
-    from acquisition.suspenders import SuspendTemperatureOutOfBand
+    from trxrd.acquisition.suspenders import SuspendTemperatureOutOfBand
 
     cell = SimpleNamespace(name="cell", temperature=Signal(name="T", value=100.0),
                            setpoint=Signal(name="sp", value=100.0),
@@ -58,7 +58,7 @@ def test_temperature_out_of_band_pauses_only_when_settled():
 
 
 def test_shutter_suspender_ignores_commanded_closure():
-    from acquisition.suspenders import SuspendShutterClosed
+    from trxrd.acquisition.suspenders import SuspendShutterClosed
 
     shutter = Signal(name="pump_shutter", value="Open")
     shutter.expected = "Closed"

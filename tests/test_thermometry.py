@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from reduction.thermometry import calibrate_thermometer, lattice_temperature, temperature_rise
+from trxrd.reduction.thermometry import calibrate_thermometer, lattice_temperature, temperature_rise
 
 Q0, ALPHA, NOISE = 1.88, 3.7e-5, 1e-5          # A^-1, 1/K, A^-1
 T_C = np.linspace(25.0, 170.0, 12)

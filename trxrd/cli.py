@@ -28,8 +28,8 @@ from pathlib import Path
 
 
 def _sim(args: argparse.Namespace) -> int:
-    from simulated_devices.iocs.launcher import build_beamline, list_pvs, serve
-    from simulated_devices.physics.config import dump_config
+    from trxrd.simulated_devices.iocs.launcher import build_beamline, list_pvs, serve
+    from trxrd.simulated_devices.physics.config import dump_config
 
     model, groups, pvdb = build_beamline(args.prefix, args.config, args.data_dir, args.detector)
     if args.print_config:
@@ -53,7 +53,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _catalog(args: argparse.Namespace):
     """The catalog for a read-only command: the embedded one must exist already."""
-    from acquisition.catalog import catalog_dir, open_catalog
+    from trxrd.acquisition.catalog import catalog_dir, open_catalog
 
     if not args.verbose:   # the embedded server's start-up chatter
         import tiled.server.app   # noqa: F401  (sets its logger to INFO on import)
@@ -76,7 +76,7 @@ def _sample_name(start: dict) -> str:
 
 def _stream_events(run, stream: str) -> int:
     """Events in *stream*: from the stop document, else (run still open) the rows written."""
-    from acquisition.catalog import events_written
+    from trxrd.acquisition.catalog import events_written
 
     stop = run.metadata.get("stop") or {}
     if stream in (stop.get("num_events") or {}):
@@ -170,7 +170,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _integrate(args) -> int:
-    from reduction.offline import integrate_files
+    from trxrd.reduction.offline import integrate_files
 
     out = integrate_files(args.frames, args.poni, mask=args.mask, npt=args.npt, out=args.out)
     print(f"{out}: I(q) of the frames of {len(args.frames)} file(s), NXdata /entry/reduced")
@@ -178,8 +178,8 @@ def _integrate(args) -> int:
 
 
 def _kinetics(args) -> int:
-    from acquisition.settings import parse_window
-    from reduction.offline import kinetics_files
+    from trxrd.acquisition.settings import parse_window
+    from trxrd.reduction.offline import kinetics_files
 
     windows = [parse_window(w) for w in args.window]
     result = kinetics_files(args.frames, args.poni, args.table, windows, mask=args.mask, npt=args.npt,
@@ -190,7 +190,7 @@ def _kinetics(args) -> int:
         Path(args.json).write_text(json.dumps(result.as_dict(), indent=2))
         print(f"fit: {args.json}")
     if args.plot:
-        from reduction.plots import pump_probe_figure
+        from trxrd.reduction.plots import pump_probe_figure
 
         pump_probe_figure(result).savefig(args.plot, dpi=110)
         print(f"figure: {args.plot}")
@@ -199,7 +199,7 @@ def _kinetics(args) -> int:
 
 def _reduction_settings(args) -> dict:
     """Saved reduction settings (set_reduction / $TRXRD_PONI...) overridden by the arguments."""
-    from acquisition.settings import parse_window, reduction_settings
+    from trxrd.acquisition.settings import parse_window, reduction_settings
 
     settings = dict(reduction_settings() or {})
     for key in ("poni", "mask", "npt", "model"):
@@ -216,7 +216,7 @@ def _reduction_settings(args) -> dict:
 
 
 def _live_chain(settings: dict, store, plot=False):
-    from reduction.callbacks import live_reduction
+    from trxrd.reduction.callbacks import live_reduction
 
     options = {k: settings[k] for k in ("part", "model", "irf_fwhm_ps") if settings.get(k) is not None}
     return live_reduction(settings["poni"], mask=settings.get("mask"), windows=settings["windows"],
@@ -224,8 +224,8 @@ def _live_chain(settings: dict, store, plot=False):
 
 
 def _reduce(args) -> int:
-    from acquisition.catalog import CatalogWriter
-    from reduction.callbacks.replay import replay_run
+    from trxrd.acquisition.catalog import CatalogWriter
+    from trxrd.reduction.callbacks.replay import replay_run
 
     settings = _reduction_settings(args)
     cat = _catalog(args)
@@ -246,7 +246,7 @@ def _reduce(args) -> int:
 
 
 def _proxy(args) -> int:
-    from reduction.callbacks.remote import run_proxy
+    from trxrd.reduction.callbacks.remote import run_proxy
 
     print(f"trxrd proxy: RunEngines publish to {args.in_address}, reductions subscribe to "
           f"{args.out_address}. Ctrl-C stops.", flush=True)
@@ -255,12 +255,12 @@ def _proxy(args) -> int:
 
 
 def _live(args) -> int:
-    from reduction.callbacks.remote import dispatcher
+    from trxrd.reduction.callbacks.remote import dispatcher
 
     settings = _reduction_settings(args)
     store = None
     if args.catalog:
-        from acquisition.catalog import CatalogWriter, open_catalog
+        from trxrd.acquisition.catalog import CatalogWriter, open_catalog
 
         store = CatalogWriter(open_catalog(args.catalog))
     out = Path(args.json_dir) if args.json_dir else None
@@ -305,11 +305,11 @@ def _shell(args) -> int:
     if not args.sim:
         IPython.start_ipython(argv=argv)
         return 0
-    from acquisition.settings import DEFAULT_PREFIX, data_dir
-    from simulated_devices.process import SimulatedBeamline, isolated_ca_env
+    from trxrd.acquisition.settings import DEFAULT_PREFIX, data_dir
+    from trxrd.simulated_devices.process import SimulatedBeamline, isolated_ca_env
 
-    from simulated_devices.physics.beamline import window_for
-    from simulated_devices.physics.config import load_config
+    from trxrd.simulated_devices.physics.beamline import window_for
+    from trxrd.simulated_devices.physics.config import load_config
 
     os.environ.update(isolated_ca_env())          # its own loopback port: no clash with others
     os.environ["TRXRD_PREFIX"] = DEFAULT_PREFIX

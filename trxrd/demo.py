@@ -37,7 +37,7 @@ NOMINAL_LATTICE = (5.78, 11.62)
 
 
 def _window_112(size_nm: float) -> tuple[float, float]:
-    from reduction.peaks import reflection_q_tetragonal
+    from trxrd.reduction.peaks import reflection_q_tetragonal
 
     q = reflection_q_tetragonal((1, 1, 2), *NOMINAL_LATTICE)
     fwhm = 2 * np.pi * 0.9 / (size_nm * 10.0)
@@ -46,7 +46,7 @@ def _window_112(size_nm: float) -> tuple[float, float]:
 
 def _truth(cfg: dict, time_zero_mm: float) -> dict:
     """The simulator's ground truth in the units of the fit (t0 relative to the stored time zero)."""
-    from simulated_devices.physics import laser
+    from trxrd.simulated_devices.physics import laser
 
     d, pp = cfg["delay"], cfg["pump_probe"]
     t0 = 0.0 - float(laser.stage_delay_ps(time_zero_mm, d["stage_time_zero_mm"], d["n_passes"]))
@@ -63,8 +63,8 @@ def _row(name, fit_value, err, truth, unit, fmt="{:.1f}"):
 def _save_figures(out: Path, delay_result, fluence_result) -> list[Path]:
     from matplotlib.figure import Figure
 
-    from reduction.fluence import melted_fraction
-    from reduction.plots import plot_difference_map, plot_fluence, plot_kinetics
+    from trxrd.reduction.fluence import melted_fraction
+    from trxrd.reduction.plots import plot_difference_map, plot_fluence, plot_kinetics
 
     paths = []
     for name, draw in (
@@ -86,8 +86,8 @@ def _save_figures(out: Path, delay_result, fluence_result) -> list[Path]:
 
 def run_demo(out_dir: str | Path = "demo-output", detector: str = "pilatus300k",
              json_path: str | Path | None = None) -> int:
-    from simulated_devices.physics.config import load_config
-    from simulated_devices.process import SimulatedBeamline, isolated_ca_env
+    from trxrd.simulated_devices.physics.config import load_config
+    from trxrd.simulated_devices.process import SimulatedBeamline, isolated_ca_env
 
     os.environ.update(isolated_ca_env())          # before pyepics / ophyd connect
     out = Path(out_dir).resolve()
@@ -101,8 +101,8 @@ def run_demo(out_dir: str | Path = "demo-output", detector: str = "pilatus300k",
 
 
 def _campaign(sim, cfg, out, root, t_start, json_path) -> int:
-    from acquisition.plans.delays import dense_then_log
-    from acquisition.session import start_session
+    from trxrd.acquisition.plans.delays import dense_then_log
+    from trxrd.acquisition.session import start_session
 
     logging.getLogger("tiled").setLevel(logging.WARNING)
     ns = start_session(sim.prefix, root=root, plots=False, verbose=False)

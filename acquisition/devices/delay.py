@@ -11,7 +11,7 @@ Time zero is set from the current stage position with ``set_time_zero()`` and pe
 
 EXAMPLE::
 
-    from acquisition.devices.delay import PumpProbeDelay
+    from trxrd.acquisition.devices.delay import PumpProbeDelay
     delay = PumpProbeDelay("TRX:", name="delay")
     delay.wait_for_connection(timeout=10)
     RE(bps.mv(delay, 100.0))        # ps: stage 15 mm after time zero

@@ -8,7 +8,7 @@ readable storage.
 
 EXAMPLE::
 
-    from acquisition.devices.detectors import PilatusDetector
+    from trxrd.acquisition.devices.detectors import PilatusDetector
     pilatus = PilatusDetector("TRX:PIL:", name="pilatus", write_dir="/data/frames/pilatus")
     pilatus.wait_for_connection(timeout=10)
     pilatus.cam.acquire_time.put(0.1)          # s

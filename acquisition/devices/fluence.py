@@ -7,13 +7,13 @@ photons per nanocrystal).
     <N>           = sigma * fluence / (h c / lambda)
 
 ``P_min``, ``P_max`` and ``theta0`` come from ``calibrate_fluence`` (in
-``acquisition.plans.fluence``), which fits the power-meter readings of a waveplate scan and
+``trxrd.acquisition.plans.fluence``), which fits the power-meter readings of a waveplate scan and
 saves them in ``$TRXRD_DATA/state.json``. Requests above the calibrated maximum, below the
 minimum, negative or NaN are refused before the waveplate moves.
 
 EXAMPLE::
 
-    from acquisition.devices.fluence import FluenceAttenuator
+    from trxrd.acquisition.devices.fluence import FluenceAttenuator
     att = FluenceAttenuator("TRX:", name="att", spot_fwhm_um=(300, 300), sigma_cm2=4e-14)
     att.wait_for_connection(timeout=10)
     RE(calibrate_fluence(att))

@@ -24,7 +24,7 @@ EXAMPLE::
 
     from bluesky import RunEngine, plan_stubs as bps
     from bluesky.utils import ProgressBarManager
-    from acquisition.devices.heating_cell import HeatingCell
+    from trxrd.acquisition.devices.heating_cell import HeatingCell
     cell = HeatingCell("TRX:", name="cell", settle_time_s=30.0, tolerance_c=0.5)
     cell.wait_for_connection(timeout=10)
     RE = RunEngine({}); RE.waiting_hook = ProgressBarManager()

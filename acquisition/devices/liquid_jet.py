@@ -9,7 +9,7 @@ ends or pauses: that only abandons a pending status and the jet keeps flowing. C
 
 EXAMPLE::
 
-    from acquisition.devices.liquid_jet import LiquidJet
+    from trxrd.acquisition.devices.liquid_jet import LiquidJet
     jet = LiquidJet("TRX:", name="jet")
     jet.start().wait(10)           # default set point
     RE(bps.mv(jet, 12.0))          # mL/min, done when stable

@@ -3,7 +3,7 @@ the flux of the last detector exposure, so read it after the detector in the sam
 
 EXAMPLE::
 
-    from acquisition.devices.monitors import I0Monitor
+    from trxrd.acquisition.devices.monitors import I0Monitor
     i0 = I0Monitor("TRX:", name="i0")
     i0.get()          # A
 """

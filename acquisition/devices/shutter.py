@@ -5,7 +5,7 @@
 
 EXAMPLE::
 
-    from acquisition.devices.shutter import PumpShutter
+    from trxrd.acquisition.devices.shutter import PumpShutter
     shutter = PumpShutter("TRX:", name="pump_shutter")
     RE(bps.mv(shutter, "Open"))
 """

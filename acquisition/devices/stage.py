@@ -2,7 +2,7 @@
 
 EXAMPLE::
 
-    from acquisition.devices.stage import SampleStage
+    from trxrd.acquisition.devices.stage import SampleStage
     stage = SampleStage("TRX:", name="sample")
     RE(bps.mv(stage.x, 120.0, stage.y, -40.0))      # um
 """

@@ -17,7 +17,7 @@ Call ``syringe.stop()`` yourself to cut an injection short.
 
 EXAMPLE::
 
-    from acquisition.devices.syringe_pump import SyringePump
+    from trxrd.acquisition.devices.syringe_pump import SyringePump
     syringe = SyringePump("TRX:", name="syringe")
     syringe.wait_for_connection(timeout=10)
     st = syringe.infuse(1.0, rate_ml_min=60.0)     # 1 mL at 60 mL/min: done in ~1 s

@@ -2,7 +2,7 @@
 
 EXAMPLE::
 
-    from acquisition.plans.delays import linear_delays, log_delays, dense_then_log
+    from trxrd.acquisition.plans.delays import linear_delays, log_delays, dense_then_log
     linear_delays(-100, 100, 21)          # -100, -90, ..., 100
     log_delays(-100, 5000, 20)            # dense near t0, logarithmic away from it
     dense_then_log(-200, 300, 25, 10000, 12)

@@ -3,7 +3,7 @@ and store the result in the attenuator (and in ``$TRXRD_DATA/state.json``).
 
 EXAMPLE::
 
-    from acquisition.plans.fluence import calibrate_fluence
+    from trxrd.acquisition.plans.fluence import calibrate_fluence
     result = RE(calibrate_fluence(att))       # p_min_w, p_max_w, theta0_deg (+ errors)
     att.max_fluence()                         # mJ/cm^2
 """

@@ -34,7 +34,7 @@ All arguments are checked before the first message, so bad input fails before an
 
 EXAMPLE::
 
-    from acquisition.plans.injection import injection_series
+    from trxrd.acquisition.plans.injection import injection_series
     RE(injection_series(saxs, cell=cell, syringe=syringe, mantle_temp_c=240.0, inject_ml=1.0,
                         rate_ml_min=60.0, frame_period_s=0.1, duration_s=120.0,
                         pre_injection_s=5.0))

@@ -7,7 +7,7 @@ when given, else from the session's ``set_sample(...)``.
 
 EXAMPLE::
 
-    from acquisition.plans.metadata import set_sample
+    from trxrd.acquisition.plans.metadata import set_sample
     set_sample(name="CuInSe2 NCs", size_nm=7.0, ligand="oleylamine", solvent="dodecane",
                sigma_cm2=4e-14)
 """

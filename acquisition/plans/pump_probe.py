@@ -17,8 +17,8 @@ checked before the first message, so bad input fails before anything moves.
 
 EXAMPLE::
 
-    from acquisition.plans.pump_probe import delay_scan, fluence_scan
-    from acquisition.plans.delays import log_delays
+    from trxrd.acquisition.plans.pump_probe import delay_scan, fluence_scan
+    from trxrd.acquisition.plans.delays import log_delays
     RE(delay_scan([pilatus], log_delays(-100, 5000, 20)))
     RE(fluence_scan([pilatus], [0.2, 0.5, 1.0, 2.0], delay_ps=40))
 """

@@ -3,7 +3,7 @@ per point on a grid in um, snaking by default.
 
 EXAMPLE::
 
-    from acquisition.plans.raster import raster_scan
+    from trxrd.acquisition.plans.raster import raster_scan
     RE(raster_scan([pilatus], (-20, 20), (-10, 10), 5.0))     # um; 9 x 5 points
 """
 from __future__ import annotations

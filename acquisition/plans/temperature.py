@@ -27,7 +27,7 @@ All arguments are checked before the first message, so bad input fails before an
 
 EXAMPLE::
 
-    from acquisition.plans.temperature import temperature_series, anneal_profile
+    from trxrd.acquisition.plans.temperature import temperature_series, anneal_profile
     RE(temperature_series([pilatus], [25, 60, 100, 130, 160], cell=cell,
                           settle_time_s=60, equilibrate_s=600, frames=3))
     RE(anneal_profile([("ramp", 250, 10.0), ("hold", 250, 1800), ("cool", 25, 2.0)],

@@ -4,7 +4,7 @@ published as a reduced run linked to the raw run) and the live pump-probe reduct
 
 EXAMPLE::
 
-    from reduction.callbacks import live_reduction
+    from trxrd.reduction.callbacks import live_reduction
     integrator, pump_probe = live_reduction("waxs.poni", mask="waxs_mask.edf",
                                             windows=[(1.70, 2.05)], store=writer)
     RE.subscribe(integrator)

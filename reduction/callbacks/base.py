@@ -6,7 +6,7 @@ callback waits for the next raw run.
 
 EXAMPLE::
 
-    from reduction.callbacks.base import DerivedRunPublisher
+    from trxrd.reduction.callbacks.base import DerivedRunPublisher
 
     class CountFrames(DerivedRunPublisher):          # one derived run per raw run
         def start(self, doc):

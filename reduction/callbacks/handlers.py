@@ -4,7 +4,7 @@ IOC is still writing the file (HDF5 SWMR), through event-model's Filler.
 EXAMPLE::
 
     from event_model import Filler
-    from reduction.callbacks.handlers import HANDLERS
+    from trxrd.reduction.callbacks.handlers import HANDLERS
     filler = Filler(HANDLERS, inplace=False)
     for name, doc in documents:            # start, descriptor, resource, datum, event ...
         name, doc = filler(name, doc)      # events come back with the frames in place

@@ -10,7 +10,7 @@ pump-probe fields of the raw event (delay, role, I0, fluence, ...).
 
 EXAMPLE::
 
-    from reduction.callbacks import LiveIntegrator
+    from trxrd.reduction.callbacks import LiveIntegrator
     integrator = LiveIntegrator("waxs.poni", mask="waxs_mask.edf", npt=1000)
     integrator.subscribe(writer)                # the catalog: reduced runs stored, linked
     RE.subscribe(integrator)

@@ -9,7 +9,7 @@ delay or fluence, x, signal, dI(q), errors, reference curve).
 
 EXAMPLE::
 
-    from reduction.callbacks import live_reduction
+    from trxrd.reduction.callbacks import live_reduction
     integrator, pump_probe = live_reduction("waxs.poni", mask="waxs_mask.edf",
                                             windows=[(1.70, 2.05)], store=writer, plot=True)
     RE.subscribe(integrator)

@@ -5,7 +5,7 @@ socket) and every socket on loopback unless an address says otherwise.
 EXAMPLE::
 
     # the session (RunEngine process)
-    from reduction.callbacks.remote import publish_documents
+    from trxrd.reduction.callbacks.remote import publish_documents
     publish_documents(RE, "127.0.0.1:5567")
     # a shell:   trxrd proxy --in 127.0.0.1:5567 --out 127.0.0.1:5568
     # another:   trxrd live --zmq 127.0.0.1:5568 --poni waxs.poni --mask waxs_mask.edf --window 1.72:2.04

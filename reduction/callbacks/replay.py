@@ -3,8 +3,8 @@ from the catalog's array, through the same callbacks as live (``trxrd reduce UID
 
 EXAMPLE::
 
-    from reduction.callbacks import live_reduction
-    from reduction.callbacks.replay import replay_run
+    from trxrd.reduction.callbacks import live_reduction
+    from trxrd.reduction.callbacks.replay import replay_run
     integrator, pump_probe = live_reduction("waxs.poni", mask="waxs_mask.edf",
                                             windows=[(1.70, 2.05)], store=writer)
     for name, doc in replay_run(cat["3f2a9c1e"]):

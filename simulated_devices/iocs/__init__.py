@@ -1,6 +1,6 @@
 """caproto PVGroups, one per simulated instrument; ``launcher`` composes them.
 
-Each group only maps PVs onto ``simulated_devices.physics.BeamlineModel``; the physics
+Each group only maps PVs onto ``trxrd.simulated_devices.physics.BeamlineModel``; the physics
 lives there.
 """
 import os

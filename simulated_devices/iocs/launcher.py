@@ -6,7 +6,7 @@ variables choose port and interface; the default interface is loopback.
 
 EXAMPLE::
 
-    from simulated_devices.iocs.launcher import build_beamline
+    from trxrd.simulated_devices.iocs.launcher import build_beamline
     model, groups, pvdb = build_beamline("TRX:", data_dir="/tmp/trx-data")
     sorted(pvdb)[:3]
 """

@@ -9,7 +9,7 @@ home, SET/USE calibration, user offset and direction, DMOV/MOVN/TDIR/MSTA.
 EXAMPLE (an IOC with one axis, in mm)::
 
     from caproto.server import PVGroup, pvproperty
-    from simulated_devices.iocs.motor_record import motor_property, configure_motor
+    from trxrd.simulated_devices.iocs.motor_record import motor_property, configure_motor
 
     class Stage(PVGroup):
         m1 = motor_property("m1", "stage x")

@@ -6,7 +6,7 @@ here knows about EPICS.
 
 EXAMPLE::
 
-    from simulated_devices.physics.beamline import BeamlineModel
+    from trxrd.simulated_devices.physics.beamline import BeamlineModel
     model = BeamlineModel()                       # defaults of sample.toml
     model.jet.run = True; model.jet.advance(5.0)
     model.shutter_open = True

@@ -3,7 +3,7 @@ user's overrides.
 
 EXAMPLE::
 
-    from simulated_devices.physics import load_config
+    from trxrd.simulated_devices.physics import load_config
     cfg = load_config(overrides={"pump_probe": {"tau1_ps": 120.0}})
     cfg["pump_probe"]["tau1_ps"]     # 120.0
 """

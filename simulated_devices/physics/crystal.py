@@ -2,7 +2,7 @@
 
 EXAMPLE::
 
-    from simulated_devices.physics.crystal import reflection_q
+    from trxrd.simulated_devices.physics.crystal import reflection_q
     reflection_q((1, 1, 2), a_angstrom=5.78, c_angstrom=11.62)   # ~1.880 A^-1
 """
 from __future__ import annotations

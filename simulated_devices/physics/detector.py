@@ -7,7 +7,7 @@ Pilatus.
 
 EXAMPLE::
 
-    from simulated_devices.physics.detector import DetectorGeometry
+    from trxrd.simulated_devices.physics.detector import DetectorGeometry
     geo = DetectorGeometry("pilatus300k", distance_mm=70, poni1_mm=53, poni2_mm=5, energy_kev=11.7)
     geo.shape                                  # (619, 487)
     geo.write_calibration("/tmp/waxs", "waxs")  # /tmp/waxs/waxs.poni, /tmp/waxs/waxs_mask.edf

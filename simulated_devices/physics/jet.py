@@ -2,8 +2,8 @@
 
 EXAMPLE::
 
-    from simulated_devices.physics import load_config
-    from simulated_devices.physics.jet import JetModel
+    from trxrd.simulated_devices.physics import load_config
+    from trxrd.simulated_devices.physics.jet import JetModel
     jet = JetModel(load_config()["liquid_jet"])
     jet.run = True; jet.advance(2.0); jet.flowing   # True
 """

@@ -2,8 +2,8 @@
 
 EXAMPLE::
 
-    from simulated_devices.physics import load_config
-    from simulated_devices.physics.laser import fluence_mj_cm2, transmission
+    from trxrd.simulated_devices.physics import load_config
+    from trxrd.simulated_devices.physics.laser import fluence_mj_cm2, transmission
     cfg = load_config()["laser"]
     fluence_mj_cm2(transmission(12.0, cfg) * cfg["power_before_waveplate_w"], cfg)
 """

@@ -5,7 +5,7 @@ and convolved with a Gaussian instrument response, in closed (erfc) form.
 
 EXAMPLE::
 
-    from simulated_devices.physics.pump_probe import excitations, melted_fraction
+    from trxrd.simulated_devices.physics.pump_probe import excitations, melted_fraction
     n = excitations(fluence_mj_cm2=2.0, sigma_cm2=4e-14, wavelength_nm=400.0)  # ~161
 """
 from __future__ import annotations

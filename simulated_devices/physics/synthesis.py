@@ -4,8 +4,8 @@ number concentration evolve after the syringe pump injects the precursor.
 EXAMPLE::
 
     import numpy as np
-    from simulated_devices.physics import load_config
-    from simulated_devices.physics.synthesis import SynthesisModel
+    from trxrd.simulated_devices.physics import load_config
+    from trxrd.simulated_devices.physics.synthesis import SynthesisModel
     syn = SynthesisModel(load_config()["synthesis"])
     syn.state(t_s=60.0, mantle_c=240.0, injected_ml=1.0)   # radius, sigma, concentration
     syn.intensity(np.linspace(0.01, 0.5, 200), 60.0, 240.0, 1.0)

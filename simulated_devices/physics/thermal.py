@@ -4,8 +4,8 @@ rate, so the controller ramps like a real one; heater lag gives overshoot and se
 
 EXAMPLE::
 
-    from simulated_devices.physics import load_config
-    from simulated_devices.physics.thermal import HeatingCellModel
+    from trxrd.simulated_devices.physics import load_config
+    from trxrd.simulated_devices.physics.thermal import HeatingCellModel
     cell = HeatingCellModel(load_config()["heating_cell"])
     cell.setpoint_c = 80.0; cell.enabled = True
     for _ in range(600): cell.advance(0.1)

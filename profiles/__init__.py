@@ -1,0 +1,1 @@
+"""The beamline IPython profile, shipped as package data (``trxrd shell`` installs it)."""
