@@ -1,11 +1,12 @@
-"""The beamline's devices in one place: built from the PV prefix, connected, and registered
-as the session's defaults, so plans can be called as ``delay_scan([pilatus], delays)``.
+"""The beamline's devices in one place, built from the PV prefix and connected. The beamline
+session (``trxrd.session``) holds one and hands its devices to the plans.
 
 EXAMPLE::
 
     from trxrd.acquisition.beamline import connect_beamline
-    bl = connect_beamline("TRX:")        # TRXRD_PREFIX / TRXRD_DATA by default
+    bl = connect_beamline("TRX:", frames_root="/data/2026-12-beamtime/frames")
     bl.delay, bl.att, bl.shutter, bl.jet, bl.pilatus
+    bl.devices()["cell"]
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from pathlib import Path
 
 from ophyd.signal import EpicsSignalBase
 
-from . import settings
 from .devices.delay import PumpProbeDelay
 from .devices.detectors import PilatusDetector
 from .devices.fluence import FluenceAttenuator
@@ -25,9 +25,13 @@ from .devices.shutter import PumpShutter
 from .devices.stage import SampleStage
 from .devices.syringe_pump import SyringePump
 
+CONNECTION_TIMEOUT_S = 5.0
+
 
 @dataclass
 class Beamline:
+    """Every device of the beamline, by the name the plans' arguments use."""
+
     delay: PumpProbeDelay
     att: FluenceAttenuator
     shutter: PumpShutter
@@ -40,22 +44,33 @@ class Beamline:
     saxs: PilatusDetector
 
     def devices(self) -> dict:
+        """{argument name: device}."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-_current: Beamline | None = None
+def connect_beamline(prefix: str, *, frames_root: Path | str, timeout: float = 15.0,
+                     exposure_s: float = 0.1) -> Beamline:
+    """Build every device under *prefix* and wait for the connections.
 
+    Parameters
+    ----------
+    prefix : str
+        PV prefix of the beamline (the simulator's is ``TRX:``).
+    frames_root : path
+        The area detectors write their HDF5 files to ``<frames_root>/<detector>/``.
+    timeout : float
+        Seconds to wait for every device to connect.
+    exposure_s : float
+        Initial exposure of both detectors (s).
 
-CONNECTION_TIMEOUT_S = 5.0
+    Returns
+    -------
+    Beamline
 
+    EXAMPLE::
 
-def connect_beamline(prefix: str | None = None, *, root: Path | None = None, timeout: float = 15.0,
-                     spot_fwhm_um=(300.0, 300.0), exposure_s: float = 0.1, register: bool = True) -> Beamline:
-    """Build every device under *prefix*, wait for the connections and (``register``) make
-    them the defaults of the plans. Frames go to ``<root>/frames/<detector>/``; the state
-    (time zero, fluence calibration) lives in ``<root>/state.json``."""
-    prefix = settings.prefix() if prefix is None else prefix
-    root = settings.data_dir() if root is None else Path(root)
+        bl = connect_beamline("TRX:", frames_root="data/frames")
+    """
     # ophyd's default of 1 s for a signal that a device touches while it is built (the area
     # detector's trigger signal) is too short for a busy IOC host; as facility profiles do.
     # ophyd allows this only before its first EPICS signal: later calls keep what is set.
@@ -63,18 +78,18 @@ def connect_beamline(prefix: str | None = None, *, root: Path | None = None, tim
         EpicsSignalBase.set_defaults(connection_timeout=CONNECTION_TIMEOUT_S)
     except RuntimeError:
         pass
+    frames_root = Path(frames_root)
     bl = Beamline(
-        delay=PumpProbeDelay(prefix, name="pump", state_root=root),
-        att=FluenceAttenuator(prefix, name="att", spot_fwhm_um=spot_fwhm_um, state_root=root),
+        delay=PumpProbeDelay(prefix, name="pump"),
+        att=FluenceAttenuator(prefix, name="att"),
         shutter=PumpShutter(prefix, name="pump_shutter"),
         jet=LiquidJet(prefix, name="jet"),
         cell=HeatingCell(prefix, name="cell"),
         syringe=SyringePump(prefix, name="syringe"),
         stage=SampleStage(prefix, name="sample"),
         i0=I0Monitor(prefix, name="i0"),
-        pilatus=PilatusDetector(prefix + "PIL:", name="pilatus",
-                                write_dir=settings.frames_dir("pilatus", root)),
-        saxs=PilatusDetector(prefix + "SAXS:", name="saxs", write_dir=settings.frames_dir("saxs", root)),
+        pilatus=PilatusDetector(prefix + "PIL:", name="pilatus", write_dir=frames_root / "pilatus"),
+        saxs=PilatusDetector(prefix + "SAXS:", name="saxs", write_dir=frames_root / "saxs"),
     )
     missing = []
     for name, dev in bl.devices().items():
@@ -87,19 +102,4 @@ def connect_beamline(prefix: str | None = None, *, root: Path | None = None, tim
                               f"(is the IOC / `trxrd sim` running?): " + "; ".join(missing))
     for det in (bl.pilatus, bl.saxs):
         det.exposure_s = exposure_s
-    if register:
-        use_beamline(bl)
     return bl
-
-
-def use_beamline(bl: Beamline | None) -> None:
-    """Make *bl* the devices plans use when none are passed."""
-    global _current
-    _current = bl
-
-
-def current_beamline() -> Beamline:
-    if _current is None:
-        raise RuntimeError("no beamline connected: call connect_beamline() (the profile does) "
-                           "or pass the devices to the plan")
-    return _current

@@ -78,7 +78,7 @@ def main() -> None:
     from bluesky import RunEngine
     from bluesky_tiled_plugins import TiledWriter
 
-    from trxrd.acquisition.catalog import CatalogWriter, open_catalog
+    from trxrd.catalog import CatalogWriter, open_catalog
 
     signals = _signals(args.signals, args.exposure_ms / 1000)
     with tempfile.TemporaryDirectory() as tmp:

@@ -86,3 +86,41 @@ def pump_probe_figure(result, kind: str = "delay"):
     from matplotlib.figure import Figure
 
     return draw_pump_probe(Figure(figsize=(11, 4.5)), result, kind)
+
+
+def draw_grid(fig, grid):
+    """Draw a fluence x delay grid (``GridResult``) into *fig*: the kinetics at every fluence on
+    the left, the melted fraction vs <N> at every delay on the right, with their fits."""
+    from .fluence import melted_fraction
+
+    fig.clf()
+    ax_k, ax_f = fig.subplots(1, 2)
+    for fluence, r in grid.kinetics.items():
+        if r is None:
+            continue
+        bars = ax_k.errorbar(r.x, r.signal, yerr=r.signal_err, fmt="o", ms=3, capsize=2,
+                             label=f"{fluence:g} mJ/cm$^2$")
+        if r.fit is not None:
+            t = np.linspace(min(np.min(r.x), -DELAY_LINEAR_PS), np.max(r.x), 1000)
+            ax_k.plot(t, r.fit.evaluate(t), "-", color=bars[0].get_color())
+    ax_k.axhline(0.0, color="0.6", lw=0.8)
+    ax_k.set_xscale("symlog", linthresh=DELAY_LINEAR_PS)
+    ax_k.set_xlabel("delay (ps)")
+    ax_k.set_ylabel("dA / A (window signal)")
+    ax_k.set_title("kinetics per fluence", fontsize=9)
+    for delay, r in grid.thresholds.items():
+        if r is None:
+            continue
+        fraction, err = melted_fraction(r.signal, r.signal_err)
+        bars = ax_f.errorbar(r.x, fraction, yerr=err, fmt="o", ms=3, capsize=2, label=f"{delay:g} ps")
+        if r.fit is not None:
+            n = np.linspace(0.0, float(np.nanmax(r.x)) * 1.05, 300)
+            ax_f.plot(n, r.fit.evaluate(n), "-", color=bars[0].get_color())
+    ax_f.set_xlabel("<N> excitations per NC")
+    ax_f.set_ylabel("melted fraction")
+    ax_f.set_title("threshold per delay", fontsize=9)
+    for ax in (ax_k, ax_f):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -27,6 +27,7 @@ from .kinetics import fit_kinetics, fit_kinetics_auto
 from .peaks import window_signal
 
 MODELS = {"exp": 1, "biexp": 2}
+KINETICS_MODELS = (*MODELS, "auto")
 
 
 @dataclass

@@ -5,8 +5,9 @@ EXAMPLE::
 
     import os
     from trxrd.simulated_devices.process import SimulatedBeamline, isolated_ca_env
-    os.environ.update(isolated_ca_env())          # before pyepics / ophyd connect
-    with SimulatedBeamline(data_dir="/tmp/trx-data") as sim:
+    env = isolated_ca_env()
+    os.environ.update(env)                        # this process's CA client, before pyepics connects
+    with SimulatedBeamline(data_dir="/tmp/trx-data", ca_env=env) as sim:
         import epics
         epics.caget(sim.prefix + "TC:Temperature_RBV")
 """
@@ -54,31 +55,24 @@ def isolated_ca_env(server_port: int | None = None) -> dict[str, str]:
     }
 
 
-def _ca_ready(pv: str, env: dict, timeout: float) -> bool:
-    from caproto.sync.client import read
-
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+def _listening(port: int, timeout: float) -> bool:
+    """Whether a server accepts TCP connections on loopback *port* (the CA server's circuit port)."""
     try:
-        read(pv, timeout=timeout, repeater=False)
-        return True
-    except Exception:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
         return False
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 class SimulatedBeamline:
-    """``trxrd sim`` as a child process. Uses the CA variables of ``os.environ`` when they
-    name a server port, else a fresh isolated set (see ``env``)."""
+    """``trxrd sim`` as a child process, serving Channel Access with the variables *ca_env*
+    (default: a fresh isolated set from ``isolated_ca_env``; clients of the caller's process
+    need the same variables in their environment before they connect)."""
 
     def __init__(self, prefix: str = "TRX:", data_dir: str | Path | None = None,
                  overrides: dict | None = None, detector: str | None = None,
-                 start_timeout: float = 60.0, log_path: str | Path | None = None):
+                 start_timeout: float = 60.0, log_path: str | Path | None = None,
+                 ca_env: dict[str, str] | None = None):
         self.prefix = prefix
         self._tmp = None
         if data_dir is None:
@@ -89,10 +83,7 @@ class SimulatedBeamline:
         self.detector = detector
         self.start_timeout = start_timeout
         self.log_path = Path(log_path) if log_path else self.data_dir / "sim.log"
-        if os.environ.get("EPICS_CA_SERVER_PORT"):
-            self.env = {k: v for k, v in os.environ.items() if k.startswith("EPICS_")}
-        else:
-            self.env = isolated_ca_env()
+        self.env = dict(ca_env) if ca_env is not None else isolated_ca_env()
         self.proc: subprocess.Popen | None = None
         self.repeater: subprocess.Popen | None = None
 
@@ -127,8 +118,9 @@ class SimulatedBeamline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"trxrd sim exited with {self.proc.returncode}: "
                                    f"{self.log_path.read_text()[-2000:]}")
-            if _ca_ready(self.prefix + "I0:Current_RBV", self.env, timeout=1.0):
+            if _listening(int(self.env["EPICS_CA_SERVER_PORT"]), timeout=1.0):
                 return self
+            time.sleep(0.1)
         self.stop()
         raise TimeoutError(f"trxrd sim did not answer within {self.start_timeout} s "
                            f"(log: {self.log_path})")

@@ -12,7 +12,8 @@ import pytest
 
 from trxrd.simulated_devices.process import SimulatedBeamline, isolated_ca_env
 
-os.environ.update(isolated_ca_env())
+CA_ENV = isolated_ca_env()
+os.environ.update(CA_ENV)            # this process's CA clients, before pyepics / ophyd load
 os.environ.setdefault("OPHYD_CONTROL_LAYER", "pyepics")
 
 PREFIX = "TRXT:"
@@ -49,13 +50,24 @@ def wait_for(predicate, timeout: float, period: float = 0.02, what: str = "condi
         time.sleep(period)
 
 
+def true_delay_ps(sim, delay_ps: float, time_zero_mm: float) -> float:
+    """The simulator's true delay where a device with time zero *time_zero_mm* reads *delay_ps*
+    (the stage position is what both share)."""
+    from trxrd.acquisition.devices.delay import stage_position_mm
+    from trxrd.simulated_devices.physics.laser import stage_delay_ps
+
+    d = sim.cfg["delay"]
+    stage = stage_position_mm(delay_ps, time_zero_mm, d["n_passes"])
+    return float(stage_delay_ps(stage, d["stage_time_zero_mm"], d["n_passes"]))
+
+
 @pytest.fixture(scope="session")
 def sim(tmp_path_factory):
     """The running simulated beamline (prefix TRXT:), its data folder and its sample file."""
     from trxrd.simulated_devices.physics.config import load_config
 
     data = tmp_path_factory.mktemp("beamline")
-    beamline = SimulatedBeamline(PREFIX, data_dir=data, overrides=TEST_OVERRIDES)
+    beamline = SimulatedBeamline(PREFIX, data_dir=data, overrides=TEST_OVERRIDES, ca_env=CA_ENV)
     beamline.start()
     beamline.cfg = load_config(overrides=TEST_OVERRIDES)
     yield beamline
@@ -110,11 +122,20 @@ def jet_running(sim, ca):
     ca.caput(sim.prefix + "JET:Run", 0, wait=True)
 
 
+SAMPLE = {"name": "CuInSe2 test NCs", "size_nm": 7.0, "ligand": "oleylamine", "solvent": "dodecane",
+          "sigma_cm2": 4e-14}
+
+
 @pytest.fixture(scope="session")
 def bl(sim, tmp_path_factory):
-    """Pump-probe devices (not the heating cell / syringe) built like the profile does, once for
-    the session: every set of ophyd devices adds monitor callbacks the later timing tests share."""
+    """Pump-probe devices (not the heating cell / syringe) built like the session does, once for
+    the session: every set of ophyd devices adds monitor callbacks the later timing tests share.
+    The attenuator is calibrated by `calibrate_fluence` against the simulator (never from its
+    sample file); the spot size is the beamline's measurement, which in a dry run is the
+    simulator's."""
     from types import SimpleNamespace
+
+    from bluesky import RunEngine
 
     from trxrd.acquisition.devices.delay import PumpProbeDelay
     from trxrd.acquisition.devices.detectors import PilatusDetector
@@ -123,22 +144,22 @@ def bl(sim, tmp_path_factory):
     from trxrd.acquisition.devices.monitors import I0Monitor
     from trxrd.acquisition.devices.shutter import PumpShutter
     from trxrd.acquisition.devices.stage import SampleStage
+    from trxrd.acquisition.plans.fluence import calibrate_fluence
 
     root = tmp_path_factory.mktemp("pp")
     p = sim.prefix
+    laser = sim.cfg["laser"]
     ns = SimpleNamespace(
-        delay=PumpProbeDelay(p, name="pump", state_root=root),
-        att=FluenceAttenuator(p, name="att", state_root=root),
+        delay=PumpProbeDelay(p, name="pump"),
+        att=FluenceAttenuator(p, name="att", spot_fwhm_um=(laser["spot_fwhm_x_um"], laser["spot_fwhm_y_um"])),
         shutter=PumpShutter(p, name="pump_shutter"), jet=LiquidJet(p, name="jet"),
         i0=I0Monitor(p, name="i0"), stage=SampleStage(p, name="sample"),
         pilatus=PilatusDetector(p + "PIL:", name="pilatus", write_dir=root / "frames" / "pilatus"))
     for dev in vars(ns).values():
         dev.wait_for_connection(timeout=30)
     ns.delay.optical.settle_time = ns.att.waveplate.settle_time = 0.005
-    laser = sim.cfg["laser"]
-    p0 = laser["power_before_waveplate_w"]
-    ns.att.set_calibration(laser["transmission_min"] * p0, laser["transmission_max"] * p0,
-                           laser["theta0_deg"], save=False)
+    ns.calibration = RunEngine({}, call_returns_result=True)(
+        calibrate_fluence(ns.att, settle_s=0.05, md={"sample": SAMPLE})).plan_result
     ns.pilatus.exposure_s = 0.05
     ns.devices = dict(delay=ns.delay, shutter=ns.shutter, att=ns.att, jet=ns.jet, i0=ns.i0)
     return ns

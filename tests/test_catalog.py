@@ -29,14 +29,14 @@ def root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cat(root):
-    from trxrd.acquisition.catalog import open_catalog
+    from trxrd.catalog import open_catalog
 
     return open_catalog(root=root)
 
 
 @pytest.fixture(scope="module")
 def writer(cat, root):
-    from trxrd.acquisition.catalog import CatalogWriter
+    from trxrd.catalog import CatalogWriter
 
     w = CatalogWriter(cat, backup_directory=root / "spool")
     yield w
@@ -118,7 +118,7 @@ def _emitted(docs, uid):
 
 @pytest.mark.parametrize("uri", ["ftp://host/x", "localhost:8000", "http://", "/data/catalog.db"])
 def test_bad_uri_is_one_clear_line(uri):
-    from trxrd.acquisition.catalog import open_catalog
+    from trxrd.catalog import open_catalog
 
     with pytest.raises(ValueError, match="http") as info:
         open_catalog(uri)
@@ -132,7 +132,7 @@ def test_embedded_layout_and_lookups(cat, root):
 
 
 def test_batch_size_per_run(cat, root):
-    from trxrd.acquisition.catalog import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, CatalogWriter
+    from trxrd.catalog import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, CatalogWriter
 
     w = CatalogWriter(cat, backup_directory=root / "spool")
     try:
@@ -219,7 +219,7 @@ def test_live_reader_sees_events_before_stop(cat, run_engine, i0):
     run is still open (the writer thread hands documents over within max_latency_s)."""
     import bluesky.plan_stubs as bps
 
-    from trxrd.acquisition.catalog import events_written
+    from trxrd.catalog import events_written
 
     RE, _ = run_engine
     seen = {}
@@ -254,7 +254,7 @@ def test_writer_failure_raises_and_spools_every_document(tmp_path, i0):
     from bluesky.plans import count
     from event_model import unpack_datum_page, unpack_event_page
 
-    from trxrd.acquisition.catalog import CatalogWriteError, CatalogWriter, open_catalog
+    from trxrd.catalog import CatalogWriteError, CatalogWriter, open_catalog
 
     broken = open_catalog(root=tmp_path)
     broken.context.close()
@@ -347,7 +347,7 @@ WRITER_SCRIPT = textwrap.dedent("""
     from bluesky.plans import count
     from ophyd import Signal
     from ophyd.status import Status
-    from trxrd.acquisition.catalog import CatalogWriter, open_catalog
+    from trxrd.catalog import CatalogWriter, open_catalog
 
     class Slow(Signal):                       # 20 ms per trigger, like an exposure
         def trigger(self):
@@ -368,7 +368,7 @@ def test_cli_reads_while_another_process_writes(tmp_path, monkeypatch, capsys):
     """SQLite write-ahead log: `trxrd runs` works on a catalog another process is writing."""
     from trxrd.cli import main
 
-    from trxrd.acquisition.catalog import open_catalog
+    from trxrd.catalog import open_catalog
 
     open_catalog(root=tmp_path)      # create it here, so both processes open an existing one
     monkeypatch.setenv("TRXRD_DATA", str(tmp_path))
@@ -425,7 +425,7 @@ def test_tiled_server_uri(tmp_path, monkeypatch, capsys):
     from bluesky.plans import count
     from ophyd import Signal
 
-    from trxrd.acquisition.catalog import CatalogWriter, open_catalog
+    from trxrd.catalog import CatalogWriter, open_catalog
     from trxrd.cli import main
 
     with socket.socket() as s:

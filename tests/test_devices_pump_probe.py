@@ -12,7 +12,7 @@ C_MM_PER_PS = 299792458.0e-9
 def delay(sim, tmp_path):
     from trxrd.acquisition.devices.delay import PumpProbeDelay
 
-    dev = PumpProbeDelay(sim.prefix, name="pump", state_root=tmp_path)
+    dev = PumpProbeDelay(sim.prefix, name="pump")
     dev.wait_for_connection(timeout=10)
     dev.optical.settle_time = 0.005
     yield dev
@@ -35,12 +35,15 @@ def test_delay_axis_settings(delay, delay_ps, stage_mm, generator_s):
 def test_sign_convention_and_reach(delay, sim):
     from trxrd.simulated_devices.physics.laser import stage_delay_ps
 
-    delay.delay.move(100.0, timeout=20)
-    assert delay.optical.position > delay.time_zero_mm.get()         # later probe = stage further out
-    # the simulator's physics uses the same convention: its delay at this stage position
     d = sim.cfg["delay"]
-    assert float(stage_delay_ps(delay.optical.position, d["stage_time_zero_mm"], d["n_passes"])) == \
-        pytest.approx(100.0, abs=0.01)
+    true_delays = []
+    for t in (100.0, 300.0):
+        delay.delay.move(t, timeout=20)
+        assert delay.optical.position > delay.time_zero_mm.get()     # later probe = stage further out
+        true_delays.append(float(stage_delay_ps(delay.optical.position, d["stage_time_zero_mm"], d["n_passes"])))
+    # the simulator's physics uses the same convention: 200 ps more on the axis is 200 ps more there,
+    # whatever the offset between the device's time zero and the simulator's true one
+    assert true_delays[1] - true_delays[0] == pytest.approx(200.0, abs=0.01)
     lo, hi = delay.reach_ps()
     assert lo == pytest.approx(-1000.7, abs=0.1) and hi == pytest.approx(1e7)
 
@@ -54,16 +57,20 @@ def test_delay_out_of_range_refused_before_motion(delay):
     assert not delay.optical.moving
 
 
-def test_time_zero_survives_restart(sim, delay, tmp_path):
-    from trxrd.acquisition.devices.delay import PumpProbeDelay
-
+def test_set_time_zero_announces_and_checks(delay):
+    """The device keeps no file: subscribers hear of a new time zero (the session saves it);
+    a time zero outside the stage's travel is refused and changes nothing."""
+    heard = []
+    delay.subscribe(lambda **kw: heard.append((kw["time_zero_mm"], kw["n_passes"])),
+                    event_type=delay.SUB_TIME_ZERO, run=False)
     delay.optical.move(150.3, timeout=10)
     assert delay.set_time_zero() == pytest.approx(150.3, abs=2e-4)
     assert delay.delay.position == pytest.approx(0.0, abs=0.01)
-    again = PumpProbeDelay(sim.prefix, name="pump2", state_root=tmp_path)
-    again.wait_for_connection(timeout=10)
-    assert again.time_zero_mm.get() == pytest.approx(150.3, abs=2e-4)
-    assert again.delay.position == pytest.approx(0.0, abs=0.01)
+    assert heard == [(pytest.approx(150.3, abs=2e-4), 2)]
+    for bad in (1e9, -5.0, math.nan):
+        with pytest.raises(ValueError, match="time"):
+            delay.set_time_zero(bad)
+    assert delay.time_zero_mm.get() == pytest.approx(150.3, abs=2e-4) and len(heard) == 1
     delay.set_time_zero(150.0)
 
 
@@ -71,7 +78,9 @@ def test_time_zero_survives_restart(sim, delay, tmp_path):
 def att(sim, tmp_path):
     from trxrd.acquisition.devices.fluence import FluenceAttenuator
 
-    dev = FluenceAttenuator(sim.prefix, name="att", sigma_cm2=4e-14, state_root=tmp_path)
+    laser = sim.cfg["laser"]
+    dev = FluenceAttenuator(sim.prefix, name="att", sigma_cm2=4e-14,
+                            spot_fwhm_um=(laser["spot_fwhm_x_um"], laser["spot_fwhm_y_um"]))
     dev.wait_for_connection(timeout=10)
     dev.waveplate.settle_time = 0.005
     return dev
@@ -85,6 +94,8 @@ def test_fluence_calibration_and_request(sim, att, tmp_path):
 
     with pytest.raises(ValueError, match="calibration missing"):
         att.fluence.move(1.0)
+    heard = []
+    att.subscribe(lambda **kw: heard.append(kw), event_type=att.SUB_CALIBRATION, run=False)
     RE = RunEngine({}, call_returns_result=True)
     md = {"sample": {"name": "test", "size_nm": 7.0, "ligand": "OLA", "solvent": "dodecane",
                      "sigma_cm2": 4e-14}}
@@ -96,7 +107,7 @@ def test_fluence_calibration_and_request(sim, att, tmp_path):
     assert fit["theta0_deg"] == pytest.approx(laser["theta0_deg"], rel=0.05)
 
     att.fluence.move(1.5, timeout=20)
-    area = math.pi / (4 * math.log(2)) * 300e-4 * 300e-4
+    area = math.pi / (4 * math.log(2)) * laser["spot_fwhm_x_um"] * 1e-4 * laser["spot_fwhm_y_um"] * 1e-4
     expected_w = 1.5e-3 * area * laser["rep_rate_hz"]
     from conftest import wait_for
     wait_for(lambda: abs(att.power.get() / expected_w - 1) < 0.03, 3, what="power meter at 1.5 mJ/cm^2")
@@ -113,6 +124,11 @@ def test_fluence_calibration_and_request(sim, att, tmp_path):
             att.fluence.move(bad)
     assert att.waveplate.position == angle
 
-    restarted = FluenceAttenuator(sim.prefix, name="att2", state_root=tmp_path)
-    restarted.wait_for_connection(timeout=10)
-    assert restarted.calibrated and restarted.p_max_w.get() == pytest.approx(fit["p_max_w"])
+    # the calibration was announced (the session saves it); without a spot size no fluence at all
+    assert heard[-1]["p_max_w"] == pytest.approx(fit["p_max_w"]) and att.calibrated
+    unmeasured = FluenceAttenuator(sim.prefix, name="att2")
+    unmeasured.wait_for_connection(timeout=10)
+    unmeasured.set_calibration(fit["p_min_w"], fit["p_max_w"], fit["theta0_deg"])
+    assert not unmeasured.calibrated
+    with pytest.raises(ValueError, match="spot size not set"):
+        unmeasured.fluence.move(0.5)

@@ -90,7 +90,7 @@ def _reduced_run(delays, kinetics):
     run = compose_run(metadata={"plan_name": "integrate", "raw_plan_name": "delay_scan",
                                 "raw_uid": "raw-1", "reference": "interleaved"})
     keys = {k: {"source": "t", "dtype": "array", "shape": [Q.size]} for k in ("q", "intensity", "sigma")}
-    keys.update({k: {"source": "t", "dtype": "number", "shape": []} for k in ("requested_delay", "pump_delay")})
+    keys.update({k: {"source": "t", "dtype": "number", "shape": []} for k in ("requested_delay", "delay")})
     keys["role"] = {"source": "t", "dtype": "string", "shape": []}
     desc = run.compose_descriptor(name="primary", data_keys=keys)
     yield "start", run.start_doc
@@ -98,21 +98,24 @@ def _reduced_run(delays, kinetics):
     for t, s in zip(delays, kinetics):
         for role, scale in (("on", 1 + s), ("off", 1.0)):
             data = {"q": Q, "intensity": scale * PEAK, "sigma": np.full(Q.size, 1e-4), "requested_delay": t,
-                    "pump_delay": t, "role": role}
+                    "delay": t, "role": role}
             yield "event", desc.compose_event(data=data, timestamps={k: 0 for k in data})
     yield "stop", run.compose_stop()
 
 
 def test_live_pump_probe_refits_after_each_point_and_draws():
+    """With a policy that allows it, a refit per completed point; the figure is a separate callback."""
     from matplotlib.figure import Figure
 
-    from trxrd.reduction.callbacks import LivePumpProbe
+    from trxrd.reduction.callbacks import LivePumpProbe, LivePumpProbePlot, RefitPolicy
     from trxrd.reduction.kinetics import kinetics_model
 
     delays = np.concatenate([np.linspace(-200, 200, 17), np.geomspace(300, 10000, 20)])
     truth = kinetics_model(delays, t0_ps=0, irf_fwhm_ps=79, amplitudes=[-0.2, -0.1], taus_ps=[150, 2500])
     fig = Figure()
-    live = LivePumpProbe([(1.7, 2.05)], model="biexp", plot=fig, redraw_s=0.0)
+    live = LivePumpProbe([(1.7, 2.05)], model="biexp",
+                         refit=RefitPolicy(min_interval_s=0.0, min_new_points=1, max_duty=1.0))
+    live.subscribe(LivePumpProbePlot(live, fig, redraw_s=0.0))
     out = []
     live.subscribe(lambda name, doc: out.append((name, doc)))
     for name, doc in _reduced_run(delays, truth):

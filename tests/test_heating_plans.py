@@ -93,7 +93,7 @@ def test_move_done_only_after_settle_time_in_band(sim, ca, devices, RE):
         RE.waiting_hook = None
     status = cell.last_status
     assert status.done and status.success and status.settled
-    done_at = status.finished_at
+    done_at = status.finished_at                 # the controller's clock, not this process's
     wait_for(lambda: history and history[-1][0] > done_at + 0.2, 5, what="monitor past the end")
     mon.clear_callbacks()
     t = np.array([h[0] for h in history])
@@ -106,9 +106,11 @@ def test_move_done_only_after_settle_time_in_band(sim, ca, devices, RE):
     # the cell overshot: it entered the band, left it again, and the clock restarted
     assert t_in.min() < last_out
     assert v[before].max() > target + cell.tolerance_c
-    # done one settle time after the last excursion, never earlier (readings every 50 ms; the
-    # upper margin covers CA and callback latency on a loaded 2-core machine)
-    assert SETTLE_S <= done_at - last_out <= SETTLE_S + 1.0
+    # done exactly one settle time after the streak began, and the streak began with the first
+    # reading after the last excursion (readings every 50 ms; time stamps are the IOC's, so
+    # this holds however late a loaded client processes them)
+    assert done_at == pytest.approx(status.in_band_since + SETTLE_S, abs=1e-9)
+    assert last_out < status.in_band_since <= last_out + 0.2
     # ... and every reading of the last settle time was inside the band
     assert inside[(t > done_at - SETTLE_S) & before].all()
     # the device saw the same readings (its own history) and ended at the target
@@ -150,16 +152,15 @@ def test_stop_timeout_and_equilibration(sim, ca, devices):
         status.wait(1)
     assert ca.caget(tc + "Enable", as_string=True) == "On"
     # not settled in time: a clear error, after timeout_s (the cell goes on heating)
-    t = time.time()
     status = cell.set(here + 10.0, settle_time_s=0.1, timeout_s=0.3)
     with pytest.raises(SettleTimeoutError, match=r"not settled at .* within 0.3 s"):
-        status.wait(5)
-    assert 0.3 <= time.time() - t < 1.0
+        status.wait(30)
+    assert status.finished_at - status.started_at >= 0.3 and not status.settled
     # settled, then equilibrated for equilibrate_s more
     status = cell.set(here + 10.0, settle_time_s=0.1, equilibrate_s=0.4)
     status.wait(30)
-    assert status.settled and 0.4 <= status.finished_at - status.settled_at < 0.5
-    assert status.settled_at - status.in_band_since >= 0.1
+    assert status.settled and status.finished_at - status.settled_at == pytest.approx(0.4, abs=1e-9)
+    assert status.settled_at - status.in_band_since == pytest.approx(0.1, abs=1e-9)
 
 
 def test_bad_input_raises_before_anything_moves(sim, ca, devices, RE, monkeypatch):
@@ -183,9 +184,6 @@ def test_bad_input_raises_before_anything_moves(sim, ca, devices, RE, monkeypatc
         with pytest.raises(ValueError):
             RE(bps.mv(cell.ramp_rate, bad))
     # plans refuse at call time, before a single message
-    from trxrd.acquisition.plans import metadata
-
-    monkeypatch.setattr(metadata, "_current", None)     # no session sample (other tests set one)
     bad_plans = [
         lambda: temperature_series([waxs], [30.0, float("nan")], cell=cell, md=MD),
         lambda: temperature_series([waxs], [30.0, 400.0], cell=cell, md=MD),
@@ -227,7 +225,6 @@ def test_temperature_series_settles_then_records_frames(sim, devices, RE, docs):
     cell, _, waxs, _ = devices
     base = round(cell.position)
     temps = [base + 5.0, base + 10.0]
-    t0 = time.time()
     RE(temperature_series([waxs], temps, cell=cell, frames=2, settle_time_s=1.0, md=MD))
     events = _events(docs)
     assert len(events) == 4
@@ -250,7 +247,6 @@ def test_temperature_series_settles_then_records_frames(sim, devices, RE, docs):
     # frames at a temperature only once it had settled there
     first_at_second = events[2]["time"]
     assert first_at_second - events[1]["time"] >= 1.0
-    assert time.time() - t0 < 30
 
 
 @pytest.mark.slow

@@ -37,7 +37,7 @@ def test_malus_law_and_fluence(cfg):
     assert transmission(lc["theta0_deg"] + 22.5, lc) == pytest.approx(
         (lc["transmission_max"] + lc["transmission_min"]) / 2)
     area = spot_area_cm2(lc)
-    assert area == pytest.approx(math.pi / (4 * math.log(2)) * 0.03 * 0.03)
+    assert area == pytest.approx(math.pi / (4 * math.log(2)) * 0.0272 * 0.0331)      # 272 x 331 um
     # 10 mW at 10 kHz = 1 uJ per pulse
     assert fluence_mj_cm2(0.01, lc) == pytest.approx(1e-3 / area)
 

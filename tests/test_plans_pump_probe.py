@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import wait_for
+from conftest import true_delay_ps, wait_for
 
 pytestmark = pytest.mark.ioc
 
@@ -62,7 +62,11 @@ def test_interleaved_delay_scan(sim, bl, RE, jet):
     assert len(events) == 6
     start = next(d for n, d in RE.docs if n == "start")
     assert start["plan_name"] == "delay_scan" and start["sample"]["name"] == SAMPLE["name"]
-    assert start["num_points"] == 6 and start["spot_fwhm_um"] == [300.0, 300.0]
+    laser = sim.cfg["laser"]
+    assert start["num_points"] == 6 and start["spot_fwhm_um"] == [laser["spot_fwhm_x_um"], laser["spot_fwhm_y_um"]]
+    assert start["trxrd_keys"] == {"delay": "pump_delay", "fluence": "att_fluence", "excitations": "att_excitations",
+                                   "i0": "i0", "shutter": "pump_shutter", "jet_flow": "jet_flow",
+                                   "image": "pilatus_image"}
     assert [e["data"]["role"] for e in events] == ["on", "off"] * 3
     assert [e["data"]["pump_shutter"] for e in events] == ["Open", "Closed"] * 3
     for e, t in zip(events, np.repeat(delays, 2)):
@@ -89,8 +93,10 @@ def test_interleaved_delay_scan(sim, bl, RE, jet):
     model.jet.run = True
     model.jet.advance(10)
     model.waveplate_deg = sim.cfg["laser"]["theta0_deg"]
+    # the model's delays are true delays: the device's axis is offset by its (uncalibrated) time zero
+    offset = true_delay_ps(sim, 0.0, bl.delay.time_zero_mm.get())
     for measured, t in zip(change, delays):
-        assert measured == pytest.approx(model.relative_area_change(*window, delay_ps=t), abs=0.02)
+        assert measured == pytest.approx(model.relative_area_change(*window, delay_ps=t + offset), abs=0.02)
     assert change[1] < -0.05 and abs(change[0]) < 0.02
 
 
@@ -193,7 +199,7 @@ def test_bad_input_refused_before_anything_moves(bl, RE, jet, call, match):
 
 
 def test_stopped_jet_is_started_and_bad_sample_refused(bl, RE):
-    from trxrd.acquisition.plans.metadata import set_sample
+    from trxrd.acquisition.plans.metadata import Sample
     from trxrd.acquisition.plans.pump_probe import delay_scan
 
     bl.jet.stop()
@@ -203,7 +209,7 @@ def test_stopped_jet_is_started_and_bad_sample_refused(bl, RE):
     assert bl.jet.stable()                      # still flowing after the run (RE's stop() keeps it)
     bl.jet.stop()
     with pytest.raises(ValueError, match="sigma_cm2"):
-        set_sample(**{**SAMPLE, "sigma_cm2": 4.0})          # cm^2 per NC, not a typo'd unit
+        Sample(**{**SAMPLE, "sigma_cm2": 4.0})          # cm^2 per NC, not a typo'd unit
 
 
 def test_raster_scan_snakes_over_the_grid(sim, bl, RE, jet):

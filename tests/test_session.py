@@ -1,5 +1,7 @@
 """The beamline session (what the IPython profile runs) against the simulated beamline,
 with the embedded catalog: the issue's acceptance flow."""
+import inspect
+import json
 import os
 import subprocess
 import sys
@@ -14,11 +16,11 @@ pytestmark = pytest.mark.ioc
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_session_delay_scan_frames_from_catalog(sim, tmp_path, monkeypatch):
-    from trxrd.acquisition.session import start_session
+def test_session_delay_scan_frames_from_catalog(sim, tmp_path):
+    from trxrd.session import SessionConfig, open_session
 
-    monkeypatch.setenv("TRXRD_DATA", str(tmp_path))
-    ns = start_session(sim.prefix, plots=False, verbose=False)
+    session = open_session(SessionConfig(prefix=sim.prefix, data_root=tmp_path), verbose=False)
+    ns = session.namespace()
     ns["set_sample"](name="CuInSe2 NCs", size_nm=7.0, ligand="oleylamine", solvent="dodecane",
                      sigma_cm2=4e-14)
     RE, cat, pilatus = ns["RE"], ns["cat"], ns["pilatus"]
@@ -38,11 +40,50 @@ def test_session_delay_scan_frames_from_catalog(sim, tmp_path, monkeypatch):
         np.testing.assert_array_equal(frames, f["/entry/data/data"][:])
     assert list(run["primary"]["requested_delay"].read()) == delays[:1] * 2 + [
         d for d in delays[1:] for _ in range(2)]
-    # the sample is remembered for the next session
-    from trxrd.acquisition.settings import load_state
+    # time zero, calibration and sample are remembered for the next session, by the session
+    delay, att = session.beamline.delay, session.beamline.att
+    delay.set_time_zero(151.25)
+    att.set_calibration(1e-4, 0.05, 11.0)
+    att.set_spot(250.0, 310.0)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["sample"]["sigma_cm2"] == 4e-14 and state["delay"]["time_zero_mm"] == 151.25
+    assert state["fluence"] == {"p_min_w": 1e-4, "p_max_w": 0.05, "theta0_deg": 11.0,
+                                "spot_fwhm_x_um": 250.0, "spot_fwhm_y_um": 310.0}
+    session.close()
+    again = open_session(SessionConfig(prefix=sim.prefix, data_root=tmp_path), verbose=False)
+    try:
+        assert again.sample.name == "CuInSe2 NCs"
+        assert again.beamline.delay.time_zero_mm.get() == 151.25
+        assert again.beamline.att.calibration() == state["fluence"]
+        assert again.RE.md["scan_id"] == run.start["scan_id"]                # numbering goes on
+        # the session's plans take its devices; the plain plans need them
+        plan = again.plans["delay_scan"]
+        assert inspect.signature(plan).parameters["delay"].default is again.beamline.delay
+        from trxrd.acquisition.plans.pump_probe import delay_scan
+        with pytest.raises(TypeError, match="delay"):
+            delay_scan([again.beamline.pilatus], [0.0])
+    finally:
+        again.beamline.delay.set_time_zero(150.0)
+        again.close()
 
-    assert load_state()["sample"]["sigma_cm2"] == 4e-14
-    ns["writer"].close()
+
+def test_config_from_environment_only_at_entry(tmp_path):
+    """The environment is read by SessionConfig.from_environ (entry points), nowhere else."""
+    from trxrd.session import SessionConfig
+
+    sample = tmp_path / "sample.json"
+    sample.write_text(json.dumps({"name": "x", "size_nm": 5.0, "ligand": "OLA", "solvent": "hexane",
+                                  "sigma_cm2": 1e-14}))
+    config = SessionConfig.from_environ({"TRXRD_PREFIX": "BL:", "TRXRD_DATA": str(tmp_path),
+                                         "TRXRD_SAMPLE": str(sample), "TRXRD_PONI": "/x.poni",
+                                         "TRXRD_WINDOWS": "1.7:2.0,2.5:2.6", "TRXRD_SPOT_UM": "270x330"})
+    assert config.prefix == "BL:" and config.data_root == tmp_path and config.sample["name"] == "x"
+    assert config.reduction["windows"] == [(1.7, 2.0), (2.5, 2.6)] and config.spot_fwhm_um == (270.0, 330.0)
+    assert SessionConfig.from_environ({}).prefix == "TRX:"
+    for bad in ({"TRXRD_SPOT_UM": "300"}, {"TRXRD_WINDOWS": "2:1", "TRXRD_PONI": "x"},
+                {"TRXRD_SAMPLE": str(tmp_path / "missing.json")}):
+        with pytest.raises(ValueError):
+            SessionConfig.from_environ(bad)
 
 
 @pytest.mark.slow

@@ -28,8 +28,8 @@ from pathlib import Path
 
 
 def _sim(args: argparse.Namespace) -> int:
-    from trxrd.simulated_devices.iocs.launcher import build_beamline, list_pvs, serve
-    from trxrd.simulated_devices.physics.config import dump_config
+    from .simulated_devices.iocs.launcher import build_beamline, list_pvs, serve
+    from .simulated_devices.physics.config import dump_config
 
     model, groups, pvdb = build_beamline(args.prefix, args.config, args.data_dir, args.detector)
     if args.print_config:
@@ -51,20 +51,27 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(out_dir=args.out, detector=args.detector, json_path=args.json)
 
 
+def _data_root() -> Path:
+    """The data root of this process: ``TRXRD_DATA`` (default ``./data``)."""
+    return Path(os.environ.get("TRXRD_DATA", "data")).expanduser().resolve()
+
+
 def _catalog(args: argparse.Namespace):
-    """The catalog for a read-only command: the embedded one must exist already."""
-    from trxrd.acquisition.catalog import catalog_dir, open_catalog
+    """The catalog for a command: ``--catalog``, else ``TRXRD_CATALOG``, else the embedded one
+    under the data root, which must exist already."""
+    from .catalog import catalog_dir, open_catalog
 
     if not args.verbose:   # the embedded server's start-up chatter
         import tiled.server.app   # noqa: F401  (sets its logger to INFO on import)
 
         logging.getLogger("tiled.server.app").setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
-    if args.catalog is None and not os.environ.get("TRXRD_CATALOG"):
-        database = catalog_dir() / "catalog.db"
+    uri = args.catalog or os.environ.get("TRXRD_CATALOG") or None
+    if uri is None:
+        database = catalog_dir(_data_root()) / "catalog.db"
         if not database.exists():
             raise ValueError(f"no catalog at {database} (set TRXRD_DATA or --catalog)")
-    return open_catalog(args.catalog)
+    return open_catalog(uri, root=_data_root(), api_key=os.environ.get("TRXRD_API_KEY") or None)
 
 
 def _sample_name(start: dict) -> str:
@@ -76,7 +83,7 @@ def _sample_name(start: dict) -> str:
 
 def _stream_events(run, stream: str) -> int:
     """Events in *stream*: from the stop document, else (run still open) the rows written."""
-    from trxrd.acquisition.catalog import events_written
+    from .catalog import events_written
 
     stop = run.metadata.get("stop") or {}
     if stream in (stop.get("num_events") or {}):
@@ -170,7 +177,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _integrate(args) -> int:
-    from trxrd.reduction.offline import integrate_files
+    from .reduction.offline import integrate_files
 
     out = integrate_files(args.frames, args.poni, mask=args.mask, npt=args.npt, out=args.out)
     print(f"{out}: I(q) of the frames of {len(args.frames)} file(s), NXdata /entry/reduced")
@@ -178,8 +185,8 @@ def _integrate(args) -> int:
 
 
 def _kinetics(args) -> int:
-    from trxrd.acquisition.settings import parse_window
-    from trxrd.reduction.offline import kinetics_files
+    from .reduction.offline import kinetics_files
+    from .reduction.settings import parse_window
 
     windows = [parse_window(w) for w in args.window]
     result = kinetics_files(args.frames, args.poni, args.table, windows, mask=args.mask, npt=args.npt,
@@ -190,18 +197,22 @@ def _kinetics(args) -> int:
         Path(args.json).write_text(json.dumps(result.as_dict(), indent=2))
         print(f"fit: {args.json}")
     if args.plot:
-        from trxrd.reduction.plots import pump_probe_figure
+        from .reduction.plots import pump_probe_figure
 
         pump_probe_figure(result).savefig(args.plot, dpi=110)
         print(f"figure: {args.plot}")
     return 0
 
 
-def _reduction_settings(args) -> dict:
-    """Saved reduction settings (set_reduction / $TRXRD_PONI...) overridden by the arguments."""
-    from trxrd.acquisition.settings import parse_window, reduction_settings
+def _reduction_settings(args):
+    """Reduction settings: those saved by set_reduction (the data root's state.json), else
+    TRXRD_PONI / TRXRD_MASK / TRXRD_WINDOWS, overridden by the arguments; checked."""
+    from .reduction.settings import ReductionSettings, parse_window
+    from .session import SessionConfig
+    from .state import StateFile
 
-    settings = dict(reduction_settings() or {})
+    settings = dict(StateFile(_data_root() / "state.json").section("reduction")
+                    or SessionConfig.from_environ().reduction or {})
     for key in ("poni", "mask", "npt", "model"):
         if getattr(args, key):
             settings[key] = getattr(args, key)
@@ -212,28 +223,21 @@ def _reduction_settings(args) -> dict:
                          "in the session, or set TRXRD_PONI")
     if not settings.get("windows"):
         raise ValueError("no q window: give --window QMIN:QMAX (A^-1) or save windows with set_reduction(...)")
-    return settings
-
-
-def _live_chain(settings: dict, store, plot=False):
-    from trxrd.reduction.callbacks import live_reduction
-
-    options = {k: settings[k] for k in ("part", "model", "irf_fwhm_ps") if settings.get(k) is not None}
-    return live_reduction(settings["poni"], mask=settings.get("mask"), windows=settings["windows"],
-                          npt=settings.get("npt") or 1000, store=store, plot=plot, **options)
+    return ReductionSettings.from_dict(settings)
 
 
 def _reduce(args) -> int:
-    from trxrd.acquisition.catalog import CatalogWriter
-    from trxrd.reduction.callbacks.replay import replay_run
+    from .catalog import CatalogWriter
+    from .reduction.callbacks import live_reduction
+    from .reduction.callbacks.replay import replay_run
 
     settings = _reduction_settings(args)
     cat = _catalog(args)
     run = _lookup(cat, args.run)
-    writer = CatalogWriter(cat)
-    integrator, pump_probe = _live_chain(settings, writer)
+    writer = CatalogWriter(cat, backup_directory=_data_root() / "spool")
+    integrator, pump_probe = live_reduction(settings, store=writer)
     try:
-        for name, doc in replay_run(run):
+        for name, doc in replay_run(run, image_key=settings.image_key):
             integrator(name, doc)
     finally:
         writer.close()
@@ -246,7 +250,7 @@ def _reduce(args) -> int:
 
 
 def _proxy(args) -> int:
-    from trxrd.reduction.callbacks.remote import run_proxy
+    from .reduction.callbacks.remote import run_proxy
 
     print(f"trxrd proxy: RunEngines publish to {args.in_address}, reductions subscribe to "
           f"{args.out_address}. Ctrl-C stops.", flush=True)
@@ -255,18 +259,20 @@ def _proxy(args) -> int:
 
 
 def _live(args) -> int:
-    from trxrd.reduction.callbacks.remote import dispatcher
+    from .reduction.callbacks import live_reduction
+    from .reduction.callbacks.remote import dispatcher
 
     settings = _reduction_settings(args)
     store = None
     if args.catalog:
-        from trxrd.acquisition.catalog import CatalogWriter, open_catalog
+        from .catalog import CatalogWriter, open_catalog
 
-        store = CatalogWriter(open_catalog(args.catalog))
+        store = CatalogWriter(open_catalog(args.catalog, api_key=os.environ.get("TRXRD_API_KEY") or None),
+                              backup_directory=_data_root() / "spool")
     out = Path(args.json_dir) if args.json_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    integrator, pump_probe = _live_chain(settings, store, plot=args.plot)
+    integrator, pump_probe = live_reduction(settings, store=store, plot=args.plot)
 
     def report(name, doc):
         if name == "start":
@@ -284,8 +290,8 @@ def _live(args) -> int:
     source.subscribe(integrator)
     source.subscribe(report)
     pump_probe.subscribe(report)
-    print(f"trxrd live: reducing the documents from {args.zmq} ({settings['poni']}, windows "
-          f"{settings['windows']} A^-1). Ctrl-C stops.", flush=True)
+    print(f"trxrd live: reducing the documents from {args.zmq} ({settings.poni}, windows "
+          f"{[list(w) for w in settings.windows]} A^-1). Ctrl-C stops.", flush=True)
     try:
         source.start()
     finally:
@@ -294,36 +300,60 @@ def _live(args) -> int:
     return 0
 
 
-def _shell(args) -> int:
-    profile = Path(__file__).resolve().parents[1] / "profiles" / "profile_trxrd"
-    if not (profile / "startup").is_dir():
-        raise OSError(f"IPython profile not found at {profile}")
-    argv = ["--profile-dir", str(profile), *args.ipython_args]
+def install_profile() -> Path:
+    """The packaged beamline profile's startup files, copied into IPython's profile folder
+    ``profile_trxrd`` (under ``$IPYTHONDIR``, default ``~/.ipython``: IPython keeps history and
+    runtime files there). Startup files of the user's own next to them are kept."""
+    from importlib.resources import files
 
+    from IPython.paths import get_ipython_dir
+
+    source = files("trxrd.profiles") / "profile_trxrd" / "startup"
+    target = Path(get_ipython_dir()) / "profile_trxrd"
+    (target / "startup").mkdir(parents=True, exist_ok=True)
+    for item in source.iterdir():
+        if item.name.endswith(".py"):
+            (target / "startup" / item.name).write_text(item.read_text())
+    return target
+
+
+def _sim_config(config, sim):
+    """The session configuration of a dry run: the simulator's prefix and, unless saved, its
+    sample, its calibration with the (112) window and its pump spot (in a dry run the sample
+    file plays the beamline's knife-edge measurement)."""
+    import dataclasses
+
+    from .demo import window_112
+    from .simulated_devices.physics.config import load_config
+
+    cfg = load_config()
+    s, laser = cfg["sample"], cfg["laser"]
+    return dataclasses.replace(
+        config, prefix=sim.prefix,
+        sample=config.sample or {k: s[k] for k in ("name", "size_nm", "ligand", "solvent", "sigma_cm2")},
+        reduction=config.reduction or {"poni": str(sim.waxs_dir / "waxs.poni"),
+                                       "mask": str(sim.waxs_dir / "waxs_mask.edf"),
+                                       "windows": [window_112(s["size_nm"])]},
+        spot_fwhm_um=config.spot_fwhm_um or (laser["spot_fwhm_x_um"], laser["spot_fwhm_y_um"]),
+        note="the simulator's sample file")
+
+
+def _shell(args) -> int:
     import IPython
 
+    from .session import SessionConfig
+
+    argv = ["--profile-dir", str(install_profile()), *args.ipython_args]
+    config = SessionConfig.from_environ()
     if not args.sim:
-        IPython.start_ipython(argv=argv)
+        IPython.start_ipython(argv=argv, user_ns={"trxrd_config": config})
         return 0
-    from trxrd.acquisition.settings import DEFAULT_PREFIX, data_dir
-    from trxrd.simulated_devices.process import SimulatedBeamline, isolated_ca_env
+    from .simulated_devices.process import SimulatedBeamline, isolated_ca_env
 
-    from trxrd.simulated_devices.physics.beamline import window_for
-    from trxrd.simulated_devices.physics.config import load_config
-
-    os.environ.update(isolated_ca_env())          # its own loopback port: no clash with others
-    os.environ["TRXRD_PREFIX"] = DEFAULT_PREFIX
-    s = load_config()["sample"]                   # the simulated sample, unless one was saved
-    sample_file = data_dir() / "sim-sample.json"
-    sample_file.write_text(json.dumps({k: s[k] for k in ("name", "size_nm", "ligand", "solvent", "sigma_cm2")}))
-    os.environ.setdefault("TRXRD_SAMPLE", str(sample_file))
-    with SimulatedBeamline(DEFAULT_PREFIX, data_dir=data_dir() / "sim") as sim:
-        # live reduction with the simulator's calibration and its (112) window, unless saved
-        q_min, q_max = window_for("112", load_config())
-        os.environ.setdefault("TRXRD_PONI", str(sim.waxs_dir / "waxs.poni"))
-        os.environ.setdefault("TRXRD_MASK", str(sim.waxs_dir / "waxs_mask.edf"))
-        os.environ.setdefault("TRXRD_WINDOWS", f"{q_min:.3f}:{q_max:.3f}")
-        IPython.start_ipython(argv=argv)
+    env = isolated_ca_env()              # its own loopback port: no clash with other simulators
+    os.environ.update(env)               # for this process's Channel Access client (libca)
+    with SimulatedBeamline(config.prefix, data_dir=Path(config.data_root) / "sim", ca_env=env) as sim:
+        IPython.start_ipython(argv=argv, user_ns={"trxrd_config": _sim_config(config, sim)})
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ophyd import EpicsSignal, EpicsSignalRO
 from ophyd.utils.errors import LimitError
 
-from ..plans.metadata import finite
+from ...validation import finite
 
 
 class UnitReadback(EpicsSignalRO):

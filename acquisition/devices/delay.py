@@ -6,31 +6,32 @@ larger positions makes the delay larger: ``delay_ps = n_passes * (x - x0) / c``
 (``n_passes`` = 2 for a retro-reflector, ``x0`` = time-zero position of the stage, mm).
 The electronic delay adds ``DG:Delay`` (s) on top, with the stage parked at time zero.
 
-Time zero is set from the current stage position with ``set_time_zero()`` and persisted in
-``$TRXRD_DATA/state.json``, so it survives a restart of the session.
+Time zero is a user offset every client shares: ``set_time_zero()`` declares the current
+stage position (or a given one, inside the stage's limits) as time zero. The device keeps no
+files: it announces the change to ``subscribe(cb, event_type="time_zero")`` subscribers (the
+beamline session saves it, so it survives a restart). Until it is set, time zero is
+``DEFAULT_TIME_ZERO_MM``, the middle of a 300 mm stage, not a calibration.
 
 EXAMPLE::
 
     from trxrd.acquisition.devices.delay import PumpProbeDelay
-    delay = PumpProbeDelay("TRX:", name="delay")
+    delay = PumpProbeDelay("TRX:", name="pump")
     delay.wait_for_connection(timeout=10)
     RE(bps.mv(delay, 100.0))        # ps: stage 15 mm after time zero
     RE(bps.mv(delay, 3e6))          # 3 us: stage at time zero, generator 3 us
     delay.delay.position            # actual delay from the readbacks (ps)
+    delay.set_time_zero(143.28)     # mm
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 from ophyd import Component as Cpt
 from ophyd import Device, EpicsMotor, EpicsSignal, EpicsSignalRO, PVPositionerIsClose, Signal
 from ophyd.pseudopos import PseudoPositioner, PseudoSingle, pseudo_position_argument, real_position_argument
 
-from ..plans.metadata import finite
-from ..settings import load_state, update_state
+from ...validation import finite
 
 C_MM_PER_PS = 299792458.0 * 1e3 * 1e-12       # speed of light, mm/ps
-DEFAULT_TIME_ZERO_MM = 150.0                   # used until set_time_zero() was called once
+DEFAULT_TIME_ZERO_MM = 150.0                   # middle of the travel, until set_time_zero()
 
 
 def stage_delay_ps(position_mm, time_zero_mm: float, n_passes: int):
@@ -44,28 +45,43 @@ def stage_position_mm(delay_ps, time_zero_mm: float, n_passes: int):
 
 
 class _TimeZero(Device):
-    """Time zero (stage position, mm) and number of passes as configuration signals,
-    loaded from and saved to the persisted state (section ``delay``)."""
+    """Time zero (stage position, mm) and number of passes as configuration signals."""
 
+    SUB_TIME_ZERO = "time_zero"
     time_zero_mm = Cpt(Signal, value=DEFAULT_TIME_ZERO_MM, kind="config")
     n_passes = Cpt(Signal, value=2, kind="config")
 
-    def __init__(self, prefix="", *, name, time_zero_mm=DEFAULT_TIME_ZERO_MM, n_passes=2,
-                 state_root=None, **kwargs):
+    def __init__(self, prefix="", *, name, time_zero_mm: float = DEFAULT_TIME_ZERO_MM, n_passes: int = 2,
+                 **kwargs):
         super().__init__(prefix, name=name, **kwargs)
-        self._state_root = Path(state_root) if state_root is not None else None
-        saved = load_state(self._state_root).get("delay", {})
-        self.time_zero_mm.put(float(saved.get("time_zero_mm", time_zero_mm)))
-        self.n_passes.put(int(saved.get("n_passes", n_passes)))
+        self.time_zero_mm.put(finite(time_zero_mm, f"{name} time_zero_mm", unit="mm"))
+        if n_passes not in (1, 2, 4):
+            raise ValueError(f"{name}: n_passes must be 1, 2 or 4 (passes of the beam over the stage), "
+                             f"got {n_passes!r}")
+        self.n_passes.put(int(n_passes))
 
     def set_time_zero(self, position_mm: float | None = None) -> float:
-        """Declare the stage's current position (or *position_mm*) as time zero and save it.
-        Returns the new time-zero position (mm)."""
-        pos = self._stage_axis().position if position_mm is None else position_mm
-        pos = finite(pos, "time-zero position", unit="mm")
+        """Declare the stage's current position (or *position_mm*) as time zero.
+
+        Parameters
+        ----------
+        position_mm : float, optional
+            Stage position of time zero (mm); it must lie inside the stage's soft limits.
+
+        Returns
+        -------
+        float
+            The new time-zero position (mm). Subscribers of ``"time_zero"`` are told.
+        """
+        axis = self._stage_axis()
+        pos = axis.position if position_mm is None else position_mm
+        pos = finite(pos, f"{self.name} time-zero position", unit="mm")
+        lo, hi = axis.limits
+        if hi > lo and not lo <= pos <= hi:
+            raise ValueError(f"{self.name}: time zero {pos} mm is outside the stage's limits "
+                             f"{lo} .. {hi} mm; nothing changed")
         self.time_zero_mm.put(pos)
-        update_state("delay", {"time_zero_mm": pos, "n_passes": int(self.n_passes.get())},
-                     self._state_root)
+        self._run_subs(sub_type=self.SUB_TIME_ZERO, time_zero_mm=pos, n_passes=int(self.n_passes.get()))
         return pos
 
     def _to_ps(self, position_mm):

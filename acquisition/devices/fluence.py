@@ -7,14 +7,17 @@ photons per nanocrystal).
     <N>           = sigma * fluence / (h c / lambda)
 
 ``P_min``, ``P_max`` and ``theta0`` come from ``calibrate_fluence`` (in
-``trxrd.acquisition.plans.fluence``), which fits the power-meter readings of a waveplate scan and
-saves them in ``$TRXRD_DATA/state.json``. Requests above the calibrated maximum, below the
-minimum, negative or NaN are refused before the waveplate moves.
+``trxrd.acquisition.plans.fluence``), which fits the power-meter readings of a waveplate scan.
+The spot size is measured at the beamline (knife-edge scan) and given with ``set_spot``; there
+is no default, so a fluence is never computed from an assumed spot. Requests above the
+calibrated maximum, below the minimum, negative or NaN are refused before the waveplate moves.
+The device keeps no files: calibration and spot changes are announced to
+``subscribe(cb, event_type="calibration")`` subscribers (the beamline session saves them).
 
 EXAMPLE::
 
     from trxrd.acquisition.devices.fluence import FluenceAttenuator
-    att = FluenceAttenuator("TRX:", name="att", spot_fwhm_um=(300, 300), sigma_cm2=4e-14)
+    att = FluenceAttenuator("TRX:", name="att", spot_fwhm_um=(270, 330), sigma_cm2=4e-14)
     att.wait_for_connection(timeout=10)
     RE(calibrate_fluence(att))
     RE(bps.mv(att.fluence, 1.5))          # mJ/cm^2
@@ -23,15 +26,13 @@ EXAMPLE::
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 from ophyd import Component as Cpt
 from ophyd import EpicsMotor, EpicsSignalRO, Signal
 from ophyd.pseudopos import PseudoPositioner, PseudoSingle, pseudo_position_argument, real_position_argument
 
-from ..plans.metadata import finite
-from ..settings import load_state, update_state
+from ...validation import finite
 
 H_C_J_NM = 6.62607015e-34 * 299792458.0 * 1e9      # h c in J nm
 
@@ -51,57 +52,90 @@ def excitations_per_fluence(sigma_cm2: float, wavelength_nm: float) -> float:
     return sigma_cm2 / (H_C_J_NM / wavelength_nm) * 1e-3
 
 
+CALIBRATION_KEYS = ("p_min_w", "p_max_w", "theta0_deg", "spot_fwhm_x_um", "spot_fwhm_y_um")
+
+
 class FluenceAttenuator(PseudoPositioner):
-    """Waveplate attenuator with ``fluence`` (mJ/cm^2) and ``excitations`` (<N>) axes."""
+    """Waveplate attenuator with ``fluence`` (mJ/cm^2) and ``excitations`` (<N>) axes.
+
+    Parameters
+    ----------
+    prefix : str
+        PV prefix of the beamline (``WP:m1``, ``PM:Power_RBV``, ``LSR:RepRate_RBV`` below it).
+    name : str
+        Device name (data keys ``<name>_fluence``, ``<name>_excitations``, ...).
+    spot_fwhm_um : (float, float), optional
+        Measured pump spot, Gaussian FWHM x, y (um); required before any fluence is computed.
+    wavelength_nm : float
+        Pump wavelength (nm).
+    sigma_cm2 : float, optional
+        Absorption cross-section per nanocrystal (cm^2) for <N>; the plans set it from the sample.
+
+    EXAMPLE::
+
+        att = FluenceAttenuator("TRX:", name="att", spot_fwhm_um=(270, 330))
+        att.set_calibration(1e-4, 0.0475, 12.0)      # W, W, deg (calibrate_fluence does this)
+        att.max_fluence()                           # mJ/cm^2
+    """
 
     fluence = Cpt(PseudoSingle, egu="mJ/cm^2", kind="hinted")
     excitations = Cpt(PseudoSingle, egu="<N>", kind="normal")
     waveplate = Cpt(EpicsMotor, "WP:m1", kind="normal")
     power = Cpt(EpicsSignalRO, "PM:Power_RBV", kind="normal")
     rep_rate = Cpt(EpicsSignalRO, "LSR:RepRate_RBV", kind="config")
-    spot_fwhm_x_um = Cpt(Signal, value=300.0, kind="config")
-    spot_fwhm_y_um = Cpt(Signal, value=300.0, kind="config")
+    SUB_CALIBRATION = "calibration"
+    spot_fwhm_x_um = Cpt(Signal, value=math.nan, kind="config")
+    spot_fwhm_y_um = Cpt(Signal, value=math.nan, kind="config")
     wavelength_nm = Cpt(Signal, value=400.0, kind="config")
     sigma_cm2 = Cpt(Signal, value=math.nan, kind="config")
     p_min_w = Cpt(Signal, value=math.nan, kind="config")
     p_max_w = Cpt(Signal, value=math.nan, kind="config")
     theta0_deg = Cpt(Signal, value=math.nan, kind="config")
 
-    def __init__(self, prefix="", *, name, spot_fwhm_um=(300.0, 300.0), wavelength_nm=400.0,
-                 sigma_cm2=math.nan, state_root=None, **kwargs):
+    def __init__(self, prefix="", *, name, spot_fwhm_um: tuple[float, float] | None = None,
+                 wavelength_nm: float = 400.0, sigma_cm2: float = math.nan, **kwargs):
         super().__init__(prefix, name=name, **kwargs)
-        self._state_root = Path(state_root) if state_root is not None else None
-        self.set_spot(*spot_fwhm_um)
+        if spot_fwhm_um is not None:
+            self.set_spot(*spot_fwhm_um)
         self.wavelength_nm.put(finite(wavelength_nm, "pump wavelength", low=0, strict=True, unit="nm"))
         self.sigma_cm2.put(float(sigma_cm2))
-        cal = load_state(self._state_root).get("fluence", {})
-        for key in ("p_min_w", "p_max_w", "theta0_deg"):
-            if key in cal:
-                getattr(self, key).put(float(cal[key]))
 
     # -- configuration ---------------------------------------------------------------
     def set_spot(self, fwhm_x_um: float, fwhm_y_um: float) -> None:
-        """Pump spot size on the sample, Gaussian FWHM (um)."""
-        self.spot_fwhm_x_um.put(finite(fwhm_x_um, "spot FWHM x", low=0, strict=True, unit="um"))
-        self.spot_fwhm_y_um.put(finite(fwhm_y_um, "spot FWHM y", low=0, strict=True, unit="um"))
+        """Pump spot size on the sample, Gaussian FWHM (um), as measured (knife-edge scan)."""
+        x = finite(fwhm_x_um, "spot FWHM x", low=0, strict=True, unit="um")
+        y = finite(fwhm_y_um, "spot FWHM y", low=0, strict=True, unit="um")
+        self.spot_fwhm_x_um.put(x)
+        self.spot_fwhm_y_um.put(y)
+        self._announce()
 
-    def set_calibration(self, p_min_w: float, p_max_w: float, theta0_deg: float, save: bool = True) -> None:
-        """Malus-law calibration of the attenuator (W, W, deg); saved unless ``save=False``."""
+    def set_calibration(self, p_min_w: float, p_max_w: float, theta0_deg: float) -> None:
+        """Malus-law calibration of the attenuator (W, W, deg)."""
         p_min_w = finite(p_min_w, "P_min", low=0.0, unit="W")
         p_max_w = finite(p_max_w, "P_max", low=p_min_w, strict=True, unit="W")
         theta0_deg = finite(theta0_deg, "theta0", unit="deg")
         for key, value in (("p_min_w", p_min_w), ("p_max_w", p_max_w), ("theta0_deg", theta0_deg)):
             getattr(self, key).put(value)
-        if save:
-            update_state("fluence", {"p_min_w": p_min_w, "p_max_w": p_max_w, "theta0_deg": theta0_deg},
-                         self._state_root)
+        self._announce()
+
+    def calibration(self) -> dict:
+        """Calibration and spot size now (NaN where not set)."""
+        return {key: float(getattr(self, key).get()) for key in CALIBRATION_KEYS}
+
+    def _announce(self) -> None:
+        self._run_subs(sub_type=self.SUB_CALIBRATION, **self.calibration())
 
     @property
     def calibrated(self) -> bool:
-        return all(math.isfinite(getattr(self, k).get()) for k in ("p_min_w", "p_max_w", "theta0_deg"))
+        """Malus law fitted and spot size given."""
+        return all(math.isfinite(v) for v in self.calibration().values())
 
     def spot_area_cm2(self) -> float:
-        return spot_area_cm2(self.spot_fwhm_x_um.get(), self.spot_fwhm_y_um.get())
+        x, y = self.spot_fwhm_x_um.get(), self.spot_fwhm_y_um.get()
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise ValueError(f"{self.name}: pump spot size not set: {self.name}.set_spot(fwhm_x_um, fwhm_y_um) "
+                             "with the measured FWHM (knife-edge scan)")
+        return spot_area_cm2(x, y)
 
     def fluence_for_power(self, power_w):
         """Fluence (mJ/cm^2) of an average power (W)."""
@@ -127,7 +161,8 @@ class FluenceAttenuator(PseudoPositioner):
         return float(self.fluence_for_power(self.power.get()))
 
     def _require_calibration(self):
-        if not self.calibrated:
+        self.spot_area_cm2()
+        if not all(math.isfinite(getattr(self, k).get()) for k in ("p_min_w", "p_max_w", "theta0_deg")):
             raise ValueError(f"{self.name}: fluence calibration missing: run RE(calibrate_fluence({self.name}))")
 
     # -- pseudo axes -----------------------------------------------------------------

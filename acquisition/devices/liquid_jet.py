@@ -17,17 +17,39 @@ EXAMPLE::
 """
 from __future__ import annotations
 
-import threading
 import time
 
 from ophyd import Component as Cpt
 from ophyd import Device, EpicsSignal, EpicsSignalRO
-from ophyd.status import DeviceStatus
 
-from ..plans.metadata import finite
+from ...validation import finite
+from .settle import SettleAbandoned, SettleMachine, SettleStatus, SettleTimeoutError
+
+__all__ = ["LiquidJet", "SettleAbandoned", "SettleTimeoutError"]
 
 
 class LiquidJet(Device):
+    """Liquid jet: peristaltic pump, flow sensor, reservoir and back pressure (see module).
+
+    Parameters
+    ----------
+    prefix : str
+        PV prefix of the beamline (``JET:...`` below it).
+    name : str
+        Device name (data keys ``<name>_flow``, ``<name>_flowing``, ...).
+    tolerance_ml_min : float
+        Band around the set point in which the flow counts as stable (mL/min).
+    stable_s : float
+        Time the flow must stay in band, the sensor reporting a jet (s).
+    timeout_s : float
+        ``set`` fails if the flow is not stable this long after it (s).
+
+    EXAMPLE::
+
+        jet = LiquidJet("TRX:", name="jet", stable_s=0.5)
+        RE(bps.mv(jet, 8.0))          # mL/min, done when stable
+    """
+
     flow = Cpt(EpicsSignalRO, "JET:FlowRate_RBV", kind="hinted")
     flow_setpoint = Cpt(EpicsSignal, "JET:FlowRate", kind="config")
     run = Cpt(EpicsSignal, "JET:Run", string=True, kind="config")
@@ -38,10 +60,12 @@ class LiquidJet(Device):
     def __init__(self, prefix="", *, name, tolerance_ml_min: float = 0.2, stable_s: float = 0.5,
                  timeout_s: float = 30.0, **kwargs):
         super().__init__(prefix, name=name, **kwargs)
-        self.tolerance_ml_min = tolerance_ml_min
-        self.stable_s = stable_s
-        self.timeout_s = timeout_s
-        self._pending: DeviceStatus | None = None
+        self.tolerance_ml_min = finite(tolerance_ml_min, f"{name} tolerance_ml_min", low=0, strict=True,
+                                       unit="mL/min")
+        self.stable_s = finite(stable_s, f"{name} stable_s", low=0, unit="s")
+        self.timeout_s = finite(timeout_s, f"{name} timeout_s", low=0, strict=True, unit="s")
+        self._pending: SettleStatus | None = None
+        self.last_status: SettleStatus | None = None
 
     @property
     def position(self) -> float:
@@ -52,44 +76,48 @@ class LiquidJet(Device):
         return (self.flowing.get() == 1 and self.run.get() == "Run"
                 and abs(self.flow.get() - self.flow_setpoint.get()) <= self.tolerance_ml_min)
 
-    def set(self, flow_ml_min: float, **kwargs) -> DeviceStatus:
-        """Run the pump at *flow_ml_min*; done when the flow is stable."""
+    def set(self, flow_ml_min: float, **kwargs) -> SettleStatus:
+        """Run the pump at *flow_ml_min* (mL/min); the status is done when the flow sensor
+        reports a jet and the flow has stayed within ``tolerance_ml_min`` for ``stable_s``."""
         lo, hi = self.flow_setpoint.limits
-        flow_ml_min = finite(flow_ml_min, f"{self.name} flow", low=0.0, strict=True,
-                             high=hi if hi > lo else None, unit="mL/min")
-        self._abandon()
-        self.flow_setpoint.put(flow_ml_min, wait=True)
+        target = finite(flow_ml_min, f"{self.name} flow", low=0.0, strict=True,
+                        high=hi if hi > lo else None, unit="mL/min")
+        self._abandon(success=False, why=f"superseded by a new flow {target} mL/min")
+        self.flow_setpoint.put(target, wait=True)
+        got = self.flow_setpoint.get(use_monitor=False)
+        if abs(got - target) > 1e-6 * max(1.0, target):
+            raise RuntimeError(f"{self.name}: the pump refused a flow of {target} mL/min (set point reads {got})")
         self.run.put("Run", wait=True)
-        status = self._pending = DeviceStatus(self, timeout=self.timeout_s)
-        threading.Thread(target=self._wait_stable, args=(status,), daemon=True,
-                         name=f"{self.name}-stable").start()
+        tol = self.tolerance_ml_min
+        machine = SettleMachine(lambda v: v[0] and v[1] and abs(v[2] - target) <= tol, settle_time_s=self.stable_s,
+                                timeout_s=self.timeout_s, started_at=time.time())
+        names = (self.flowing.name, self.run.name, self.flow.name)
+        status = SettleStatus(
+            self, machine, signals=[self.flowing, self.run, self.flow],
+            value_of=lambda d: (int(d[names[0]]) == 1, d[names[1]] in ("Run", 1), float(d[names[2]])),
+            target=target, initial=self.flow.get(), unit="mL/min", progress_value=lambda v: v[2],
+            what=f"flowing stably at {target} mL/min",
+            rule=f"jet reported and flow within +-{tol:g} mL/min for {self.stable_s:g} s", waiting="spinning up")
+        self._pending = self.last_status = status
+        status.add_callback(self._release)
         return status
 
-    def start(self) -> DeviceStatus:
+    def start(self) -> SettleStatus:
         """Start the pump at the current set point."""
         return self.set(self.flow_setpoint.get())
 
     def stop(self, *, success: bool | None = None) -> None:
-        """Without argument: stop the pump. From the RunEngine (``success=...``): only
-        abandon a pending status; the jet keeps flowing."""
-        self._abandon()
+        """Without argument: stop the pump. From the RunEngine (``success=...``, at the end of a
+        plan or a pause): only give up waiting for a pending status; the jet keeps flowing."""
+        self._abandon(success=bool(success), why="waiting for stable flow abandoned")
         if success is None:
             self.run.put("Stop", wait=True)
 
-    def _abandon(self):
-        status, self._pending = self._pending, None
-        if status is not None and not status.done:
-            status.set_exception(RuntimeError(f"{self.name}: waiting for stable flow abandoned"))
+    def _release(self, status):
+        if self._pending is status:
+            self._pending = None
 
-    def _wait_stable(self, status: DeviceStatus) -> None:
-        since = None
-        while not status.done:
-            now = time.monotonic()
-            if self.stable():
-                since = since or now
-                if now - since >= self.stable_s:
-                    status.set_finished()
-                    return
-            else:
-                since = None
-            time.sleep(0.02)
+    def _abandon(self, *, success: bool, why: str):
+        status = self._pending
+        if status is not None:
+            status.stop_waiting(success=success, why=why)

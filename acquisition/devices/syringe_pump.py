@@ -4,8 +4,9 @@
 
 ``infuse(volume_ml, rate_ml_min)`` (also ``set(volume_ml, rate_ml_min=...)``, so
 ``bps.abs_set(syringe, 1.0, rate_ml_min=60)`` works in a plan) checks both numbers before
-anything is written and returns an :class:`InfusionStatus` that is done when the pump has
-delivered the volume. Note that ``set`` is not idempotent: every call delivers the volume
+anything is written and returns an :class:`InfusionStatus` (the settle status of
+``trxrd.acquisition.devices.settle``) that is done when the pump has delivered the volume and
+stopped. Note that ``set`` is not idempotent: every call delivers the volume
 again. The status records when the pump reported the start (``started_at``, the IOC's time
 stamp of ``Infusing_RBV`` going to 1: the first drop) and the end.
 
@@ -26,113 +27,71 @@ EXAMPLE::
 """
 from __future__ import annotations
 
-import threading
 import time
 
 from ophyd import Component as Cpt
 from ophyd import Device, EpicsSignal, EpicsSignalRO
-from ophyd.status import DeviceStatus
 
-from ..plans.metadata import finite
+from ...validation import finite
 from ._signals import CheckedSignal, UnitReadback
+from .settle import SettleFailed, SettleMachine, SettleStatus, SettleTimeoutError
 
 __all__ = ["SyringePump", "InfusionStatus", "InfusionStopped", "InfusionTimeoutError"]
 
 
-class InfusionStopped(RuntimeError):
+class InfusionStopped(SettleFailed):
     """The pump stopped before delivering the requested volume."""
 
 
-class InfusionTimeoutError(TimeoutError):
+class InfusionTimeoutError(SettleTimeoutError):
     """The infusion did not finish in time (the pump is then told to stop)."""
 
 
-class InfusionStatus(DeviceStatus):
-    """Done when ``volume_ml`` more than ``start_ml`` has been delivered and the pump
-    stopped. Times are epoch seconds: ``commanded_at`` (client, just before the Infuse
-    write), ``started_at`` (IOC time stamp of Infusing_RBV -> 1), ``finished_at``;
-    ``delivered_ml`` is the volume delivered by this infusion so far."""
+class InfusionStatus(SettleStatus):
+    """Done when ``volume_ml`` more than ``start_ml`` has been delivered and the pump stopped.
+    Times are epoch seconds: ``commanded_at`` (client, just before the Infuse write),
+    ``started_at`` (the pump's time stamp of Infusing_RBV -> 1: the first drop),
+    ``finished_at`` (the pump's time stamp of the end); ``delivered_ml`` is the volume this
+    infusion delivered so far."""
 
-    def __init__(self, device, *, volume_ml, rate_ml_min, start_ml, timeout_s):
-        super().__init__(device)
-        self.volume_ml, self.rate_ml_min, self.timeout_s = volume_ml, rate_ml_min, timeout_s
-        self.start_ml = start_ml
-        self.target_ml = start_ml + volume_ml
+    timeout_error = InfusionTimeoutError
+    failure_error = InfusionStopped
+
+    def __init__(self, device, machine, *, volume_ml: float, rate_ml_min: float, start_ml: float, **kwargs):
+        self.volume_ml, self.rate_ml_min, self.start_ml = volume_ml, rate_ml_min, start_ml
         self.commanded_at: float | None = None
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
-        self.delivered_ml = 0.0
-        self.subscriptions: list[tuple] = []
-        self._lock = threading.Lock()
-        self._closing = False                     # set once, by whoever completes the status
-        self._progress = []
-        self._timer = threading.Timer(timeout_s, self._on_timeout)
-        self._timer.daemon = True
-        self._timer.start()
-        self.add_callback(self._cleanup)
+        super().__init__(device, machine, **kwargs)
 
-    def on_delivered(self, value=None, **kwargs):
-        if value is None:
-            return
-        with self._lock:
-            if self.done or self.commanded_at is None:
-                return
-            self.delivered_ml = max(0.0, float(value) - self.start_ml)
-        for func in list(self._progress):
-            func(name=self.device.name, current=self.delivered_ml, initial=0.0, target=self.volume_ml,
-                 unit="mL", precision=3, time_elapsed=time.time() - self.commanded_at)
+    @property
+    def started_at(self) -> float | None:
+        """The pump's time stamp of the first reading that shows it infusing."""
+        return next((t for t, (infusing, _) in self.history if infusing and t >= self.machine.started_at), None)
 
-    def on_infusing(self, value=None, timestamp=None, **kwargs):
-        if value is None:
-            return
-        with self._lock:
-            if self.done or self.commanded_at is None:
-                return
-            if value and self.started_at is None:
-                self.started_at = timestamp if timestamp is not None else time.time()
-                return
-            if value or self.started_at is None or self._closing:
-                return
-            self._closing = True
-            self.finished_at = timestamp if timestamp is not None else time.time()
-            complete = self.delivered_ml >= self.volume_ml - 1e-6 * max(1.0, self.volume_ml)
-        if complete:
-            self.set_finished()
-        else:
-            self.set_exception(InfusionStopped(
-                f"{self.device.name}: pump stopped after {self.delivered_ml:.4f} of {self.volume_ml} mL"))
-
-    def _on_timeout(self):
-        with self._lock:
-            if self._closing:
-                return
-            self._closing = True
-            what = ("never reported infusing (refused by the pump?)" if self.started_at is None
-                    else f"delivered only {self.delivered_ml:.4f} of {self.volume_ml} mL; pump stopped")
-        if self.started_at is not None:
-            self.device.stop_cmd.put(1)       # something is wrong: do not leave it pumping
-        self.set_exception(InfusionTimeoutError(
-            f"{self.device.name}: infusion of {self.volume_ml} mL at {self.rate_ml_min} mL/min not "
-            f"done after {self.timeout_s:.1f} s: {what}"))
-
-    def _handle_failure(self):
-        pass    # DeviceStatus would call device.stop(); the timeout handles the pump itself
-
-    def _cleanup(self, status):
-        self._timer.cancel()
-        self.device._release(self)
-
-    def watch(self, func):
-        """Subscribe *func* to progress in mL (bluesky ``ProgressBar`` keywords)."""
-        self._progress.append(func)
-        func(name=self.device.name, current=self.delivered_ml, initial=0.0, target=self.volume_ml,
-             unit="mL", precision=3)
+    @property
+    def delivered_ml(self) -> float:
+        last = self.machine.last
+        return 0.0 if last is None else max(0.0, last[1] - self.start_ml)
 
 
 class SyringePump(Device):
-    """Syringe pump (see module). ``max_rate_ml_min`` and ``syringe_ml`` bound the requests;
-    an infusion fails if not done ``timeout_margin_s`` after its nominal duration
-    (volume / rate) plus 50 %."""
+    """Syringe pump (see module).
+
+    Parameters
+    ----------
+    prefix : str
+        PV prefix of the beamline (``SYR:...`` below it).
+    name : str
+        Device name (data keys ``<name>_delivered``, ``<name>_infusing``).
+    max_rate_ml_min, syringe_ml : float
+        Bounds of the requests (mL/min, mL).
+    timeout_margin_s : float
+        An infusion fails if not done this long after its nominal duration (volume / rate) plus 50 %.
+
+    EXAMPLE::
+
+        syringe = SyringePump("TRX:", name="syringe")
+        syringe.infuse(1.0, rate_ml_min=60.0).wait(10)
+    """
 
     delivered = Cpt(UnitReadback, "SYR:Delivered_RBV", unit="mL", kind="hinted", auto_monitor=True)
     infusing = Cpt(EpicsSignalRO, "SYR:Infusing_RBV", kind="normal", auto_monitor=True)
@@ -170,12 +129,36 @@ class SyringePump(Device):
             raise RuntimeError(f"{self.name}: already infusing; wait for it or call stop()")
         self.prepare(volume, rate)
         start = self.delivered.get()
-        status = InfusionStatus(self, volume_ml=volume, rate_ml_min=rate, start_ml=start,
-                                timeout_s=1.5 * volume / rate * 60.0 + self.timeout_margin_s)
+        target = start + volume
+        eps = 1e-6 * max(1.0, volume)
+        started = []                                  # set once the pump reports infusing
+
+        def failed(value):
+            infusing, delivered = value
+            if infusing:
+                started.append(True)
+            elif started and delivered < target - eps:
+                return f"pump stopped after {delivered - start:.4f} of {volume} mL"
+            return None
+
+        def stop_pump():                              # something is wrong: do not leave it pumping
+            if started:
+                self.stop_cmd.put(1)
+
+        commanded_at = time.time()
+        machine = SettleMachine(lambda v: not v[0] and v[1] >= target - eps, settle_time_s=0.0,
+                                timeout_s=1.5 * volume / rate * 60.0 + self.timeout_margin_s,
+                                started_at=commanded_at, failed=failed)
+        names = (self.infusing.name, self.delivered.name)
+        status = InfusionStatus(
+            self, machine, volume_ml=volume, rate_ml_min=rate, start_ml=start,
+            signals=[self.infusing, self.delivered],
+            value_of=lambda d: (bool(d[names[0]]), float(d[names[1]])),
+            target=volume, initial=0.0, unit="mL", progress_value=lambda v: max(0.0, v[1] - start),
+            on_timeout=stop_pump, what=f"done infusing {volume} mL at {rate} mL/min", waiting="infusing")
+        status.commanded_at = commanded_at
         self._pending = self.last_status = status
-        status.subscriptions = [(self.delivered, self.delivered.subscribe(status.on_delivered, run=False)),
-                                (self.infusing, self.infusing.subscribe(status.on_infusing, run=False))]
-        status.commanded_at = time.time()
+        status.add_callback(self._release)
         self.infuse_cmd.put(1)
         return status
 
@@ -198,9 +181,6 @@ class SyringePump(Device):
     def _release(self, status: InfusionStatus) -> None:
         if self._pending is status:
             self._pending = None
-        subs, status.subscriptions = status.subscriptions, []
-        for sig, sub in subs:
-            sig.unsubscribe(sub)
 
     def stop(self, *, success: bool | None = None) -> None:
         """Without argument: stop the pump now. From the RunEngine (``success=...``):

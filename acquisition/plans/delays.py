@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .metadata import finite
+from ...validation import finite
 
 
 def _span(start, stop, num, what):

@@ -14,9 +14,9 @@ from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
 from scipy.optimize import curve_fit
 
-from ..beamline import current_beamline
 from ..devices.fluence import malus_power_w
-from .metadata import finite, plan_md
+from ...validation import finite
+from .metadata import plan_md
 
 
 def fit_malus(theta_deg, power_w) -> dict:
@@ -44,12 +44,11 @@ def fit_malus(theta_deg, power_w) -> dict:
             "rms_residual_w": float(np.sqrt(np.mean(resid ** 2)))}
 
 
-def calibrate_fluence(att=None, angles_deg=None, *, settle_s: float = 0.2, readings: int = 1, md=None):
+def calibrate_fluence(att, angles_deg=None, *, settle_s: float = 0.2, readings: int = 1, md=None):
     """Scan the waveplate over *angles_deg* (default 0 .. 90 deg, 19 points), take
     *readings* power-meter readings (events) per angle after *settle_s*, fit them all and
     store the calibration. The plan returns the fit (see ``fit_malus``); the run has the
     readings in ``primary`` and the result in the ``calibration`` stream."""
-    att = att if att is not None else current_beamline().att
     angles = np.linspace(0.0, 90.0, 19) if angles_deg is None else np.asarray(angles_deg, float)
     angles = [finite(a, "waveplate angle", unit="deg") for a in angles]
     for a in angles:

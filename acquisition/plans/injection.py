@@ -48,12 +48,13 @@ from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
 
 from ._labels import LabelSignal
-from .metadata import finite, plan_md
+from ...validation import finite
+from .metadata import plan_md
 
 __all__ = ["injection_series"]
 
 
-def injection_series(saxs_detector, *, cell=None, syringe=None, mantle_temp_c, inject_ml, rate_ml_min,
+def injection_series(saxs_detector, *, cell, syringe, mantle_temp_c, inject_ml, rate_ml_min,
                      frame_period_s=0.1, duration_s, pre_injection_s=5.0, exposure_s=None,
                      settle_time_s=None, md=None):
     """SAXS frames every *frame_period_s* (s) from *pre_injection_s* (s) before to
@@ -67,12 +68,6 @@ def injection_series(saxs_detector, *, cell=None, syringe=None, mantle_temp_c, i
         RE(injection_series(saxs, mantle_temp_c=240.0, inject_ml=1.0, rate_ml_min=60.0,
                             duration_s=120.0))
     """
-    if cell is None or syringe is None:
-        from ..beamline import current_beamline
-
-        bl = current_beamline()
-        cell = cell if cell is not None else bl.cell
-        syringe = syringe if syringe is not None else bl.syringe
     if not hasattr(saxs_detector, "trigger") or not hasattr(saxs_detector, "cam"):
         raise ValueError(f"saxs_detector must be an area detector, got {saxs_detector!r}")
     mantle = cell.check_value(mantle_temp_c)

@@ -1,28 +1,45 @@
-"""Run metadata: the sample under the beam and the plan's own arguments, validated before
-a plan moves or exposes anything.
+"""Run metadata: the sample under the beam and the plan's own arguments, validated before a plan
+moves or exposes anything.
 
 Every plan puts ``sample`` (name, size_nm, ligand, solvent, sigma_cm2), ``plan_name``,
-``plan_args`` and ``hints`` in its start document. The sample comes from ``md["sample"]``
-when given, else from the session's ``set_sample(...)``.
+``plan_args`` and ``hints`` in its start document. The sample comes from ``md["sample"]``; the
+beamline session's plans fill it in from ``set_sample(...)``.
 
 EXAMPLE::
 
-    from trxrd.acquisition.plans.metadata import set_sample
-    set_sample(name="CuInSe2 NCs", size_nm=7.0, ligand="oleylamine", solvent="dodecane",
-               sigma_cm2=4e-14)
+    from trxrd.acquisition.plans.metadata import Sample, plan_md
+    sample = Sample(name="CuInSe2 NCs", size_nm=7.0, ligand="oleylamine", solvent="dodecane",
+                    sigma_cm2=4e-14)
+    plan_md("delay_scan", {"delays_ps": [0, 100]}, {"sample": sample.as_dict()})["sample"]["name"]
 """
 from __future__ import annotations
 
-import math
+import json
 from dataclasses import asdict, dataclass
 
-__all__ = ["Sample", "set_sample", "current_sample", "plan_md", "finite"]
+from ...validation import finite
+
+__all__ = ["Sample", "sample_from", "plan_md"]
 
 
 @dataclass(frozen=True)
 class Sample:
-    """What is in the jet / cell. ``sigma_cm2``: absorption cross-section at the pump
-    wavelength (cm^2), used to convert fluence into excitations per nanocrystal."""
+    """What is in the jet / cell, checked when made.
+
+    Parameters
+    ----------
+    name, ligand, solvent : str
+        Non-empty descriptions.
+    size_nm : float
+        Nanocrystal diameter (nm).
+    sigma_cm2 : float
+        Absorption cross-section per nanocrystal at the pump wavelength (cm^2), which converts
+        fluence into excitations per nanocrystal.
+
+    EXAMPLE::
+
+        Sample(name="CuInSe2 NCs", size_nm=7.0, ligand="oleylamine", solvent="dodecane", sigma_cm2=4e-14)
+    """
 
     name: str
     size_nm: float
@@ -35,31 +52,19 @@ class Sample:
             value = getattr(self, key)
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"sample {key} must be a non-empty string, got {value!r}")
-        finite(self.size_nm, "sample size_nm", low=0.0, strict=True)
-        finite(self.sigma_cm2, "sample sigma_cm2", low=0.0, strict=True)
-        if self.sigma_cm2 > 1e-10:
-            raise ValueError(f"sample sigma_cm2 = {self.sigma_cm2} cm^2 is not a cross-section "
-                             "per nanocrystal (expected ~1e-16 .. 1e-12 cm^2); check the units")
+        object.__setattr__(self, "size_nm", finite(self.size_nm, "sample size_nm", low=0.0, strict=True, unit="nm"))
+        sigma = finite(self.sigma_cm2, "sample sigma_cm2", low=0.0, strict=True, unit="cm^2")
+        if sigma > 1e-10:
+            raise ValueError(f"sample sigma_cm2 = {sigma} cm^2 is not a cross-section per nanocrystal "
+                             "(expected ~1e-16 .. 1e-12 cm^2); check the units")
+        object.__setattr__(self, "sigma_cm2", sigma)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-_current: Sample | None = None
-
-
-def set_sample(**fields) -> Sample:
-    """Declare the sample for the following runs (validated now)."""
-    global _current
-    _current = _sample_from(fields)
-    return _current
-
-
-def current_sample() -> Sample | None:
-    return _current
-
-
-def _sample_from(fields) -> Sample:
+def sample_from(fields) -> Sample:
+    """A :class:`Sample` from itself or from a dict with exactly its fields."""
     if isinstance(fields, Sample):
         return fields
     if not isinstance(fields, dict):
@@ -72,36 +77,23 @@ def _sample_from(fields) -> Sample:
     return Sample(**fields)
 
 
-def finite(value, what: str, *, low: float | None = None, high: float | None = None,
-           strict: bool = False, unit: str = "") -> float:
-    """*value* as a float, refusing NaN/inf, non-numbers and values outside [low, high]
-    (``strict``: low excluded)."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number, got {value!r}") from None
-    u = f" {unit}" if unit else ""
-    if not math.isfinite(v):
-        raise ValueError(f"{what} must be finite, got {value!r}")
-    if low is not None and (v <= low if strict else v < low):
-        raise ValueError(f"{what} = {v}{u} must be {'>' if strict else '>='} {low}{u}")
-    if high is not None and v > high:
-        raise ValueError(f"{what} = {v}{u} must be <= {high}{u}")
-    return v
-
-
 def plan_md(plan_name: str, plan_args: dict, md: dict | None, *, hints: dict | None = None,
             **extra) -> dict:
-    """Start-document metadata for *plan_name*; raises ``ValueError`` if there is no valid
-    sample (call before the plan yields its first message)."""
+    """Start-document metadata for *plan_name*: ``ValueError`` if ``md`` has no valid sample or
+    holds something that cannot be stored (call it before the plan yields its first message)."""
     md = dict(md or {})
-    sample = md.pop("sample", None) or current_sample()
+    sample = md.pop("sample", None)
     if sample is None:
         raise ValueError("no sample declared: call set_sample(name=..., size_nm=..., ligand=..., "
                          "solvent=..., sigma_cm2=...) or pass md={'sample': {...}}")
-    out = {"plan_name": plan_name, "plan_args": plan_args, "sample": _sample_from(sample).as_dict(),
+    out = {"plan_name": plan_name, "plan_args": plan_args, "sample": sample_from(sample).as_dict(),
            **extra}
     if hints:
         out["hints"] = hints
     out.update(md)
+    try:
+        json.dumps(md)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"md must hold only numbers, strings, lists and dicts (it is stored with "
+                         f"the run): {exc}") from None
     return out

@@ -1,9 +1,11 @@
 """Pump-probe plans: delay scans, fluence scans and fluence x delay grids.
 
-Every frame is one event in ``primary`` with the detector's datum, the actual and requested
-delay (``pump_delay``, ``pump_delay_setpoint``, ps), the shutter state (``pump_shutter``),
-``role`` (``on``, ``off`` or ``reference``), I0 (A), the fluence (mJ/cm^2) and <N>, the jet
-flow (mL/min), ``delay_index`` and ``repeat``; fluence plans add ``requested_fluence``.
+Every frame is one event in ``primary`` with the detector's datum, the fields of
+``trxrd.datakeys`` (``role``: ``on``, ``off`` or ``reference``; ``requested_delay`` in ps;
+``delay_index``; ``repeat``; fluence plans add ``requested_fluence`` in mJ/cm^2) and the
+devices' readings: actual delay (ps), shutter state, I0 (A), fluence (mJ/cm^2) and <N>, jet
+flow (mL/min). The start document maps each reading to its data key (``trxrd_keys``), so the
+reduction never guesses device names.
 
 Reference modes:
 - ``"interleaved"``: at every delay, pump-on then pump-off frame pairs (shutter).
@@ -15,55 +17,66 @@ checkpoint precedes every frame: a scan paused by a suspender (jet lost, pump sh
 closed unexpectedly) redoes only the frame it was taking and loses none. All arguments are
 checked before the first message, so bad input fails before anything moves.
 
+The devices are arguments, as in bluesky's own plans; the beamline session's plans pass its
+devices (``delay_scan([pilatus], delays)`` in ``trxrd shell``).
+
 EXAMPLE::
 
     from trxrd.acquisition.plans.pump_probe import delay_scan, fluence_scan
     from trxrd.acquisition.plans.delays import log_delays
-    RE(delay_scan([pilatus], log_delays(-100, 5000, 20)))
-    RE(fluence_scan([pilatus], [0.2, 0.5, 1.0, 2.0], delay_ps=40))
+    devices = dict(delay=delay, shutter=shutter, att=att, jet=jet, i0=i0)
+    RE(delay_scan([pilatus], log_delays(-100, 5000, 20), md={"sample": sample}, **devices))
+    RE(fluence_scan([pilatus], [0.2, 0.5, 1.0, 2.0], delay_ps=40, md={"sample": sample}, **devices))
 """
 from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
+from bluesky.protocols import Readable
+from bluesky.utils import MsgGenerator
 
-from ..beamline import current_beamline
+from ... import datakeys as dk
+from ...validation import count, finite
 from ..suspenders import SuspendShutterClosed, jet_lost
 from ._labels import LabelSignal
-from .metadata import finite, plan_md
+from .metadata import plan_md
 
-REFERENCE_MODES = ("interleaved", "negative_delay")
+REFERENCE_MODES = dk.REFERENCE_MODES
 
 
 class _Setup:
     """Devices and labels of one pump-probe plan, checked before it starts."""
 
-    def __init__(self, detectors, devices):
+    def __init__(self, detectors, *, delay, shutter, att, jet, i0):
         if not detectors:
             raise ValueError("give at least one detector, e.g. [pilatus]")
-        bl = None
-        for key in ("delay", "shutter", "att", "jet", "i0"):
-            value = devices.get(key)
-            if value is None:
-                bl = bl or current_beamline()
-                value = getattr(bl, key)
-            setattr(self, key, value)
+        self.delay, self.shutter, self.att, self.jet, self.i0 = delay, shutter, att, jet, i0
         self.detectors = list(detectors)
         self.shutter.expected = None         # forget commands of earlier plans
-        self.role = LabelSignal(name="role", value="")
-        self.requested = LabelSignal(name="requested_delay", value=0.0, units="ps")
-        self.index = LabelSignal(name="delay_index", value=0)
-        self.repeat = LabelSignal(name="repeat", value=0)
+        self.role = LabelSignal(name=dk.ROLE, value="")
+        self.requested = LabelSignal(name=dk.REQUESTED_DELAY, value=0.0, units=dk.FIELDS[dk.REQUESTED_DELAY].units)
+        self.index = LabelSignal(name=dk.DELAY_INDEX, value=0)
+        self.repeat = LabelSignal(name=dk.REPEAT, value=0)
         self.readables = self.detectors + [self.delay, self.shutter, self.i0, self.att, self.jet,
                                            self.role, self.requested, self.index, self.repeat]
         if not self.jet.flow_setpoint.get() > 0:
             raise ValueError(f"the liquid jet's flow set point is {self.jet.flow_setpoint.get()} mL/min: "
                              "set one first, e.g. RE(bps.mv(jet, 8.0))")
 
+    def key_map(self) -> dict:
+        """{field: data key} of the device readings (``trxrd.datakeys``)."""
+        images = [d.image_key for d in self.detectors if hasattr(d, "image_key")]
+        return {"delay": self.delay.delay.name, "fluence": self.att.fluence.name,
+                "excitations": self.att.excitations.name, "i0": self.i0.name, "shutter": self.shutter.name,
+                "jet_flow": self.jet.flow.name, "image": images[0] if images else None}
+
     def add_fluence_label(self):
         """Fluence plans: the requested fluence (mJ/cm^2) goes into every event as well."""
-        self.requested_fluence = LabelSignal(name="requested_fluence", value=0.0, units="mJ/cm^2")
+        self.requested_fluence = LabelSignal(name=dk.REQUESTED_FLUENCE, value=0.0,
+                                             units=dk.FIELDS[dk.REQUESTED_FLUENCE].units)
         self.readables.append(self.requested_fluence)
 
     def check_delay(self, t):
@@ -84,6 +97,18 @@ class _Setup:
         if not self.jet.stable():
             yield from bps.mv(self.jet, self.jet.flow_setpoint.get())
 
+    def md(self, plan_name, args, md, *, dims, num_points, **extra):
+        """Start document: plan metadata, the key map and the laser/delay configuration; the
+        attenuator takes the sample's cross-section for <N>."""
+        out = plan_md(plan_name, args, md, hints={"dimensions": dims}, num_points=num_points, **extra)
+        att = self.att
+        att.sigma_cm2.put(out["sample"]["sigma_cm2"])
+        out.update({dk.KEY_MAP: self.key_map(), dk.REFERENCE: args["reference"],
+                    "spot_fwhm_um": [att.spot_fwhm_x_um.get(), att.spot_fwhm_y_um.get()],
+                    "pump_wavelength_nm": att.wavelength_nm.get(),
+                    "time_zero_mm": self.delay.time_zero_mm.get(), "n_passes": self.delay.n_passes.get()})
+        return out
+
     def wrap(self, plan, md):
         """Stage the detectors, open/close the run, close the pump shutter at the end
         whatever happens; pause while the jet is lost or the shutter is closed unexpectedly."""
@@ -91,12 +116,6 @@ class _Setup:
         plan = bpp.stage_wrapper(bpp.run_wrapper(plan, md=md), self.detectors)
         plan = bpp.suspend_wrapper(plan, [jet_lost(self.jet), SuspendShutterClosed(self.shutter)])
         return bpp.pchain(self.ensure_jet(), plan)      # before the jet suspender is armed
-
-
-def _count(value, what, low=1):
-    if isinstance(value, bool) or int(value) != value or value < low:
-        raise ValueError(f"{what} must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 def _values(values, what, unit):
@@ -117,7 +136,7 @@ def _checked(setup, delays_ps, reference, reference_delay_ps, frames_per_point, 
     for t in delays:
         setup.check_delay(t)
     _check_reference(setup, reference, reference_delay_ps)
-    return delays, _count(frames_per_point, "frames_per_point"), _count(repeats, "repeats")
+    return delays, count(frames_per_point, "frames_per_point"), count(repeats, "repeats")
 
 
 def _check_reference(setup, reference, reference_delay_ps):
@@ -135,31 +154,60 @@ def _point(setup, t, index, repeat, frames, reference, reference_delay_ps):
     if reference == "negative_delay":
         yield from setup.move_delay(reference_delay_ps, index, repeat)
         for _ in range(frames):
-            yield from setup.frame("reference", pump_open=True)
+            yield from setup.frame(dk.ROLE_REFERENCE, pump_open=True)
     yield from setup.move_delay(t, index, repeat)
     for _ in range(frames):
-        yield from setup.frame("on", pump_open=True)
+        yield from setup.frame(dk.ROLE_ON, pump_open=True)
         if reference == "interleaved":
-            yield from setup.frame("off", pump_open=False)
+            yield from setup.frame(dk.ROLE_OFF, pump_open=False)
 
 
-def delay_scan(detectors, delays_ps, *, reference="interleaved", reference_delay_ps=-300.0,
-               frames_per_point=1, repeats=1, shuffle=False, seed=None, md=None,
-               delay=None, shutter=None, att=None, jet=None, i0=None):
-    """Pump-probe frames at every delay of *delays_ps* (ps) with reference frames (see the
-    module). ``repeats`` passes over the list, in random order with ``shuffle`` (``seed``
-    makes the order reproducible; the order is in the start document). Devices default to
-    the connected beamline's."""
-    setup = _Setup(detectors, dict(delay=delay, shutter=shutter, att=att, jet=jet, i0=i0))
+def delay_scan(detectors: Sequence[Readable], delays_ps: Iterable[float], *, delay, shutter, att, jet, i0,
+               reference: str = "interleaved", reference_delay_ps: float = -300.0,
+               frames_per_point: int = 1, repeats: int = 1, shuffle: bool = False, seed: int | None = None,
+               md: dict | None = None) -> MsgGenerator[str]:
+    """Pump-probe frames at every delay, with reference frames (see the module).
+
+    Parameters
+    ----------
+    detectors : list of area detectors
+        Exposed at every frame.
+    delays_ps : list of float
+        Delays (ps), each reachable by the delay axis.
+    delay, shutter, att, jet, i0 : devices
+        Pump-probe delay axis, pump shutter, fluence attenuator, liquid jet and I0 monitor.
+    reference : {"interleaved", "negative_delay"}
+        How reference frames are taken.
+    reference_delay_ps : float
+        Delay of the reference frames in "negative_delay" mode (< 0 ps).
+    frames_per_point : int
+        Pump-on frames (each with its reference) per delay.
+    repeats : int
+        Passes over the list.
+    shuffle : bool
+        Random order in every pass (``seed`` makes it reproducible; the order is in the start
+        document as ``delay_order``).
+    md : dict, optional
+        Metadata for the start document; must hold ``sample`` (the session's plans add it).
+
+    Returns
+    -------
+    MsgGenerator
+        The plan, checked: every argument was validated when it was made.
+
+    EXAMPLE::
+
+        RE(delay_scan([pilatus], log_delays(-100, 5000, 20), repeats=2, **devices, md={"sample": s}))
+    """
+    setup = _Setup(detectors, delay=delay, shutter=shutter, att=att, jet=jet, i0=i0)
     delays, frames, repeats = _checked(setup, delays_ps, reference, reference_delay_ps, frames_per_point,
                                        repeats)
     orders = _orders(len(delays), repeats, bool(shuffle), seed)
     args = dict(detectors=[d.name for d in setup.detectors], delays_ps=delays, reference=reference,
                 reference_delay_ps=reference_delay_ps, frames_per_point=frames, repeats=repeats,
                 shuffle=bool(shuffle), seed=seed)
-    md = plan_md("delay_scan", args, md, hints={"dimensions": [([setup.delay.delay.name], "primary")]},
-                 num_points=len(delays) * repeats * 2 * frames, delay_order=orders, reference=reference)
-    md.update(_laser_md(setup, md["sample"]))
+    md = setup.md("delay_scan", args, md, dims=[([setup.delay.delay.name], "primary")],
+                  num_points=len(delays) * repeats * 2 * frames, delay_order=orders)
 
     def inner():
         for r, order in enumerate(orders):
@@ -167,15 +215,6 @@ def delay_scan(detectors, delays_ps, *, reference="interleaved", reference_delay
                 yield from _point(setup, delays[i], i, r, frames, reference, reference_delay_ps)
 
     return setup.wrap(inner(), md)
-
-
-def _laser_md(setup, sample):
-    """Laser/delay metadata; the attenuator takes the sample's cross-section for <N>."""
-    att = setup.att
-    att.sigma_cm2.put(sample["sigma_cm2"])
-    return {"spot_fwhm_um": [att.spot_fwhm_x_um.get(), att.spot_fwhm_y_um.get()],
-            "pump_wavelength_nm": att.wavelength_nm.get(),
-            "time_zero_mm": setup.delay.time_zero_mm.get(), "n_passes": setup.delay.n_passes.get()}
 
 
 def _fluences(setup, fluences):
@@ -186,39 +225,86 @@ def _fluences(setup, fluences):
     return values
 
 
-def fluence_scan(detectors, fluences, *, delay_ps, reference="interleaved", reference_delay_ps=-300.0,
-                 frames_per_point=1, repeats=1, shuffle=False, seed=None, md=None,
-                 delay=None, shutter=None, att=None, jet=None, i0=None):
-    """Frames at each fluence (mJ/cm^2) of *fluences*, at one pump-probe delay *delay_ps*."""
-    return fluence_delay_grid(detectors, fluences, [delay_ps], reference=reference,
-                              reference_delay_ps=reference_delay_ps, frames_per_point=frames_per_point,
-                              repeats=repeats, shuffle=shuffle, seed=seed, md=md, _plan_name="fluence_scan",
-                              delay=delay, shutter=shutter, att=att, jet=jet, i0=i0)
+def fluence_scan(detectors: Sequence[Readable], fluences: Iterable[float], *, delay_ps: float, delay, shutter,
+                 att, jet, i0, reference: str = "interleaved", reference_delay_ps: float = -300.0,
+                 frames_per_point: int = 1, repeats: int = 1, shuffle: bool = False, seed: int | None = None,
+                 md: dict | None = None) -> MsgGenerator[str]:
+    """Frames at each fluence, at one pump-probe delay: the melted fraction vs <N>.
+
+    Parameters
+    ----------
+    detectors : list of area detectors
+    fluences : list of float
+        Pump fluences (mJ/cm^2) within what the calibrated attenuator delivers.
+    delay_ps : float
+        The pump-probe delay of every frame (ps).
+    delay, shutter, att, jet, i0, reference, reference_delay_ps, frames_per_point, repeats, shuffle, seed, md
+        As in :func:`delay_scan`.
+
+    Returns
+    -------
+    MsgGenerator
+        The plan, checked: every argument was validated when it was made.
+
+    EXAMPLE::
+
+        RE(fluence_scan([pilatus], [0.2, 0.5, 1.0, 2.0], delay_ps=40, **devices, md={"sample": s}))
+    """
+    return _grid("fluence_scan", detectors, fluences, [delay_ps], reference=reference,
+                 reference_delay_ps=reference_delay_ps, frames_per_point=frames_per_point,
+                 repeats=repeats, shuffle=shuffle, seed=seed, md=md,
+                 delay=delay, shutter=shutter, att=att, jet=jet, i0=i0)
 
 
-def fluence_delay_grid(detectors, fluences, delays_ps, *, reference="interleaved",
-                       reference_delay_ps=-300.0, frames_per_point=1, repeats=1, shuffle=False, seed=None,
-                       md=None, _plan_name="fluence_delay_grid",
-                       delay=None, shutter=None, att=None, jet=None, i0=None):
-    """For every fluence (mJ/cm^2, outer loop) a delay scan over *delays_ps* (ps), in one run.
-    ``shuffle`` randomises the delay order within each fluence."""
-    setup = _Setup(detectors, dict(delay=delay, shutter=shutter, att=att, jet=jet, i0=i0))
+def fluence_delay_grid(detectors: Sequence[Readable], fluences: Iterable[float], delays_ps: Iterable[float], *,
+                       delay, shutter, att, jet, i0, reference: str = "interleaved",
+                       reference_delay_ps: float = -300.0, frames_per_point: int = 1, repeats: int = 1,
+                       shuffle: bool = False, seed: int | None = None,
+                       md: dict | None = None) -> MsgGenerator[str]:
+    """For every fluence (outer loop) a delay scan over *delays_ps*, in one run: a kinetics per
+    fluence and a melting threshold per delay.
+
+    Parameters
+    ----------
+    detectors : list of area detectors
+    fluences : list of float
+        Pump fluences (mJ/cm^2).
+    delays_ps : list of float
+        Delays (ps); ``shuffle`` randomises their order within each fluence.
+    delay, shutter, att, jet, i0, reference, reference_delay_ps, frames_per_point, repeats, shuffle, seed, md
+        As in :func:`delay_scan`.
+
+    Returns
+    -------
+    MsgGenerator
+        The plan, checked: every argument was validated when it was made.
+
+    EXAMPLE::
+
+        RE(fluence_delay_grid([pilatus], [0.5, 1.0, 2.0], [-100, 0, 50, 100, 500], **devices, md={"sample": s}))
+    """
+    return _grid("fluence_delay_grid", detectors, fluences, delays_ps, reference=reference,
+                 reference_delay_ps=reference_delay_ps, frames_per_point=frames_per_point,
+                 repeats=repeats, shuffle=shuffle, seed=seed, md=md,
+                 delay=delay, shutter=shutter, att=att, jet=jet, i0=i0)
+
+
+def _grid(plan_name, detectors, fluences, delays_ps, *, reference, reference_delay_ps, frames_per_point,
+          repeats, shuffle, seed, md, **devices):
+    setup = _Setup(detectors, **devices)
     delays, frames, repeats = _checked(setup, delays_ps, reference, reference_delay_ps, frames_per_point,
                                        repeats)
-    args = dict(detectors=[d.name for d in setup.detectors], fluences=None, delays_ps=delays,
-                reference=reference, reference_delay_ps=reference_delay_ps, frames_per_point=frames,
-                repeats=repeats, shuffle=bool(shuffle), seed=seed)
     fl = _fluences(setup, fluences)
     setup.add_fluence_label()
-    args["fluences"] = fl
+    args = dict(detectors=[d.name for d in setup.detectors], fluences=fl, delays_ps=delays,
+                reference=reference, reference_delay_ps=reference_delay_ps, frames_per_point=frames,
+                repeats=repeats, shuffle=bool(shuffle), seed=seed)
     orders = _orders(len(delays), repeats * len(fl), bool(shuffle), seed)
     dims = [([setup.att.fluence.name], "primary")]
-    if _plan_name != "fluence_scan":
+    if plan_name != "fluence_scan":
         dims.append(([setup.delay.delay.name], "primary"))
-    md = plan_md(_plan_name, args, md, hints={"dimensions": dims},
-                 num_points=len(fl) * len(delays) * repeats * 2 * frames, delay_order=orders,
-                 reference=reference)
-    md.update(_laser_md(setup, md["sample"]))
+    md = setup.md(plan_name, args, md, dims=dims, num_points=len(fl) * len(delays) * repeats * 2 * frames,
+                  delay_order=orders)
 
     def inner():
         k = 0

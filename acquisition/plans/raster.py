@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from bluesky import plans as bp
 
-from ..beamline import current_beamline
-from .metadata import finite, plan_md
+from ...validation import finite
+from .metadata import plan_md
 
 
 def _axis(rng, step, axis, what):
@@ -28,14 +28,11 @@ def _axis(rng, step, axis, what):
     return start, stop, num
 
 
-def raster_scan(detectors, x_range, y_range, step_um, snake=True, *, stage=None, i0=None, md=None):
+def raster_scan(detectors, x_range, y_range, step_um, snake=True, *, stage, i0, md=None):
     """Frames on the grid *x_range* x *y_range* (um, inclusive) with *step_um* spacing;
     y is the slow axis; ``snake`` reverses every other x line."""
     if not detectors:
         raise ValueError("give at least one detector, e.g. [pilatus]")
-    bl = None if stage is not None and i0 is not None else current_beamline()
-    stage = stage if stage is not None else bl.stage
-    i0 = i0 if i0 is not None else bl.i0
     step = finite(step_um, "step_um", low=0.0, strict=True, unit="um")
     x0, x1, nx = _axis(x_range, step, stage.x, "x_range")
     y0, y1, ny = _axis(y_range, step, stage.y, "y_range")

@@ -45,24 +45,10 @@ from tqdm.auto import tqdm
 
 from ..suspenders import SuspendTemperatureOutOfBand
 from ._labels import LabelSignal
-from .metadata import finite, plan_md
+from ...validation import count, finite
+from .metadata import plan_md
 
 __all__ = ["temperature_series", "anneal_profile", "Ramp", "Hold", "Cool", "segments_from"]
-
-
-def _cell_or_default(cell):
-    if cell is not None:
-        return cell
-    from ..beamline import current_beamline
-
-    return current_beamline().cell
-
-
-def _count(value, what, low=1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or int(value) != value \
-            or value < low:
-        raise ValueError(f"{what} must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 def _detectors(detectors) -> list:
@@ -74,7 +60,7 @@ def _detectors(detectors) -> list:
 
 
 # -- temperature series ---------------------------------------------------------------------
-def temperature_series(detectors, temperatures_c, *, cell=None, settle_time_s=None, tolerance_c=None,
+def temperature_series(detectors, temperatures_c, *, cell, settle_time_s=None, tolerance_c=None,
                        equilibrate_s=0.0, timeout_s=None, frames=1, md=None):
     """Settle at each of *temperatures_c* (C) in turn and take *frames* events there. A
     drift out of the band once settled pauses the plan until the cell is back (and has
@@ -90,7 +76,6 @@ def temperature_series(detectors, temperatures_c, *, cell=None, settle_time_s=No
         RE(temperature_series([pilatus], [25, 60, 100, 130, 160], settle_time_s=60,
                               equilibrate_s=600, frames=3))
     """
-    cell = _cell_or_default(cell)
     detectors = _detectors(detectors)
     temps = list(temperatures_c) if np.ndim(temperatures_c) else [temperatures_c]
     if not temps:
@@ -98,7 +83,7 @@ def temperature_series(detectors, temperatures_c, *, cell=None, settle_time_s=No
     temps = [cell.check_value(t) for t in temps]
     rule = cell.settle_rule(tolerance_c=tolerance_c, settle_time_s=settle_time_s,
                             equilibrate_s=equilibrate_s, timeout_s=timeout_s)
-    frames = _count(frames, "frames")
+    frames = count(frames, "frames")
     args = dict(detectors=[d.name for d in detectors], temperatures_c=temps, cell=cell.name,
                 frames=frames, **rule)
     md = plan_md("temperature_series", args, md,
@@ -191,7 +176,7 @@ def segments_from(steps, cell) -> list:
     return out
 
 
-def anneal_profile(steps, *, cell=None, detectors=(), period_s=1.0, progress=True, md=None):
+def anneal_profile(steps, *, cell, detectors=(), period_s=1.0, progress=True, md=None):
     """Run the ramp / hold / cool *steps* (see module) on the cell, one event every
     *period_s* (s) with the cell readings and the *detectors*. ``progress``: tqdm bar.
 
@@ -200,7 +185,6 @@ def anneal_profile(steps, *, cell=None, detectors=(), period_s=1.0, progress=Tru
         RE(anneal_profile([("ramp", 250, 10.0), ("hold", 250, 1800), ("cool", 25, 2.0)],
                           detectors=[pilatus], period_s=10.0))
     """
-    cell = _cell_or_default(cell)
     detectors = _detectors(detectors)
     segments = segments_from(steps, cell)
     period = finite(period_s, "period_s", low=0.0, strict=True, unit="s")

@@ -1,57 +1,122 @@
-"""Live pump-probe reduction of the integrated frames of a delay or fluence scan.
+"""Live pump-probe reduction of the integrated frames of the pump-probe plans (delay scans,
+fluence scans, fluence x delay grids), split the way bluesky splits LiveFit and LiveFitPlot:
 
-Fed with the reduced runs of ``LiveIntegrator``: after every completed point (a pump-on frame
-with its reference) it updates dI(q, point) and the window signal, refits the kinetics (delay
-scans) or the melting threshold (fluence scans) and redraws the live figure. It publishes a
-``pump_probe`` run linked to the raw and reduced runs: stream ``fit`` (one event per refit,
-the last is the final fit) and, at the end, stream ``difference`` (one event per point:
-delay or fluence, x, signal, dI(q), errors, reference curve).
+- a :class:`~trxrd.reduction.accumulate.PumpProbeAccumulator` keeps per-point sums of
+  pump-on minus reference (work per frame independent of the scan length);
+- a :class:`RefitPolicy` decides when to refit: after enough new points, at most every
+  ``min_interval_s``, and never more than ``max_duty`` of the reduction's time;
+- :class:`LivePumpProbe` publishes the derived ``pump_probe`` run linked to the raw and reduced
+  runs: stream ``fit`` (delay scan: kinetics; fluence scan: threshold; one event per refit,
+  the last is the final fit), for a grid streams ``kinetics`` (one event per fluence per refit)
+  and ``threshold`` (one per delay), and at the end stream ``difference`` (one event per point:
+  point, x, signal, dI(q), errors, reference curve);
+- the live figure is a separate callback (:class:`~trxrd.reduction.callbacks.plot.LivePumpProbePlot`).
+
+Frames must say what they are: a missing or unknown ``role`` closes the derived run as failed,
+with the reason (it is never counted as pumped).
 
 EXAMPLE::
 
-    from trxrd.reduction.callbacks import live_reduction
-    integrator, pump_probe = live_reduction("waxs.poni", mask="waxs_mask.edf",
-                                            windows=[(1.70, 2.05)], store=writer, plot=True)
-    RE.subscribe(integrator)
-    RE(delay_scan([pilatus], dense_then_log(-200, 10000, 40)))
-    pump_probe.result.fit.summary()      # "biexp: tau1 = 151 +- 6 ps, ..."
+    from trxrd.reduction.callbacks.pump_probe import LivePumpProbe
+    pump_probe = LivePumpProbe([(1.70, 2.05)], model="biexp")
+    integrator.subscribe(pump_probe)          # fed with the reduced runs of a LiveIntegrator
+    pump_probe.subscribe(writer)              # its own derived run goes to the catalog
+    ...
+    pump_probe.result.fit.summary()           # "biexp: tau1 = 151 +- 6 ps, ..."
 """
 from __future__ import annotations
 
 import logging
 import math
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..pump_probe import fit_delays, fit_fluences, pump_probe_signal
+from ... import datakeys as dk
+from ..accumulate import PumpProbeAccumulator
+from ..pump_probe import PumpProbeResult, fit_delays, fit_fluences
 from .base import DerivedRunPublisher
-from .integrator import LiveIntegrator
 
 logger = logging.getLogger(__name__)
 
-KINDS = {"delay_scan": "delay", "fluence_scan": "fluence"}
 KINETICS_PARAMS = ("t0_ps", "irf_fwhm_ps", "a1", "tau1_ps", "a2", "tau2_ps")
+THRESHOLD_FIELDS = ("threshold", "threshold_err", "threshold_low", "threshold_high")
 MIN_POINTS = {"delay": 8, "fluence": 5}
 
 
-def _number(data_key_units=None):
+def _number(units=None):
     out = {"source": "reduction", "dtype": "number", "shape": []}
-    if data_key_units:
-        out["units"] = data_key_units
+    if units:
+        out["units"] = units
     return out
 
 
-class LivePumpProbe(DerivedRunPublisher):
-    """Accumulates integrated frames, refits after every point, publishes and plots (see module).
+class RefitPolicy:
+    """When a live fit may run again.
 
-    windows: q windows (A^-1) of the signal; part: "area", "negative" or "positive";
-    model: "exp", "biexp" or "auto"; irf_fwhm_ps fixes the IRF (default fitted);
-    plot: False, True (a new matplotlib figure) or a Figure to draw into.
+    Parameters
+    ----------
+    min_interval_s : float
+        At least this long (s) since the previous fit started.
+    min_new_points : int
+        At least this many pump-on frames paired since the previous fit.
+    max_duty : float
+        Fitting takes at most this fraction of the time: after a fit of d seconds the next
+        waits at least d / max_duty.
+
+    EXAMPLE::
+
+        policy = RefitPolicy(min_interval_s=1.0, min_new_points=2)
+        if policy.due(pairs, time.monotonic()): ...; policy.record(pairs, t_start, duration)
+    """
+
+    def __init__(self, min_interval_s: float = 1.0, min_new_points: int = 1, max_duty: float = 0.2):
+        if not (min_interval_s >= 0 and min_new_points >= 1 and 0 < max_duty <= 1):
+            raise ValueError("RefitPolicy needs min_interval_s >= 0, min_new_points >= 1, 0 < max_duty <= 1")
+        self.min_interval_s, self.min_new_points, self.max_duty = min_interval_s, int(min_new_points), max_duty
+        self.reset()
+
+    def reset(self):
+        self._last_pairs, self._next_time = 0, -math.inf
+
+    def due(self, pairs: int, now: float) -> bool:
+        return pairs - self._last_pairs >= self.min_new_points and now >= self._next_time
+
+    def record(self, pairs: int, started: float, duration_s: float) -> None:
+        self._last_pairs = pairs
+        self._next_time = started + max(self.min_interval_s, duration_s / self.max_duty)
+
+
+@dataclass
+class GridResult:
+    """Results of a fluence x delay grid: a kinetics per fluence, a threshold per delay."""
+    kinetics: dict = field(default_factory=dict)       # requested fluence -> PumpProbeResult (x: delay)
+    thresholds: dict = field(default_factory=dict)     # requested delay -> PumpProbeResult (x: <N>)
+
+    def as_dict(self) -> dict:
+        return {"kinetics": {str(f): r.as_dict() for f, r in self.kinetics.items()},
+                "thresholds": {str(t): r.as_dict("excitations") for t, r in self.thresholds.items()}}
+
+
+class LivePumpProbe(DerivedRunPublisher):
+    """Accumulates integrated frames, refits by its policy and publishes (see module).
+
+    Parameters
+    ----------
+    windows : list of (qmin, qmax)
+        q windows of the signal (A^-1).
+    part : {"area", "negative", "positive"}
+        Which part of dI the signal integrates.
+    model : {"exp", "biexp", "auto"}
+        Kinetics model; ``irf_fwhm_ps`` fixes the IRF (default fitted).
+    threshold_model : {"saturating", "linear"}
+    refit : RefitPolicy, optional
+        When to refit while the scan runs (the final fit is always made).
     """
 
     def __init__(self, windows, *, part: str = "area", model: str = "auto", irf_fwhm_ps: float | None = None,
-                 threshold_model: str = "saturating", plot=False, redraw_s: float = 1.0):
+                 threshold_model: str = "saturating", refit: RefitPolicy | None = None):
         super().__init__()
         if not windows:
             raise ValueError("give at least one q window, e.g. [(1.70, 2.05)] (A^-1)")
@@ -60,105 +125,117 @@ class LivePumpProbe(DerivedRunPublisher):
         self.model = model
         self.irf_fwhm_ps = irf_fwhm_ps
         self.threshold_model = threshold_model
-        self.redraw_s = float(redraw_s)
-        self._figure = plot
-        self._last_draw = 0.0
+        self.refit = refit or RefitPolicy()
         self.kind: str | None = None
         self.raw_uid = self.run_uid = None      # of the last run seen and of its pump_probe run
         self.result = None
         self.refit_s: list[float] = []
-        self._reset()
-
-    def _reset(self):
+        self.accumulator: PumpProbeAccumulator | None = None
         self.q = None
-        self._intensity, self._sigma, self._points, self._x, self._is_ref = [], [], [], [], []
-        self._done: set = set()
-        self._complete = 0          # frames usable (every signal frame has its reference)
 
     # -- documents of the reduced run -----------------------------------------------------------
     def start(self, doc):
-        self._reset()
-        self.result = None
-        self.refit_s = []
-        self.kind = KINDS.get(doc.get("raw_plan_name")) if doc.get("plan_name") == "integrate" else None
+        self.result, self.refit_s, self.q = None, [], None
+        self.refit.reset()
+        self.kind = None
+        if doc.get("plan_name") != dk.INTEGRATE_PLAN:
+            return
+        self.kind = dk.PLAN_KINDS.get(doc.get(dk.RAW_PLAN_NAME))
         if self.kind is None:
             return
-        self.mode = doc.get("reference") or "interleaved"
-        self.raw_uid = doc.get("raw_uid")
-        md = {"plan_name": "pump_probe", "kind": self.kind, "raw_uid": doc.get("raw_uid"),
-              "reduced_uid": doc["uid"], "raw_plan_name": doc.get("raw_plan_name"),
-              "sample": doc.get("sample"), "reference": self.mode, "signal_part": self.part,
-              "windows_inv_angstrom": [list(w) for w in self.windows],
-              "model": self.model if self.kind == "delay" else self.threshold_model,
-              "irf_fwhm_ps_fixed": self.irf_fwhm_ps,
-              "purpose": "pump-on minus reference, window signal and fit of the raw run"}
+        self.mode = doc.get(dk.REFERENCE) or "interleaved"
+        self.raw_uid = doc.get(dk.RAW_UID)
+        md = {"plan_name": dk.PUMP_PROBE_PLAN, "kind": self.kind, dk.RAW_UID: self.raw_uid,
+              "reduced_uid": doc["uid"], dk.RAW_PLAN_NAME: doc.get(dk.RAW_PLAN_NAME),
+              "sample": doc.get("sample"), dk.REFERENCE: self.mode, "signal_part": self.part,
+              "windows_inv_angstrom": [list(w) for w in self.windows], "kinetics_model": self.model,
+              "threshold_model": self.threshold_model, "irf_fwhm_ps_fixed": self.irf_fwhm_ps,
+              "purpose": "pump-on minus reference, window signal and fits of the raw run"}
         self.run_uid = self.open_derived({k: v for k, v in md.items() if v is not None},
                                          time=doc["time"])["uid"]
+        self.accumulator = PumpProbeAccumulator(self.mode)   # refuses a mode it cannot pair live
 
     def event(self, doc):
         if self.kind is None:
             return
         data = doc["data"]
         if self.q is None:
-            self.q = np.asarray(data["q"], dtype=float)
-        role = data.get("role", "on")
-        self._intensity.append(np.asarray(data["intensity"], dtype=float))
-        self._sigma.append(np.asarray(data["sigma"], dtype=float))
-        self._is_ref.append(role != "on")
+            self.q = np.asarray(data[dk.Q], dtype=float)
+        role = dk.check_role(data.get(dk.ROLE))
+        key = self._key(data)
+        x = {f: data[f] for f in ("delay", "excitations") if f in data}
+        done = self.accumulator.add(data[dk.INTENSITY], data.get(dk.SIGMA), role=role, key=key, x=x)
+        now = time.monotonic()
+        if done and self.refit.due(self.accumulator.pairs, now):
+            self.update(started=now)
+
+    def _key(self, data) -> tuple:
+        def need(name):
+            if name not in data:
+                raise ValueError(f"a {self.kind} frame without {name!r}: not written by a trxrd pump-probe plan")
+            return float(data[name])
         if self.kind == "delay":
-            self._points.append(float(data.get("requested_delay", data.get("pump_delay"))))
-            self._x.append(float(data.get("pump_delay", self._points[-1])))
-        else:
-            self._points.append(float(data.get("requested_fluence", data.get("att_fluence"))))
-            self._x.append(float(data.get("att_excitations", math.nan)))
-        n = len(self._is_ref)
-        if self.mode == "interleaved" and not self._is_ref[-1]:
-            return                                   # its pump-off partner comes next
-        if not any(self._is_ref) or all(self._is_ref):
-            return
-        self._complete = n
-        key = (self._points[-1], data.get("repeat", 0))
-        if key not in self._done:
-            self._done.add(key)
-            self.update()
+            return (None, need(dk.REQUESTED_DELAY))
+        if self.kind == "fluence":
+            return (None, need(dk.REQUESTED_FLUENCE))
+        return (need(dk.REQUESTED_FLUENCE), need(dk.REQUESTED_DELAY))
 
     def stop(self, doc):
         if self.kind is None or self.derived_uid is None:
             return
-        if self._complete:
-            self.update(final=True)
+        self.accumulator.finish()
+        if self.accumulator.points:
+            self.update(started=time.monotonic())
             self._emit_points()
         self.close_derived(doc.get("exit_status", "success"), doc.get("reason", ""))
 
     # -- reduction ------------------------------------------------------------------------------
-    def update(self, final: bool = False):
-        """Recompute dI and the signal over the frames so far, refit, publish, redraw."""
-        n = self._complete
-        result = pump_probe_signal(self.q, np.array(self._intensity[:n]), self._points[:n], self._is_ref[:n],
-                                   self.windows, sigma=np.array(self._sigma[:n]), x=self._x[:n],
-                                   part=self.part, mode=self.mode)
-        if len(result.points) >= MIN_POINTS[self.kind]:
-            t0 = time.perf_counter()
-            try:
-                if self.kind == "delay":
-                    result.fit = fit_delays(result, model=self.model, irf_fwhm_ps=self.irf_fwhm_ps)
-                else:
-                    result.fit = fit_fluences(result, model=self.threshold_model)
-            except ValueError as exc:                # not enough data for the model yet
-                logger.info("no fit yet after %d points: %s", len(result.points), exc)
-            self.refit_s.append(time.perf_counter() - t0)
-        self.result = result
-        if result.fit is not None:
-            self._emit_fit(result)
-        self._draw(final)
+    def update(self, started: float) -> None:
+        """Build the results from the sums, fit what has enough points, publish the fits."""
+        t0 = time.perf_counter()
+        if self.kind == "grid":
+            self.result = self._grid()
+        else:
+            self.result = self._single(self.kind, None)
+        self.refit_s.append(time.perf_counter() - t0)
+        self.refit.record(self.accumulator.pairs, started, self.refit_s[-1])
 
-    def _emit_fit(self, result):
+    def _single(self, kind, where) -> PumpProbeResult | None:
+        acc = self.accumulator
+        if kind == "delay":
+            result = acc.result(self.q, self.windows, x_field="delay", part=self.part, where=where,
+                                point=lambda k: k[1])
+        else:
+            result = acc.result(self.q, self.windows, x_field="excitations", part=self.part, where=where,
+                                point=lambda k: k[0] if self.kind == "grid" else k[1])
+        if result is None or len(result.points) < MIN_POINTS[kind]:
+            return result
+        try:
+            if kind == "delay":
+                result.fit = fit_delays(result, model=self.model, irf_fwhm_ps=self.irf_fwhm_ps)
+            else:
+                result.fit = fit_fluences(result, model=self.threshold_model)
+        except ValueError as exc:                # not enough data for the model yet, or no <N>
+            logger.info("no %s fit yet with %d points: %s", kind, len(result.points), exc)
+        if result.fit is not None:
+            self._emit_fit(kind, result, None if self.kind != "grid" else where.label)
+        return result
+
+    def _grid(self) -> GridResult:
+        keys = list(self.accumulator.points)
+        out = GridResult()
+        for fluence in sorted({k[0] for k in keys}):
+            out.kinetics[fluence] = self._single("delay", _Select(0, fluence))
+        for delay in sorted({k[1] for k in keys}):
+            out.thresholds[delay] = self._single("fluence", _Select(1, delay))
+        return out
+
+    def _emit_fit(self, kind, result, group):
         fit = result.fit
-        data, keys = {"model": fit.model, "n_points": len(result.points), "redchi": float(fit.redchi)}, {
-            "model": {"source": "reduction", "dtype": "string", "shape": []},
-            "n_points": {"source": "reduction", "dtype": "integer", "shape": []},
-            "redchi": _number()}
-        if self.kind == "delay":
+        data = {"model": fit.model, "n_points": len(result.points), "redchi": float(fit.redchi)}
+        keys = {"model": {"source": "reduction", "dtype": "string", "shape": []},
+                "n_points": {"source": "reduction", "dtype": "integer", "shape": []}, "redchi": _number()}
+        if kind == "delay":
             for name in KINETICS_PARAMS:
                 value, err = fit.params.get(name, (math.nan, None))
                 units = "ps" if name.endswith("_ps") else None
@@ -168,53 +245,49 @@ class LivePumpProbe(DerivedRunPublisher):
             lo, hi = fit.threshold_range
             data.update(threshold=float(fit.threshold), threshold_err=float(fit.threshold_err),
                         threshold_low=float(lo), threshold_high=float(hi))
-            for name in ("threshold", "threshold_err", "threshold_low", "threshold_high"):
-                keys[name] = _number("excitations per NC")
-        self.emit_event("fit", data, keys)
+            for name in THRESHOLD_FIELDS:
+                keys[name] = _number(dk.FIELDS["excitations"].units)
+        if group is None:
+            stream = "fit"
+        else:
+            stream = "kinetics" if kind == "delay" else "threshold"
+            name = dk.REQUESTED_FLUENCE if kind == "delay" else dk.REQUESTED_DELAY
+            data[name] = float(group)
+            keys[name] = _number(dk.FIELDS[name].units)
+        self.emit_event(stream, data, keys)
 
     def _emit_points(self):
-        r = self.result
-        nq = len(r.q_inv_angstrom)
-        point_units, x_units = ("ps", "ps") if self.kind == "delay" else ("mJ/cm^2", "excitations per NC")
-        keys = {"point": _number(point_units), "x": _number(x_units), "signal": _number(),
-                "signal_err": _number(), "n_pairs": {"source": "reduction", "dtype": "integer", "shape": []}}
-        for name in ("q", "d_intensity", "d_intensity_err", "reference"):
-            keys[name] = {"source": "reduction", "dtype": "array", "shape": [nq],
-                          "units": "A^-1" if name == "q" else "counts/monitor"}
-        for k in range(len(r.points)):
-            self.emit_event("difference", {
-                "point": float(r.points[k]), "x": float(r.x[k]), "signal": float(r.signal[k]),
-                "signal_err": float(r.signal_err[k]), "n_pairs": int(r.diff.n_pairs[k]),
-                "q": r.q_inv_angstrom, "d_intensity": r.diff.d_intensity[k],
-                "d_intensity_err": r.diff.d_intensity_err[k], "reference": r.diff.reference[k]}, keys)
-
-    def _draw(self, final: bool):
-        if self._figure is False or self._figure is None:
-            return
-        now = time.monotonic()
-        if not final and now - self._last_draw < self.redraw_s:
-            return
-        self._last_draw = now
-        from ..plots import draw_pump_probe
-
-        if self._figure is True:
-            import matplotlib.pyplot as plt
-
-            self._figure = plt.figure("trxrd pump-probe", figsize=(11, 4.5))
-        draw_pump_probe(self._figure, self.result, self.kind)
-        self._figure.canvas.draw_idle()
-        self._figure.canvas.flush_events()
+        acc = self.accumulator
+        point_field = {"delay": ("ps", "delay"), "fluence": ("mJ/cm^2", "excitations")}
+        nq = len(self.q)
+        arrays = {name: {"source": "reduction", "dtype": "array", "shape": [nq],
+                         "units": "A^-1" if name == "q" else "counts/monitor"}
+                  for name in ("q", "d_intensity", "d_intensity_err", "reference")}
+        groups = [(None, self.kind)] if self.kind != "grid" else [(f, "delay") for f in sorted({k[0] for k in acc.points})]
+        for group, kind in groups:
+            point_units, x_field = point_field[kind]
+            r = acc.result(self.q, self.windows, x_field=x_field, part=self.part,
+                           where=None if group is None else _Select(0, group), point=lambda k: k[1])
+            keys = {"point": _number(point_units), "x": _number(dk.FIELDS[x_field].units), "signal": _number(),
+                    "signal_err": _number(), "n_pairs": {"source": "reduction", "dtype": "integer", "shape": []},
+                    **arrays}
+            if group is not None:
+                keys[dk.REQUESTED_FLUENCE] = _number(dk.FIELDS[dk.REQUESTED_FLUENCE].units)
+            for k in range(len(r.points)):
+                data = {"point": float(r.points[k]), "x": float(r.x[k]), "signal": float(r.signal[k]),
+                        "signal_err": float(r.signal_err[k]), "n_pairs": int(r.diff.n_pairs[k]),
+                        "q": r.q_inv_angstrom, "d_intensity": r.diff.d_intensity[k],
+                        "d_intensity_err": r.diff.d_intensity_err[k], "reference": r.diff.reference[k]}
+                if group is not None:
+                    data[dk.REQUESTED_FLUENCE] = float(group)
+                self.emit_event("difference", data, keys)
 
 
-def live_reduction(poni, *, mask=None, windows, npt: int = 1000, image_key: str = "pilatus_image",
-                   store=None, **pump_probe_options):
-    """The live chain: a LiveIntegrator feeding a LivePumpProbe; *store* (e.g. a CatalogWriter)
-    receives both derived runs. Subscribe the returned integrator to the RunEngine (or to a
-    document stream in another process)."""
-    integrator = LiveIntegrator(poni, mask=mask, npt=npt, image_key=image_key)
-    pump_probe = LivePumpProbe(windows, **pump_probe_options)
-    if store is not None:
-        integrator.subscribe(store)
-        pump_probe.subscribe(store)
-    integrator.subscribe(pump_probe)
-    return integrator, pump_probe
+class _Select:
+    """Points of a grid with one coordinate fixed (key[index] == value)."""
+
+    def __init__(self, index: int, value: float):
+        self.index, self.label = index, value
+
+    def __call__(self, key) -> bool:
+        return key[self.index] == self.label

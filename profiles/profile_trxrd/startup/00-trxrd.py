@@ -1,6 +1,13 @@
-# trxrd beamline session: RE (catalog, BestEffortCallback, progress bars), cat, devices, plans.
-# Start with `trxrd shell` or `ipython --profile-dir=profiles/profile_trxrd`.
-# TRXRD_PREFIX selects the beamline (default TRX:, the simulator); TRXRD_DATA the data folder.
-from trxrd.acquisition.session import start_session
+# trxrd beamline session: RE (catalog, BestEffortCallback, progress bars), cat, devices, plans,
+# set_sample, set_reduction and the live reduction. `trxrd shell [--sim]` starts IPython with this
+# profile (and may hand over its configuration as `trxrd_config`); a plain
+# `ipython --profile-dir=profiles/profile_trxrd` configures it from TRXRD_* variables
+# (see trxrd.session): TRXRD_PREFIX selects the beamline (default TRX:), TRXRD_DATA the data root.
+import atexit as _atexit
 
-globals().update(start_session())
+from trxrd.session import SessionConfig as _SessionConfig
+from trxrd.session import open_session as _open_session
+
+session = _open_session(globals().pop("trxrd_config", None) or _SessionConfig.from_environ())
+_atexit.register(session.close)
+globals().update(session.namespace())

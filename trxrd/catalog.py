@@ -1,17 +1,16 @@
 """The run catalog: a databroker v2 / Tiled catalog of Bluesky runs, and the RunEngine callback
-that writes into it.
+that writes into it. Acquisition and reduction both store their runs through this module.
 
-By default the catalog is *embedded*: an SQLite catalog under the data directory, served
-in-process (no server to run). Point ``TRXRD_CATALOG`` (or ``uri=``) at a Tiled server to use a
-shared one instead; the returned client is the same kind of object either way.
+The catalog is *embedded* by default: an SQLite catalog under a data root, served in-process (no
+server to run). A Tiled server (``http(s)://``) is the same kind of client object.
 
-Layout of an embedded catalog under ``root`` (default ``$TRXRD_DATA``, ``./data``)::
+Layout of an embedded catalog under ``root``::
 
     root/catalog/catalog.db      run metadata (SQLite)
     root/catalog/tables.db       event tables (SQLite)
     root/catalog/data/           other arrays written by Tiled
     root/frames/<detector>/      detector HDF5 files (readable storage: all of root)
-    root/spool/<uid8>.jsonl      every document of a run the catalog failed to take
+    root/spool/<uid8>.jsonl      the journal of a run being written; kept when the catalog failed
 
 Only one process may *write* an embedded catalog at a time; any number may read it (SQLite
 write-ahead log), e.g. ``trxrd runs`` while a scan is running. Several writers need a Tiled
@@ -22,16 +21,15 @@ EXAMPLE::
     from bluesky import RunEngine
     from bluesky.plans import count
     from ophyd import Signal
-    from trxrd.acquisition.catalog import CatalogWriter, open_catalog
+    from trxrd.catalog import CatalogWriter, open_catalog
 
     det = Signal(name="det", value=1.0)
-
-    cat = open_catalog()                    # ./data/catalog, or $TRXRD_CATALOG
+    cat = open_catalog(root="data")                   # data/catalog, created on first use
     RE = RunEngine({})
-    writer = CatalogWriter(cat)             # spools to ./data/spool if the catalog fails
+    writer = CatalogWriter(cat, backup_directory="data/spool")
     RE.subscribe(writer)
     uid, = RE(count([det], 5))
-    run = cat[uid]                          # or cat[-1], cat[scan_id], cat["3f2a9"]
+    run = cat[uid]                                    # or cat[-1], cat[scan_id], cat["3f2a9"]
     run.start["plan_name"], run["primary"]["det"].read()
     writer.close()
 """
@@ -40,15 +38,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
-from . import settings
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -74,33 +71,38 @@ class CatalogWriteError(RuntimeError):
     """A run could not be written to the catalog completely (its documents are in the spool)."""
 
 
-def catalog_dir(root: Path | str | None = None) -> Path:
-    """Folder of the embedded catalog under *root* (default the data directory)."""
-    return Path(root if root is not None else settings.data_dir()).expanduser().resolve() / "catalog"
+def catalog_dir(root: Path | str) -> Path:
+    """Folder of the embedded catalog under the data *root*."""
+    return Path(root).expanduser().resolve() / "catalog"
 
 
-def open_catalog(uri: str | None = None, *, api_key: str | None = None, root: Path | str | None = None,
+def open_catalog(uri: str | None = None, *, root: Path | str | None = None, api_key: str | None = None,
                  readable: Iterable[Path | str] = ()):
     """The catalog of runs: a Tiled ``CatalogOfBlueskyRuns`` client (``cat[-1]``, ``cat[uid]``,
-    ``cat[scan_id]``, ``cat.search(...)``).
+    ``cat[scan_id]``, ``cat.search(...)``), ordered by start time.
 
-    ``uri`` (default ``$TRXRD_CATALOG``) is ``http(s)://host:port[/path]`` of a Tiled server
-    (API key from ``api_key`` or ``$TRXRD_API_KEY``); with neither set, the embedded catalog
-    under ``root`` (default ``$TRXRD_DATA``) is opened, and created on first use. The embedded
-    catalog may read files anywhere under ``root`` and the ``readable`` folders.
+    Parameters
+    ----------
+    uri : str, optional
+        ``http(s)://host:port[/path]`` of a Tiled server. Without it, the embedded catalog under
+        *root* is opened (and created on first use).
+    root : path, optional
+        Data root of the embedded catalog; it may read files anywhere under it and under the
+        *readable* folders.
+    api_key : str, optional
+        Key for the Tiled server.
 
     EXAMPLE::
 
-        from trxrd.acquisition.catalog import open_catalog
-        cat = open_catalog()                                  # embedded, ./data/catalog
-        cat = open_catalog(root="/data/2026-11-beamtime")     # embedded elsewhere
+        from trxrd.catalog import open_catalog
+        cat = open_catalog(root="/data/2026-11-beamtime")
         cat = open_catalog("http://tiled.example:8000", api_key="secret")
         run = cat[-1]
         run.start["sample"], run["primary"]["pilatus_image"].read().shape
     """
     if uri is None:
-        uri = os.environ.get("TRXRD_CATALOG") or None
-    if uri is None:
+        if root is None:
+            raise ValueError("open_catalog needs a Tiled server URI or the data root of an embedded catalog")
         return _open_embedded(root, readable)
     parsed = urlparse(uri)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -108,7 +110,6 @@ def open_catalog(uri: str | None = None, *, api_key: str | None = None, root: Pa
                          f"got {uri!r} (leave it unset for the embedded catalog)")
     from tiled.client import from_uri
 
-    api_key = api_key if api_key is not None else os.environ.get("TRXRD_API_KEY") or None
     try:
         client = from_uri(uri, api_key=api_key)
     except Exception as exc:   # httpx errors, auth errors: one line for the user
@@ -122,7 +123,7 @@ def _open_embedded(root, readable):
     from tiled.client import Context, from_context
     from tiled.server.app import build_app
 
-    root = Path(root if root is not None else settings.data_dir()).expanduser().resolve()
+    root = Path(root).expanduser().resolve()
     folder = catalog_dir(root)
     (folder / "data").mkdir(parents=True, exist_ok=True)
     database = folder / "catalog.db"
@@ -161,24 +162,32 @@ def _check_runs_catalog(client, where: str):
     return client.sort(("start.time", 1))
 
 
-def events_written(run, stream: str = "primary") -> int:
+def events_written(run, stream: str = "primary", *, retry_s: float = 2.0) -> int:
     """Number of events of *stream* in the catalog now; also while the run is being written.
 
     Reads the stream's event table (not a column array: a column node fetched before a batch
-    is appended fails to read afterwards, with HTTP 500 retried for a long time by the client).
-    For the same reason, fetch a column node again (``cat[uid]["primary"]["i0"]``) right before
-    reading it while its run is open.
+    is appended fails to read afterwards). For the same reason, fetch a column node again
+    (``cat[uid]["primary"]["i0"]``) right before reading it while its run is open. An embedded
+    catalog being written in this very process may answer "database is locked" for a moment:
+    retried for *retry_s*.
 
     EXAMPLE::
 
-        from trxrd.acquisition.catalog import events_written, open_catalog
-        events_written(open_catalog()[-1])      # e.g. 120 of a 400-point scan in progress
+        from trxrd.catalog import events_written, open_catalog
+        events_written(open_catalog(root="data")[-1])      # e.g. 120 of a 400-point scan in progress
     """
-    try:
-        table = run[stream].base["internal"]
-    except KeyError:     # no such stream, or nothing written to it yet
-        return 0
-    return len(table.read(["seq_num"]))
+    deadline = time.monotonic() + retry_s
+    while True:
+        try:
+            table = run[stream].base["internal"]
+        except KeyError:     # no such stream, or nothing written to it yet
+            return 0
+        try:
+            return len(table.read(["seq_num"]))
+        except Exception as exc:
+            if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,43 +206,37 @@ def _one_frame_per_datum(resource: dict) -> dict:
     return resource
 
 
-def _normalizer_class():
-    from bluesky_tiled_plugins.writing.tiled_writer import RunNormalizer
-    from event_model import DocumentNames, schema_validators
-
-    class _Normalizer(RunNormalizer):
-        """TiledWriter's normalizer without re-validating every event against the JSON schema
-        (~0.4 ms each): event-model validated it when the RunEngine composed it, and the
-        normalizer only drops keys from it. Every other document is still validated."""
-
-        def emit(self, name, doc):
-            if name not in (DocumentNames.event, "event"):
-                schema_validators[name].validate(doc)
-            self.dispatcher.process(name, doc)
-
-    return _Normalizer
-
-
 def _jsonable(value):
-    """numpy values in documents, for the JSONL spool."""
-    return value.tolist() if hasattr(value, "tolist") else str(value)
+    """numpy values (and anything else) in documents, for the JSONL spool."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    return str(value)
 
 
-_TILED_WRITER_LOGGER = "bluesky_tiled_plugins.writing.tiled_writer"
+def _run_of(name: str, doc: dict, parents: dict) -> str | None:
+    """Uid of the run a document belongs to; *parents* maps descriptor/resource uids to runs."""
+    if name == "start":
+        return doc["uid"]
+    if name in ("stop", "descriptor", "resource", "stream_resource"):
+        run = doc.get("run_start")
+        if name != "stop":
+            parents[doc["uid"]] = run
+        return run
+    if name in ("event", "event_page", "stream_datum"):
+        return parents.get(doc.get("descriptor"))
+    if name in ("datum", "datum_page"):
+        return parents.get(doc.get("resource"))
+    return None
 
 
-class _ErrorCapture(logging.Handler):
-    """TiledWriter's backup wrapper logs (does not raise) an error and then routes the whole run
-    to the JSONL spool: catch those log records from our writer thread."""
+class _Run:
+    """What the writer thread keeps for one run: its TiledWriter, its journal, its failure."""
 
-    def __init__(self, thread_ident_getter, sink):
-        super().__init__(level=logging.ERROR)
-        self._thread_ident = thread_ident_getter
-        self._sink = sink
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self._thread_ident() and record.exc_info:
-            self._sink(record.exc_info[1], spooling=record.getMessage().startswith("Backup callback"))
+    def __init__(self, uid: str, writer, journal_path: Path):
+        self.uid, self.writer, self.journal_path = uid, writer, journal_path
+        self.journal = None
+        self.journal_error: str | None = None
+        self.failed: str | None = None          # why the catalog did not take the run
 
 
 class CatalogWriter:
@@ -249,57 +252,52 @@ class CatalogWriter:
     batches so that live readers see a run as it goes: ``batch_size=None`` picks it per run
     from ``num_points`` (see ``batch_size_for``), an int fixes it.
 
-    Nothing is lost silently: if the catalog fails, TiledWriter writes every document of the
-    run to ``backup_directory/<uid8>.jsonl`` and this callback raises ``CatalogWriteError``
-    (naming that file) on its next call, at the latest on the run's stop document.
-    ``flush(timeout)`` waits until everything queued is handed over; ``close()`` flushes and
-    stops the thread.
+    Nothing is lost silently: every document of a run is first journaled to
+    ``backup_directory/<uid8>.jsonl``; the journal is removed once the run is read back complete
+    from the catalog. If the catalog fails (any exception from the writer), the run's remaining
+    documents go to the journal only, the journal stays as the spool of the run, and this callback
+    raises ``CatalogWriteError`` naming it on the run's next document, at the latest on its stop
+    document. Several threads may feed one writer (the RunEngine, a live reduction); each gets
+    the errors of its own runs. ``flush(timeout)`` waits until everything queued is handed over;
+    ``close()`` flushes and stops the thread.
 
     EXAMPLE::
 
-        from trxrd.acquisition.catalog import CatalogWriter, open_catalog
-        cat = open_catalog()
-        writer = CatalogWriter(cat)                 # spool: $TRXRD_DATA/spool
+        from trxrd.catalog import CatalogWriter, open_catalog
+        cat = open_catalog(root="data")
+        writer = CatalogWriter(cat, backup_directory="data/spool")
         token = RE.subscribe(writer)
         RE(count([pilatus, i0], 10))
         cat[-1]["primary"]["pilatus_image"].read().shape    # (10, 619, 487)
         RE.unsubscribe(token); writer.close()
     """
 
-    def __init__(self, client, *, batch_size: int | None = None,
-                 backup_directory: Path | str | None = None,
+    def __init__(self, client, *, backup_directory: Path | str, batch_size: int | None = None,
                  stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S, max_latency_s: float = 0.5,
                  max_queued: int = 100_000):
-        from event_model import RunRouter
-
-        if batch_size is not None and batch_size < 1:
+        if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
             raise ValueError(f"batch_size must be >= 1 or None (per run), got {batch_size}")
         if not stop_timeout_s > 0:
             raise ValueError(f"stop_timeout_s must be > 0, got {stop_timeout_s}")
-        if backup_directory is None:
-            backup_directory = settings.data_dir() / "spool"
         self.backup_directory = Path(backup_directory).expanduser().resolve()
         self.backup_directory.mkdir(parents=True, exist_ok=True)
         self.client = client
         self.batch_size = None if batch_size is None else int(batch_size)
         self.stop_timeout_s = float(stop_timeout_s)
         self.max_latency_s = float(max_latency_s)
-        self._router = RunRouter([self._factory])      # used by the writer thread only
-        self._writing_uid: str | None = None            # run of the document being written
-        # Hand-off: the RunEngine appends; the writer thread is woken once per batch of
-        # documents (or after max_latency_s, or by a stop document), not per document: with a
-        # CPU-bound RunEngine every wake-up is a GIL hand-over that costs the RunEngine time.
+        # Hand-off: producers append; the writer thread is woken once per batch of documents (or
+        # after max_latency_s, or by a stop document), not per document: with a CPU-bound
+        # RunEngine every wake-up is a GIL hand-over that costs the RunEngine time.
         self._max_queued = int(max_queued)
         self._pending: deque = deque()
         self._cond = threading.Condition()
         self._wake = False
-        self._lock = threading.Lock()
-        self._errors: list[CatalogWriteError] = []      # not yet raised to the caller
-        self._reported: set[tuple] = set()             # (uid, kind) of failures recorded
+        self._lock = threading.Lock()             # guards _parents and _errors
+        self._parents: dict[str, str] = {}         # descriptor / resource uid -> run uid
+        self._errors: dict[str | None, list[CatalogWriteError]] = {}   # run uid -> not yet raised
+        self._runs: dict[str, _Run] = {}           # writer thread only
         self._closed = False
         self._thread = threading.Thread(target=self._work, name="CatalogWriter", daemon=True)
-        self._capture = _ErrorCapture(lambda: self._thread.ident, self._record_tiled_error)
-        logging.getLogger(_TILED_WRITER_LOGGER).addHandler(self._capture)
         self._thread.start()
 
     def batch_size_for(self, start: dict) -> int:
@@ -311,23 +309,32 @@ class CatalogWriter:
             return max(1, min(MAX_BATCH_SIZE, math.ceil(num_points / RUN_UPDATES)))
         return DEFAULT_BATCH_SIZE
 
-    # -- RunEngine side ------------------------------------------------------------------------
+    def spool_path(self, uid: str) -> Path:
+        """The JSONL journal / spool of run *uid*."""
+        return self.backup_directory / f"{uid.split('-')[0]}.jsonl"
+
+    # -- producer side -------------------------------------------------------------------------
 
     def __call__(self, name: str, doc: dict) -> None:
         if self._closed:
             raise RuntimeError("CatalogWriter is closed")
-        self._put((name, doc), wake=name == "stop")     # queued first: an error never loses it
+        with self._lock:
+            run = _run_of(name, doc, self._parents)
+        self._put((run, name, doc), wake=name == "stop")     # queued first: an error never loses it
         if name == "stop":
             done = self._enqueue_marker()
-            if not done.wait(self.stop_timeout_s):
+            finished = done.wait(self.stop_timeout_s)
+            with self._lock:
+                self._parents = {k: v for k, v in self._parents.items() if v != run}
+            if not finished:
                 raise CatalogWriteError(
-                    f"run {doc['run_start']}: the catalog writer did not finish within "
-                    f"{self.stop_timeout_s} s of the stop document; it goes on in the background")
-        self._raise_pending()
+                    f"run {run}: the catalog writer did not finish within {self.stop_timeout_s} s "
+                    f"of the stop document; it goes on in the background (journal {self.spool_path(run)})")
+        self._raise_pending(run)
 
     def flush(self, timeout: float = DEFAULT_STOP_TIMEOUT_S) -> None:
         """Wait until every document queued so far is handed to TiledWriter (a run still open
-        keeps its last partial batch until its stop document); raise a pending writer error."""
+        keeps its last partial batch until its stop document); raise any pending writer error."""
         if self._thread.is_alive() and not self._enqueue_marker().wait(timeout):
             raise TimeoutError(f"catalog writer still busy after {timeout} s "
                                f"({len(self._pending)} documents queued)")
@@ -343,17 +350,12 @@ class CatalogWriter:
             self._closed = True
             self._put(None, wake=True)
             self._thread.join(timeout)
-            logging.getLogger(_TILED_WRITER_LOGGER).removeHandler(self._capture)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
-
-    def spool_path(self, uid: str) -> Path:
-        """The JSONL file a failed run is backed up to (TiledWriter names it by the uid)."""
-        return self.backup_directory / f"{uid.split('-')[0]}.jsonl"
 
     def _enqueue_marker(self) -> threading.Event:
         done = threading.Event()
@@ -369,11 +371,13 @@ class CatalogWriter:
                 self._wake = True
                 self._cond.notify_all()
 
-    def _raise_pending(self) -> None:
+    def _raise_pending(self, run: str | None = ...) -> None:
+        """Raise the first unraised error of *run* (default: of any run); log the others."""
         with self._lock:
-            if not self._errors:
-                return
-            errors, self._errors = self._errors, []
+            keys = list(self._errors) if run is ... else [k for k in (run, None) if k in self._errors]
+            errors = [e for k in keys for e in self._errors.pop(k)]
+        if not errors:
+            return
         for extra in errors[1:]:
             logger.error("%s", extra)
         raise errors[0]
@@ -396,77 +400,83 @@ class CatalogWriter:
                     item.set()
                     continue
                 self._write(*item)
+            for state in self._runs.values():        # what is handed over is on disk too
+                if state.journal is not None:
+                    state.journal.flush()
 
-    def _factory(self, name: str, start: dict):
+    def _write(self, run: str | None, name: str, doc: dict) -> None:
+        if name == "start":
+            self._runs[run] = self._open_run(doc)
+        state = self._runs.get(run)
+        if state is None:
+            self._record(run, f"catalog writer got a {name!r} document of no known run ({run}); "
+                              f"it was not stored")
+            return
+        self._journal(state, name, doc)
+        if state.failed is None:
+            try:
+                state.writer(name, doc)
+            except Exception as exc:     # any failure of the catalog: the run goes to the spool
+                state.failed = f"{type(exc).__name__}: {exc}"
+                self._record(run, f"run {run}: catalog write failed on a {name!r} document "
+                                  f"({state.failed}); every document of the run is in {state.journal_path}",
+                             exc)
+        if name == "stop":
+            self._close_run(state, doc)
+
+    def _open_run(self, start: dict) -> _Run:
         from bluesky_tiled_plugins import TiledWriter
 
-        writer = TiledWriter(self.client, batch_size=self.batch_size_for(start),
-                             backup_directory=str(self.backup_directory),
-                             patches={"resource": _one_frame_per_datum},
-                             normalizer=_normalizer_class())
         uid = start["uid"]
+        writer = TiledWriter(self.client, batch_size=self.batch_size_for(start),
+                             patches={"resource": _one_frame_per_datum})
+        return _Run(uid, writer, self.spool_path(uid))
 
-        def write(name, doc):
-            self._writing_uid = uid
-            writer(name, doc)
-
-        return [write], []
-
-    def _write(self, name: str, doc: dict) -> None:
-        try:
-            self._router(name, doc)
-            if name == "stop":
-                self._check_stored(doc["run_start"])
-        except Exception as exc:    # escaped TiledWriter's own backup: spool it ourselves
-            self._spool_unwritten(name, doc, exc)
-
-    def _record(self, uid: str | None, message: str, cause: BaseException | None = None,
-                kind: str = "catalog") -> None:
-        """Keep an error for the RunEngine side to raise; once per run and kind."""
-        with self._lock:
-            if uid is not None:
-                if (uid, kind) in self._reported:
-                    return
-                self._reported.add((uid, kind))
-            error = CatalogWriteError(message)
-            error.__cause__ = cause
-            self._errors.append(error)
-        logger.error("%s", message)
-
-    def _record_tiled_error(self, exc: BaseException, spooling: bool) -> None:
-        uid = self._writing_uid or "?"
-        if spooling:
-            self._record(uid, f"run {uid}: writing the spool {self.spool_path(uid)} failed too "
-                              f"({type(exc).__name__}: {exc}): documents of this run are LOST", exc,
-                         kind="spool")
-        else:
-            self._record(uid, f"run {uid}: catalog write failed ({type(exc).__name__}: {exc}); "
-                              f"every document of the run goes to {self.spool_path(uid)}", exc)
-
-    def _check_stored(self, uid: str) -> None:
-        """After a stop document: the run must be in the catalog with its stop document."""
-        if (uid, "catalog") in self._reported:
+    def _journal(self, state: _Run, name: str, doc: dict) -> None:
+        if state.journal_error is not None:
             return
-        spool = self.spool_path(uid)
-        where = f"see {spool}" if spool.exists() else f"and there is no spool file {spool}"
         try:
-            stored = self.client[uid].metadata.get("stop")
+            if state.journal is None:
+                state.journal = open(state.journal_path, "a")
+            state.journal.write(json.dumps({"name": name, "doc": doc}, default=_jsonable) + "\n")
+        except (OSError, TypeError, ValueError) as exc:
+            state.journal_error = f"{type(exc).__name__}: {exc}"
+            logger.warning("run %s: cannot journal to %s (%s); a catalog failure now would lose "
+                           "documents", state.uid, state.journal_path, state.journal_error)
+
+    def _close_run(self, state: _Run, stop: dict) -> None:
+        self._runs.pop(state.uid, None)
+        if state.journal is not None:
+            try:
+                state.journal.close()
+            except OSError as exc:
+                state.journal_error = state.journal_error or f"{type(exc).__name__}: {exc}"
+        if state.failed is None:
+            self._check_stored(state)
+        if state.failed is None:
+            state.journal_path.unlink(missing_ok=True)     # complete in the catalog
+        elif state.journal_error is not None:
+            self._record(state.uid, f"run {state.uid}: the catalog failed ({state.failed}) and the "
+                                    f"journal {state.journal_path} could not be written "
+                                    f"({state.journal_error}): documents of this run are LOST")
+
+    def _check_stored(self, state: _Run) -> None:
+        """After a stop document: the run must read back from the catalog with its stop document."""
+        try:
+            stored = self.client[state.uid].metadata.get("stop")
         except Exception as exc:
-            self._record(uid, f"run {uid}: not readable back from the catalog after its stop "
-                              f"document ({type(exc).__name__}: {exc}); {where}", exc)
-            return
-        if not stored:
-            self._record(uid, f"run {uid}: the catalog has no stop document for it; the run is "
-                              f"incomplete there; {where}")
+            state.failed = f"not readable back after its stop document ({type(exc).__name__}: {exc})"
+        else:
+            if not stored:
+                state.failed = "the catalog has no stop document for it"
+        if state.failed is not None:
+            self._record(state.uid, f"run {state.uid}: {state.failed}; every document of the run is "
+                                    f"in {state.journal_path}")
 
-    def _spool_unwritten(self, name: str, doc: dict, exc: Exception) -> None:
-        path = self.backup_directory / f"unwritten-{datetime.now():%Y%m%d}.jsonl"
-        try:
-            with open(path, "a") as f:
-                f.write(json.dumps({"name": name, "doc": doc}, default=_jsonable) + "\n")
-            where = f"the document is in {path}"
-        except (OSError, TypeError, ValueError) as spool_exc:
-            where = f"and it could NOT be spooled to {path} ({spool_exc}): it is lost"
-        uid = doc.get("run_start") or doc.get("uid") if name in ("start", "stop") else self._writing_uid
-        self._record(uid, f"catalog writer failed on a {name!r} document of run {uid} "
-                          f"({type(exc).__name__}: {exc}); {where}", exc, kind="unwritten")
+    def _record(self, run: str | None, message: str, cause: BaseException | None = None) -> None:
+        """Keep an error for the producer of *run* to raise."""
+        error = CatalogWriteError(message)
+        error.__cause__ = cause
+        with self._lock:
+            self._errors.setdefault(run, []).append(error)
+        logger.error("%s", message)

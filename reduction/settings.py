@@ -1,0 +1,135 @@
+"""Settings of the pump-probe reduction, live and offline: the detector calibration (PONI file
+and mask), the q windows of the signal, the number of q bins and the fit models. Checked when
+made, so bad settings are refused at ``set_reduction(...)`` and not in the middle of a run.
+
+EXAMPLE::
+
+    from trxrd.reduction.settings import ReductionSettings, parse_window
+    settings = ReductionSettings("waxs.poni", mask="waxs_mask.edf", windows=[parse_window("1.70:2.05")])
+    settings.as_dict()                  # JSON-able, what the session saves
+    ReductionSettings.from_dict(settings.as_dict()) == settings
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .fluence import THRESHOLD_MODELS
+from .peaks import SIGNAL_PARTS
+from .pump_probe import KINETICS_MODELS
+
+MIN_NPT = 10
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    """A q window "QMIN:QMAX" (A^-1) as two floats, QMIN < QMAX."""
+    try:
+        low, high = (float(v) for v in str(text).split(":"))
+    except ValueError:
+        raise ValueError(f"q window {text!r}: expected QMIN:QMAX in A^-1, e.g. 1.70:2.05") from None
+    return _window((low, high), text)
+
+
+def _window(window, label) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in window)
+    except (TypeError, ValueError):
+        raise ValueError(f"q window {label!r}: expected (QMIN, QMAX) in A^-1") from None
+    if not (math.isfinite(low) and math.isfinite(high)) or not 0 <= low < high:
+        raise ValueError(f"q window {label!r}: need finite 0 <= QMIN < QMAX (A^-1)")
+    return low, high
+
+
+@dataclass(frozen=True)
+class ReductionSettings:
+    """What the reduction needs; every value is checked when the object is made.
+
+    Parameters
+    ----------
+    poni : path
+        pyFAI calibration of the detector (PONI file).
+    mask : path, optional
+        Mask image (non-zero = masked); negative pixels are always masked.
+    windows : list of (qmin, qmax)
+        q windows of the pump-probe signal, A^-1.
+    npt : int
+        q bins of the integration.
+    part : {"area", "negative", "positive"}
+        Which part of dI the signal integrates.
+    model : {"exp", "biexp", "auto"}
+        Kinetics model of delay scans.
+    threshold_model : {"saturating", "linear"}
+        Melting-threshold model of fluence scans.
+    irf_fwhm_ps : float, optional
+        Fixes the instrument response (ps FWHM); fitted when None.
+    image_key : str
+        Detector image of runs that do not name theirs (pump-probe plans name it).
+
+    EXAMPLE::
+
+        ReductionSettings("waxs.poni", windows=[(1.70, 2.05)], model="biexp")
+    """
+
+    poni: Path
+    windows: tuple = ()
+    mask: Path | None = None
+    npt: int = 1000
+    part: str = "area"
+    model: str = "auto"
+    threshold_model: str = "saturating"
+    irf_fwhm_ps: float | None = None
+    image_key: str = "pilatus_image"
+
+    def __post_init__(self):
+        poni = Path(self.poni).expanduser().resolve()
+        if not poni.is_file():
+            raise ValueError(f"PONI file not found: {poni}")
+        object.__setattr__(self, "poni", poni)
+        if self.mask is not None:
+            mask = Path(self.mask).expanduser().resolve()
+            if not mask.is_file():
+                raise ValueError(f"mask file not found: {mask}")
+            object.__setattr__(self, "mask", mask)
+        if isinstance(self.windows, (str, bytes)) or not self.windows:
+            raise ValueError("give at least one q window, e.g. windows=[(1.70, 2.05)] (A^-1)")
+        object.__setattr__(self, "windows", tuple(_window(w, w) for w in self.windows))
+        if isinstance(self.npt, bool) or not isinstance(self.npt, int) or self.npt < MIN_NPT:
+            raise ValueError(f"npt must be an integer >= {MIN_NPT} q bins, got {self.npt!r}")
+        for name, allowed in (("part", SIGNAL_PARTS), ("model", KINETICS_MODELS),
+                              ("threshold_model", tuple(THRESHOLD_MODELS))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
+        if self.irf_fwhm_ps is not None:
+            irf = self.irf_fwhm_ps
+            if isinstance(irf, bool) or not isinstance(irf, (int, float)) or not (math.isfinite(irf) and irf > 0):
+                raise ValueError(f"irf_fwhm_ps must be a positive number of ps or None, got {irf!r}")
+            object.__setattr__(self, "irf_fwhm_ps", float(irf))
+        if not (isinstance(self.image_key, str) and self.image_key):
+            raise ValueError(f"image_key must be a data key name, got {self.image_key!r}")
+
+    def as_dict(self) -> dict:
+        """JSON-able form (paths as strings, windows as lists)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["poni"] = str(self.poni)
+        out["mask"] = None if self.mask is None else str(self.mask)
+        out["windows"] = [list(w) for w in self.windows]
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ReductionSettings":
+        """Settings from a dict (e.g. the saved state); unknown keys are refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown reduction setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        if "poni" not in values or not values["poni"]:
+            raise ValueError("reduction settings need a PONI file (poni=...)")
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+    def replace(self, **changes) -> "ReductionSettings":
+        """A copy with *changes* (None values are ignored), checked again."""
+        values = self.as_dict()
+        values.update({k: v for k, v in changes.items() if v is not None})
+        return ReductionSettings.from_dict(values)
+

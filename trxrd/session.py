@@ -1,0 +1,417 @@
+"""The beamline session: one object that holds the RunEngine, the catalog, the beamline's devices,
+the sample, the live-reduction settings and the data root, built once by the IPython profile,
+``trxrd shell``, the demo or a test, and passed on. Nothing reaches plans or callbacks through
+module globals: the session's plans are the plain plans with the session's devices and sample
+filled in.
+
+Configuration comes from a :class:`SessionConfig`; only process entry points (the profile's
+startup file, the ``trxrd`` command) read it from the environment, with
+:meth:`SessionConfig.from_environ`:
+
+- ``TRXRD_PREFIX``: PV prefix (default ``TRX:``, the simulator's);
+- ``TRXRD_DATA``: data root (default ``./data``): catalog, frames, spool and ``state.json``;
+- ``TRXRD_CATALOG`` / ``TRXRD_API_KEY``: a Tiled server instead of the embedded catalog;
+- ``TRXRD_SAMPLE``: JSON file with the sample (name, size_nm, ligand, solvent, sigma_cm2),
+  used when none was saved;
+- ``TRXRD_PONI``, ``TRXRD_MASK``, ``TRXRD_WINDOWS`` ("QMIN:QMAX[,QMIN:QMAX]" in A^-1): live
+  reduction when none was saved;
+- ``TRXRD_SPOT_UM`` ("FWHMxFWHM", um): the measured pump spot when none was saved.
+
+What must survive a restart (time zero, fluence calibration and spot, sample, reduction
+settings) is saved in ``<data root>/state.json`` by the session, never by the devices.
+
+EXAMPLE::
+
+    from trxrd.session import SessionConfig, open_session
+    session = open_session(SessionConfig(prefix="TRX:", data_root="/data/2026-12-beamtime"))
+    session.set_sample(name="CuInSe2 NCs", size_nm=7.0, ligand="oleylamine", solvent="dodecane",
+                       sigma_cm2=4e-14)
+    RE, plans, bl = session.RE, session.plans, session.beamline
+    RE(plans["delay_scan"]([bl.pilatus], plans["log_delays"](-100, 5000, 20)))
+    session.catalog[-1]["primary"]["pilatus_image"].read().shape
+    session.close()
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bluesky import RunEngine
+from bluesky import plan_stubs as bps
+from bluesky import plans as bp
+from bluesky import preprocessors as bpp
+from bluesky.callbacks.best_effort import BestEffortCallback
+
+from .acquisition.beamline import Beamline, connect_beamline
+from .acquisition.plans.delays import dense_then_log, linear_delays, log_delays
+from .acquisition.plans.fluence import calibrate_fluence
+from .acquisition.plans.injection import injection_series
+from .acquisition.plans.metadata import Sample, sample_from
+from .acquisition.plans.pump_probe import delay_scan, fluence_delay_grid, fluence_scan
+from .acquisition.plans.raster import raster_scan
+from .acquisition.plans.temperature import anneal_profile, temperature_series
+from .acquisition.progress import install_progress
+from .catalog import CatalogWriter, open_catalog
+from .reduction.settings import ReductionSettings, parse_window
+from .state import StateFile
+from .validation import finite
+
+DEFAULT_PREFIX = "TRX:"
+
+PLANS = dict(delay_scan=delay_scan, fluence_scan=fluence_scan, fluence_delay_grid=fluence_delay_grid,
+             calibrate_fluence=calibrate_fluence, temperature_series=temperature_series,
+             anneal_profile=anneal_profile, injection_series=injection_series, raster_scan=raster_scan)
+DELAY_LISTS = dict(log_delays=log_delays, linear_delays=linear_delays, dense_then_log=dense_then_log)
+
+
+def parse_spot(text: str) -> tuple[float, float]:
+    """A pump spot "FWHMxFWHM" (um) as two floats, e.g. "270x330"."""
+    try:
+        x, y = (float(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"spot size {text!r}: expected FWHM_XxFWHM_Y in um, e.g. 270x330") from None
+    return (finite(x, "spot FWHM x", low=0, strict=True, unit="um"),
+            finite(y, "spot FWHM y", low=0, strict=True, unit="um"))
+
+
+@dataclass
+class SessionConfig:
+    """How to open a session. Values the session finds saved in ``state.json`` win over
+    ``sample``, ``reduction`` and ``spot_fwhm_um``, which are only starting points.
+
+    Parameters
+    ----------
+    prefix : str
+        PV prefix of the beamline.
+    data_root : path
+        Catalog (embedded), frames, spool and ``state.json``.
+    catalog_uri, api_key : str, optional
+        A Tiled server instead of the embedded catalog.
+    sample : dict, optional
+        The sample when none was saved.
+    reduction : dict, optional
+        Live-reduction settings (see ``ReductionSettings``) when none were saved.
+    spot_fwhm_um : (float, float), optional
+        Measured pump spot (um) when none was saved.
+    plots : bool, optional
+        BestEffortCallback and live figures; default: only with a display.
+    note : str
+        Where the starting points come from, for the banner (e.g. "the simulator's sample file").
+
+    EXAMPLE::
+
+        SessionConfig(prefix="BL12:", data_root="/data/2026-12", spot_fwhm_um=(270, 330))
+    """
+
+    prefix: str = DEFAULT_PREFIX
+    data_root: Path = Path("data")
+    catalog_uri: str | None = None
+    api_key: str | None = None
+    sample: dict | None = None
+    reduction: dict | None = None
+    spot_fwhm_um: tuple[float, float] | None = None
+    plots: bool | None = None
+    note: str = ""
+
+    @classmethod
+    def from_environ(cls, environ=None) -> "SessionConfig":
+        """The configuration from ``TRXRD_*`` variables (see the module); for entry points only."""
+        env = os.environ if environ is None else environ
+        sample = None
+        if env.get("TRXRD_SAMPLE"):
+            path = Path(env["TRXRD_SAMPLE"])
+            try:
+                sample = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ValueError(f"TRXRD_SAMPLE={path}: cannot read the sample ({exc})") from exc
+        reduction = None
+        if env.get("TRXRD_PONI"):
+            reduction = {"poni": env["TRXRD_PONI"], "mask": env.get("TRXRD_MASK") or None,
+                         "windows": [parse_window(w) for w in env.get("TRXRD_WINDOWS", "").split(",") if w.strip()]}
+        return cls(prefix=env.get("TRXRD_PREFIX", DEFAULT_PREFIX),
+                   data_root=Path(env.get("TRXRD_DATA", "data")),
+                   catalog_uri=env.get("TRXRD_CATALOG") or None, api_key=env.get("TRXRD_API_KEY") or None,
+                   sample=sample, reduction=reduction,
+                   spot_fwhm_um=parse_spot(env["TRXRD_SPOT_UM"]) if env.get("TRXRD_SPOT_UM") else None,
+                   plots=bool(env.get("DISPLAY")))
+
+
+class SessionReduction:
+    """The session's live reduction (frames -> I(q) -> dI -> fits, stored linked to each raw
+    run), on its own thread behind a bounded queue: the RunEngine only enqueues documents.
+    ``set_reduction(...)`` configures it; ``reduction.result`` is the latest result once the
+    reduction has caught up with the documents sent so far.
+
+    EXAMPLE::
+
+        set_reduction("/data/calib/waxs.poni", mask="/data/calib/waxs_mask.edf",
+                      windows=[(1.70, 2.05)], model="biexp")     # saved for the next session
+        RE(delay_scan([pilatus], dense_then_log(-200, 200, 17, 10000, 24)))
+        reduction.result.fit.summary()
+        reduction.lag                                           # documents not yet reduced
+    """
+
+    def __init__(self, session: "Session"):
+        self._session = session
+        self.settings: ReductionSettings | None = None
+        self.live = None
+        self._token = None
+
+    def set(self, poni=None, *, mask=None, windows=None, save: bool = True, **options) -> "SessionReduction":
+        """(Re)install live reduction with this calibration and these q windows (A^-1); other
+        options (``npt``, ``part``, ``model``, ``threshold_model``, ``irf_fwhm_ps``,
+        ``image_key``) as in ``ReductionSettings``. Every value is checked now."""
+        if poni is None and self.settings is None:
+            raise ValueError("set_reduction needs the detector calibration: set_reduction(poni, mask=..., "
+                             "windows=[(qmin, qmax)])")
+        if self.settings is not None:
+            settings = self.settings.replace(poni=poni, mask=mask, windows=windows, **options)
+        else:
+            settings = ReductionSettings(poni, mask=mask, windows=tuple(windows or ()), **options)
+        return self.install(settings, save=save)
+
+    def install(self, settings: ReductionSettings, *, save: bool = True) -> "SessionReduction":
+        from .reduction.callbacks.live import LiveReduction
+
+        s = self._session
+        live = LiveReduction(settings, store=s.writer, plot=s.plots)
+        self.off()
+        self.settings, self.live = settings, live
+        self._token = s.RE.subscribe(live)
+        if save:
+            s.state.update("reduction", settings.as_dict())
+        return self
+
+    def off(self) -> None:
+        """Stop reducing new runs (what is queued is finished first)."""
+        if self._token is not None:
+            self._session.RE.unsubscribe(self._token)
+            self._token = None
+        if self.live is not None:
+            self.live.close()
+            self.live = None
+
+    def wait(self, timeout: float = 300.0) -> None:
+        """Wait until every document sent so far is reduced (``TimeoutError`` if not in time)."""
+        if self.live is not None:
+            self.live.wait(timeout)
+
+    @property
+    def result(self):
+        """The latest pump-probe result, after catching up (at most 300 s)."""
+        if self.live is None:
+            return None
+        self.wait()
+        return self.live.result
+
+    @property
+    def lag(self) -> int:
+        """Documents received but not reduced yet."""
+        return 0 if self.live is None else self.live.backlog
+
+    def __repr__(self):
+        if self.settings is None:
+            return "live reduction off: set_reduction(poni, mask=..., windows=[(qmin, qmax)])"
+        s = self.settings
+        return f"live reduction: {s.poni}, windows {[list(w) for w in s.windows]} A^-1, model {s.model}"
+
+
+@dataclass
+class Session:
+    """One beamline session (see module): use :func:`open_session` to make one."""
+
+    RE: RunEngine
+    catalog: object
+    beamline: Beamline
+    data_root: Path
+    writer: CatalogWriter
+    state: StateFile
+    bec: BestEffortCallback
+    plots: bool = False
+    sample: Sample | None = None
+    reduction: SessionReduction = field(init=False)
+    tokens: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.reduction = SessionReduction(self)
+
+    # -- sample and metadata ------------------------------------------------------------------------
+    def set_sample(self, **fields) -> Sample:
+        """Declare the sample for the following runs and remember it for the next session.
+
+        EXAMPLE::
+
+            set_sample(name="CuInSe2 NCs", size_nm=7.0, ligand="oleylamine", solvent="dodecane",
+                       sigma_cm2=4e-14)
+        """
+        self.sample = sample_from(fields)
+        self.state.update("sample", self.sample.as_dict())
+        return self.sample
+
+    def run_md(self, md: dict | None) -> dict:
+        """*md* with the session's sample (a sample in *md* wins)."""
+        out = {} if self.sample is None else {"sample": self.sample.as_dict()}
+        out.update(md or {})
+        return out
+
+    # -- plans ----------------------------------------------------------------------------------------
+    def bind(self, plan):
+        """*plan* with the session's devices for the device arguments not given, and the
+        session's sample in ``md``."""
+        sig = inspect.signature(plan)
+        devices = self.beamline.devices()
+        fill = [name for name in sig.parameters if name in devices]
+        takes_md = "md" in sig.parameters
+        if takes_md and sig.parameters["md"].kind is not inspect.Parameter.KEYWORD_ONLY:
+            raise TypeError(f"{plan.__name__}: md must be keyword-only to be bound to a session")
+
+        @functools.wraps(plan)
+        def session_plan(*args, **kwargs):
+            given = sig.bind_partial(*args, **kwargs).arguments
+            for name in fill:
+                if name not in given:
+                    kwargs[name] = devices[name]
+            if takes_md:
+                kwargs["md"] = self.run_md(kwargs.get("md"))
+            return plan(*args, **kwargs)
+
+        session_plan.__signature__ = sig.replace(parameters=[
+            p.replace(default=devices[p.name]) if p.name in fill else p for p in sig.parameters.values()])
+        return session_plan
+
+    @functools.cached_property
+    def plans(self) -> dict:
+        """The plans with this session's devices and sample, plus the delay-list helpers."""
+        return {**{name: self.bind(plan) for name, plan in PLANS.items()}, **DELAY_LISTS}
+
+    def namespace(self) -> dict:
+        """What the IPython profile puts in the user's namespace."""
+        return dict(session=self, RE=self.RE, cat=self.catalog, bec=self.bec, beamline=self.beamline,
+                    set_sample=self.set_sample, set_reduction=self.reduction.set, reduction=self.reduction,
+                    bps=bps, bp=bp, bpp=bpp, **self.beamline.devices(), **self.plans)
+
+    def close(self) -> None:
+        """Finish the live reduction, flush the catalog writer (raises a pending catalog error)."""
+        self.reduction.off()
+        self.writer.close()
+
+
+def _persist_devices(bl: Beamline, state: StateFile) -> None:
+    """Time zero and the fluence calibration: saved whenever the devices announce a change."""
+    def time_zero(time_zero_mm, n_passes, **kwargs):
+        state.update("delay", {"time_zero_mm": time_zero_mm, "n_passes": n_passes})
+
+    def calibration(**values):
+        state.update("fluence", {k: values[k] for k in ("p_min_w", "p_max_w", "theta0_deg",
+                                                         "spot_fwhm_x_um", "spot_fwhm_y_um")
+                                 if math.isfinite(values[k])})
+
+    bl.delay.subscribe(time_zero, event_type=bl.delay.SUB_TIME_ZERO, run=False)
+    bl.att.subscribe(calibration, event_type=bl.att.SUB_CALIBRATION, run=False)
+
+
+def _restore_devices(bl: Beamline, state: StateFile, config: SessionConfig) -> list[str]:
+    """Saved time zero, calibration and spot into the devices; lines for the banner."""
+    lines = []
+    delay = state.section("delay")
+    if "time_zero_mm" in delay:
+        bl.delay.time_zero_mm.put(finite(delay["time_zero_mm"], "saved time_zero_mm", unit="mm"))
+        bl.delay.n_passes.put(int(delay.get("n_passes", bl.delay.n_passes.get())))
+        lines.append(f"time zero {bl.delay.time_zero_mm.get():.4f} mm (saved)")
+    else:
+        lines.append(f"time zero {bl.delay.time_zero_mm.get():.4f} mm (device default: not calibrated; "
+                     f"delay.set_time_zero())")
+    fluence = state.section("fluence")
+    if all(k in fluence for k in ("p_min_w", "p_max_w", "theta0_deg")):
+        bl.att.set_calibration(fluence["p_min_w"], fluence["p_max_w"], fluence["theta0_deg"])
+        lines.append("fluence calibration loaded")
+    else:
+        lines.append("fluence calibration missing: RE(calibrate_fluence())")
+    if "spot_fwhm_x_um" in fluence and "spot_fwhm_y_um" in fluence:
+        bl.att.set_spot(fluence["spot_fwhm_x_um"], fluence["spot_fwhm_y_um"])
+        lines.append(f"pump spot {fluence['spot_fwhm_x_um']:g} x {fluence['spot_fwhm_y_um']:g} um (saved)")
+    elif config.spot_fwhm_um is not None:
+        bl.att.set_spot(*config.spot_fwhm_um)
+        lines.append(f"pump spot {config.spot_fwhm_um[0]:g} x {config.spot_fwhm_um[1]:g} um "
+                     f"({config.note or 'configured'})")
+    else:
+        lines.append("pump spot not set: att.set_spot(fwhm_x_um, fwhm_y_um) (knife-edge scan)")
+    return lines
+
+
+def open_session(config: SessionConfig | None = None, *, verbose: bool = True) -> Session:
+    """Open the catalog, make the RunEngine, connect the beamline and restore what was saved.
+
+    Parameters
+    ----------
+    config : SessionConfig, optional
+        Default: ``SessionConfig()`` (simulator prefix, ``./data``); entry points pass
+        ``SessionConfig.from_environ()``.
+    verbose : bool
+        Print a banner of what the session holds.
+
+    Returns
+    -------
+    Session
+
+    EXAMPLE::
+
+        session = open_session(SessionConfig(data_root="/data/2026-12"))
+        globals().update(session.namespace())      # what the IPython profile does
+    """
+    config = config or SessionConfig()
+    root = Path(config.data_root).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    state = StateFile(root / "state.json")
+    saved = state.load()                                  # a corrupt state file fails first
+    cat = open_catalog(config.catalog_uri, root=root, api_key=config.api_key)
+    RE = RunEngine({})
+    if len(cat):
+        RE.md["scan_id"] = cat[-1].start.get("scan_id", 0)      # scan numbers continue
+    writer = CatalogWriter(cat, backup_directory=root / "spool")
+    tokens = {"catalog": RE.subscribe(writer)}
+    try:
+        bl = connect_beamline(config.prefix, frames_root=root / "frames")
+    except Exception:
+        writer.close()
+        raise
+    plots = bool(config.plots)
+    bec = BestEffortCallback()
+    if not plots:
+        bec.disable_plots()
+    tokens["bec"] = RE.subscribe(bec)
+    install_progress(RE)
+    device_lines = _restore_devices(bl, state, config)
+    _persist_devices(bl, state)
+    session = Session(RE=RE, catalog=cat, beamline=bl, data_root=root, writer=writer, state=state, bec=bec,
+                      plots=plots, tokens=tokens)
+    sample = saved.get("sample") or config.sample
+    origin = "saved" if saved.get("sample") else config.note or "configured"
+    if sample:
+        session.sample = sample_from(sample)
+        sample_line = f"sample: {session.sample.name} ({origin}; set_sample(...) to change)"
+    else:
+        sample_line = ("sample: none declared; call set_sample(name=..., size_nm=..., ligand=..., solvent=..., "
+                       "sigma_cm2=...)")
+    reduction = saved.get("reduction") or config.reduction
+    reduction_line = "live reduction: off (set_reduction(poni, mask=..., windows=[(qmin, qmax)]))"
+    if reduction and reduction.get("windows"):
+        try:
+            session.reduction.install(ReductionSettings.from_dict(reduction), save=False)
+            reduction_line = repr(session.reduction)
+        except (ValueError, OSError) as exc:    # a moved calibration must not stop the session
+            reduction_line = f"live reduction: OFF, the saved settings fail ({exc}); set_reduction(...)"
+    if verbose:
+        print(f"trxrd session: prefix {config.prefix!r}, data {root}, catalog "
+              f"{config.catalog_uri or root / 'catalog'}\n"
+              f"  devices: {', '.join(bl.devices())}\n"
+              f"  plans:   {', '.join(session.plans)}\n"
+              f"  {sample_line}\n"
+              f"  {reduction_line}\n"
+              f"  {'; '.join(device_lines)}")
+    return session
