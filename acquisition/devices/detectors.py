@@ -36,7 +36,25 @@ class HDF5FileStore(HDF5Plugin, FileStoreHDF5IterativeWrite):
 
 class PilatusDetector(SingleTrigger, _PilatusBase):
     """Pilatus camera + HDF5 file plugin; ``read()`` gives the frame's datum and the image
-    key is ``<name>_image``."""
+    key is ``<name>_image``.
+
+    Parameters
+    ----------
+    prefix : str
+        PV prefix of the detector (``cam1:`` and ``HDF1:`` below it).
+    name : str
+        Device name.
+    write_dir : path
+        Folder the IOC writes the HDF5 files into (dated subfolders); it must be inside the
+        catalog's readable storage.
+    exposure_s : float, optional
+        Exposure per frame (s).
+
+    EXAMPLE::
+
+        pilatus = PilatusDetector("TRX:PIL:", name="pilatus", write_dir="/data/frames/pilatus")
+        pilatus.exposure_s = 0.1
+    """
 
     hdf5 = Cpt(HDF5FileStore, "HDF1:", write_path_template="/", root="/")
 

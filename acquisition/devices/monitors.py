@@ -13,6 +13,20 @@ from ophyd import EpicsSignalRO
 
 
 class I0Monitor(EpicsSignalRO):
-    def __init__(self, prefix="", *, name, **kwargs):
+    """The I0 ion chamber current (A) of the last exposure.
+
+    Parameters
+    ----------
+    prefix : str
+        PV prefix of the beamline (``I0:Current_RBV`` below it).
+    name : str
+        Device name (the data key).
+
+    EXAMPLE::
+
+        i0 = I0Monitor("TRX:", name="i0"); i0.get()
+    """
+
+    def __init__(self, prefix: str = "", *, name: str, **kwargs):
         kwargs.setdefault("kind", "hinted")
         super().__init__(prefix + "I0:Current_RBV", name=name, **kwargs)

@@ -17,9 +17,21 @@ STATES = ("Closed", "Open")
 
 
 class PumpShutter(EpicsSignal):
-    """Pump shutter as one signal: reads the state, writes the command."""
+    """Pump shutter as one signal: reads the state, writes the command.
 
-    def __init__(self, prefix="", *, name, **kwargs):
+    Parameters
+    ----------
+    prefix : str
+        PV prefix of the beamline (``LSR:Shutter`` and ``LSR:Shutter_RBV`` below it).
+    name : str
+        Device name (the data key).
+
+    EXAMPLE::
+
+        shutter = PumpShutter("TRX:", name="pump_shutter"); RE(bps.mv(shutter, "Open"))
+    """
+
+    def __init__(self, prefix: str = "", *, name: str, **kwargs):
         super().__init__(prefix + "LSR:Shutter_RBV", write_pv=prefix + "LSR:Shutter", string=True,
                          name=name, **kwargs)
         self.expected: str | None = None

@@ -13,10 +13,26 @@ from ophyd import Device, EpicsMotor
 
 
 class SampleStage(Device):
+    """Sample stage, axes ``x`` and ``y`` (motor records, um).
+
+    Parameters
+    ----------
+    prefix : str
+        PV prefix of the beamline (``SMP:x``, ``SMP:y`` below it).
+    name : str
+        Device name (data keys ``<name>_x``, ``<name>_y``).
+    settle_time_s : float
+        Settle time of each axis after a move (s).
+
+    EXAMPLE::
+
+        stage = SampleStage("TRX:", name="sample"); RE(bps.mv(stage.x, 120.0))
+    """
+
     x = Cpt(EpicsMotor, "SMP:x", kind="hinted")
     y = Cpt(EpicsMotor, "SMP:y", kind="hinted")
 
-    def __init__(self, prefix="", *, name, settle_time_s: float = 0.005, **kwargs):
+    def __init__(self, prefix: str = "", *, name: str, settle_time_s: float = 0.005, **kwargs):
         super().__init__(prefix, name=name, **kwargs)
         for axis in (self.x, self.y):
             axis.settle_time = settle_time_s       # avoids ophyd's back-to-back move race

@@ -1,21 +1,24 @@
 """Fluence calibration: scan the half-wave plate, read the power meter, fit the Malus law
-and store the result in the attenuator (and in ``$TRXRD_DATA/state.json``).
+and give the result to the attenuator (the beamline session saves it).
 
 EXAMPLE::
 
     from trxrd.acquisition.plans.fluence import calibrate_fluence
-    result = RE(calibrate_fluence(att))       # p_min_w, p_max_w, theta0_deg (+ errors)
-    att.max_fluence()                         # mJ/cm^2
+    result = RE(calibrate_fluence(att, md={"sample": s}))   # p_min_w, p_max_w, theta0_deg (+ errors)
+    att.max_fluence()                                        # mJ/cm^2
 """
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
+from bluesky.utils import MsgGenerator
 from scipy.optimize import curve_fit
 
 from ..devices.fluence import malus_power_w
-from ...validation import finite
+from ...validation import count, finite
 from .metadata import plan_md
 
 
@@ -44,18 +47,41 @@ def fit_malus(theta_deg, power_w) -> dict:
             "rms_residual_w": float(np.sqrt(np.mean(resid ** 2)))}
 
 
-def calibrate_fluence(att, angles_deg=None, *, settle_s: float = 0.2, readings: int = 1, md=None):
-    """Scan the waveplate over *angles_deg* (default 0 .. 90 deg, 19 points), take
-    *readings* power-meter readings (events) per angle after *settle_s*, fit them all and
-    store the calibration. The plan returns the fit (see ``fit_malus``); the run has the
-    readings in ``primary`` and the result in the ``calibration`` stream."""
+def calibrate_fluence(att, angles_deg: Iterable[float] | None = None, *, settle_s: float = 0.2,
+                      readings: int = 1, md: dict | None = None) -> MsgGenerator[dict]:
+    """Scan the waveplate, read the power meter, fit the Malus law and give the attenuator the
+    calibration.
+
+    Parameters
+    ----------
+    att : FluenceAttenuator
+        The attenuator (waveplate + power meter).
+    angles_deg : list of float, optional
+        Waveplate angles (deg); default 0 .. 90 deg in 19 points.
+    settle_s : float
+        Wait after each move before reading (s).
+    readings : int
+        Power-meter readings (events) per angle.
+    md : dict, optional
+        Metadata for the start document; must hold ``sample``.
+
+    Returns
+    -------
+    MsgGenerator
+        The plan; it returns the fit (see ``fit_malus``). The run has the readings in
+        ``primary`` and the result in the ``calibration`` stream. In a simulation
+        (``summarize_plan``) nothing is fitted and the attenuator is left as it was.
+
+    EXAMPLE::
+
+        fit = RE(calibrate_fluence(att, md={"sample": s}))      # p_min_w, p_max_w, theta0_deg (+ errors)
+    """
     angles = np.linspace(0.0, 90.0, 19) if angles_deg is None else np.asarray(angles_deg, float)
     angles = [finite(a, "waveplate angle", unit="deg") for a in angles]
     for a in angles:
         att.waveplate.check_value(a)
     settle_s = finite(settle_s, "settle_s", low=0.0, unit="s")
-    if int(readings) != readings or readings < 1:
-        raise ValueError(f"readings must be an integer >= 1, got {readings!r}")
+    readings = count(readings, "readings")
     meta = plan_md("calibrate_fluence", {"angles_deg": angles, "settle_s": settle_s, "readings": readings},
                    md, hints={"dimensions": [([att.waveplate.name], "primary")]}, num_points=len(angles))
 
@@ -69,9 +95,12 @@ def calibrate_fluence(att, angles_deg=None, *, settle_s: float = 0.2, readings: 
             yield from bps.sleep(settle_s)
             for _ in range(int(readings)):
                 reading = yield from bps.trigger_and_read([att.waveplate, att.power])
-                theta.append(reading[att.waveplate.name]["value"])
-                power.append(reading[att.power.name]["value"])
+                if reading:                        # empty in a simulation
+                    theta.append(reading[att.waveplate.name]["value"])
+                    power.append(reading[att.power.name]["value"])
                 yield from bps.sleep(0.1)          # the meter updates at 10 Hz
+        if not theta:
+            return
         result.update(fit_malus(theta, power))
         att.set_calibration(result["p_min_w"], result["p_max_w"], result["theta0_deg"])
         yield from bps.trigger_and_read([att.p_min_w, att.p_max_w, att.theta0_deg], name="calibration")

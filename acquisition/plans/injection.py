@@ -10,7 +10,7 @@ would still be exposing at time zero, the infusion is commanded at time zero and
 frame starts right after it; frames go on until ``duration_s`` after time zero.
 
 Every ``primary`` event: the SAXS frame (datum), ``reaction_time_s`` (s; mid-exposure time
-of the frame relative to time zero, negative before the injection, from the client clock at
+of the frame relative to time zero, negative before the injection, from the plan's clock at
 the trigger plus half the exposure), the mantle temperature (C) and the delivered volume
 (mL). One ``injection`` stream event at the end records what happened, all in epoch s:
 ``injection_time_zero`` (the reference of ``reaction_time_s``), ``injection_command_time``
@@ -42,31 +42,60 @@ EXAMPLE::
 from __future__ import annotations
 
 import math
-import time
 
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
+from bluesky.utils import MsgGenerator
 
-from ._labels import LabelSignal
 from ...validation import finite
+from ..devices.clock import PlanClock
+from ._labels import LabelSignal
 from .metadata import plan_md
 
 __all__ = ["injection_series"]
 
+FRAME_OVERHEAD_S = 0.02      # first guess of a frame's time beyond its exposure; learnt as it goes
 
-def injection_series(saxs_detector, *, cell, syringe, mantle_temp_c, inject_ml, rate_ml_min,
-                     frame_period_s=0.1, duration_s, pre_injection_s=5.0, exposure_s=None,
-                     settle_time_s=None, md=None):
-    """SAXS frames every *frame_period_s* (s) from *pre_injection_s* (s) before to
-    *duration_s* (s) after injecting *inject_ml* (mL) at *rate_ml_min* (mL/min) into the
-    mantle held at *mantle_temp_c* (C); see the module for the data. ``exposure_s``: per
-    frame, default half the period. ``settle_time_s``: the mantle's settle rule (default:
-    the cell's). The cell and the syringe are the connected beamline's when not given.
+
+def injection_series(saxs_detector, *, cell, syringe, mantle_temp_c: float, inject_ml: float,
+                     rate_ml_min: float, frame_period_s: float = 0.1, duration_s: float,
+                     pre_injection_s: float = 5.0, exposure_s: float | None = None,
+                     settle_time_s: float | None = None, md: dict | None = None) -> MsgGenerator[str]:
+    """SAXS frames before and after a hot injection (see the module for the data).
+
+    Parameters
+    ----------
+    saxs_detector : area detector
+        Takes one frame per event.
+    cell, syringe : HeatingCell, SyringePump
+        The mantle's controller and the precursor's pump.
+    mantle_temp_c : float
+        Mantle temperature (C), reached and settled before the run opens.
+    inject_ml, rate_ml_min : float
+        Volume (mL) and rate (mL/min) of the injection.
+    frame_period_s : float
+        Time between frame starts (s).
+    duration_s : float
+        Recording after the injection (s); must be longer than the injection itself.
+    pre_injection_s : float
+        Recording before the injection (s).
+    exposure_s : float, optional
+        Per frame (s); default half the period.
+    settle_time_s : float, optional
+        The mantle's settle rule (default: the cell's).
+    md : dict, optional
+        Metadata for the start document; must hold ``sample``.
+
+    Returns
+    -------
+    MsgGenerator
+        The plan, checked. Time is kept by a ``PlanClock`` device (``reaction_time_s`` of every
+        frame, the injection at time zero), so bluesky's simulators can walk it.
 
     EXAMPLE::
 
-        RE(injection_series(saxs, mantle_temp_c=240.0, inject_ml=1.0, rate_ml_min=60.0,
-                            duration_s=120.0))
+        RE(injection_series(saxs, cell=cell, syringe=syringe, mantle_temp_c=240.0, inject_ml=1.0,
+                            rate_ml_min=60.0, duration_s=120.0, md={"sample": s}))
     """
     if not hasattr(saxs_detector, "trigger") or not hasattr(saxs_detector, "cam"):
         raise ValueError(f"saxs_detector must be an area detector, got {saxs_detector!r}")
@@ -85,40 +114,43 @@ def injection_series(saxs_detector, *, cell, syringe, mantle_temp_c, inject_ml, 
     args = dict(saxs_detector=saxs_detector.name, cell=cell.name, syringe=syringe.name, mantle_temp_c=mantle,
                 inject_ml=volume, rate_ml_min=rate, frame_period_s=period, duration_s=duration,
                 pre_injection_s=pre, exposure_s=exposure, settle_rule=rule)
+    plan_md("injection_series", args, md)             # sample and md checked now, before any message
 
+    clock = PlanClock(name="injection_clock")
     reaction = LabelSignal(name="reaction_time_s", value=math.nan, units="s")
     readables = [saxs_detector, reaction, cell.temperature, syringe.delivered]
     stamps = {key: LabelSignal(name=f"injection_{key}", value=math.nan, units=unit)
               for key, unit in (("time_zero", "s"), ("command_time", "s"), ("pump_start_time", "s"),
                                 ("end_time", "s"), ("delivered_ml", "mL"))}
 
+    def now():
+        return (yield from bps.rd(clock.elapsed))     # clock s; 0 in a simulation
+
     def frames(t0):
+        """Frames on the period grid from clock time 0; the injection at clock time t0."""
         yield from bps.clear_checkpoint()             # a synthesis cannot be rewound
         injection, injected = None, False
-        frame_s = exposure + 0.02                     # learnt from the frames taken
-        next_start = time.time()
+        frame_s = exposure + FRAME_OVERHEAD_S         # learnt from the frames taken
+        next_start = 0.0
         first = True                                  # its read also builds the descriptor
         while True:
-            now = time.time()
-            if not injected and now + frame_s > t0:
-                if now < t0:                          # a frame now would still expose at t0
-                    yield from bps.sleep(t0 - now)
+            if not injected and next_start + frame_s > t0:   # a frame then would still expose at t0
+                yield from bps.mv(clock, t0)
                 injection = yield from bps.abs_set(syringe, volume, rate_ml_min=rate, group="injection")
                 injected = True
-                next_start = time.time()
+                next_start = max(t0, (yield from now()))
                 continue
-            if injected and now >= t0 + duration:
+            if injected and next_start >= t0 + duration:
                 break
-            if now < next_start:
-                yield from bps.sleep(next_start - now)
-            t_start = time.time()
+            yield from bps.mv(clock, next_start)
+            t_start = max(next_start, (yield from now()))
             yield from bps.trigger(saxs_detector, group="frame", wait=True)
-            reaction.put(t_start + exposure / 2 - t0)
+            yield from bps.mv(reaction, t_start + exposure / 2 - t0)
             yield from bps.create("primary")
             for obj in readables:
                 yield from bps.read(obj)
             yield from bps.save()
-            done = time.time()
+            done = max(t_start, (yield from now()))
             if not first:
                 frame_s = max(0.8 * frame_s + 0.2 * (done - t_start), done - t_start)
             first = False
@@ -127,7 +159,7 @@ def injection_series(saxs_detector, *, cell, syringe, mantle_temp_c, inject_ml, 
         for key, attr in (("command_time", "commanded_at"), ("pump_start_time", "started_at"),
                           ("end_time", "finished_at"), ("delivered_ml", "delivered_ml")):
             value = getattr(injection, attr, None)    # no status in a simulated (dry) run
-            stamps[key].put(math.nan if value is None else value)
+            yield from bps.mv(stamps[key], math.nan if value is None else value)
         yield from bps.create("injection")
         for sig in stamps.values():
             yield from bps.read(sig)
@@ -138,11 +170,16 @@ def injection_series(saxs_detector, *, cell, syringe, mantle_temp_c, inject_ml, 
         yield from bps.mv(saxs_detector.cam.acquire_time, exposure, saxs_detector.cam.acquire_period, 0.0,
                           syringe.rate, rate, syringe.volume, volume)  # so Infuse alone starts it
         yield from bps.stage(saxs_detector)
-        t0 = time.time() + pre
-        stamps["time_zero"].put(t0)
+        yield from bps.stage(clock)
+        t0 = pre                                       # clock time of the injection
+        zero_epoch = yield from bps.rd(clock.zero_epoch)
+        yield from bps.mv(stamps["time_zero"], zero_epoch + t0)
         run_md = plan_md("injection_series", args, md, hints={"dimensions": [([reaction.name], "primary")]},
-                         reaction_time_zero=t0)
+                         reaction_time_zero=zero_epoch + t0)
         yield from bpp.run_wrapper(frames(t0), md=run_md)
 
-    plan_md("injection_series", args, md)             # sample check now, before any message
-    return bpp.finalize_wrapper(inner(), bps.unstage(saxs_detector))
+    def cleanup():
+        yield from bps.unstage(clock)
+        yield from bps.unstage(saxs_detector)
+
+    return bpp.finalize_wrapper(inner(), cleanup())

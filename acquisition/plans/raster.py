@@ -1,14 +1,18 @@
-"""Raster of the sample stage under the beam (nano-diffraction maps, seed 003): one frame
-per point on a grid in um, snaking by default.
+"""Raster of the sample stage under the beam (nano-diffraction maps): one frame per point on a
+grid in um, snaking by default.
 
 EXAMPLE::
 
     from trxrd.acquisition.plans.raster import raster_scan
-    RE(raster_scan([pilatus], (-20, 20), (-10, 10), 5.0))     # um; 9 x 5 points
+    RE(raster_scan([pilatus], (-20, 20), (-10, 10), 5.0, stage=stage, i0=i0, md={"sample": s}))  # 9 x 5
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bluesky import plans as bp
+from bluesky.protocols import Readable
+from bluesky.utils import MsgGenerator
 
 from ...validation import finite
 from .metadata import plan_md
@@ -28,9 +32,32 @@ def _axis(rng, step, axis, what):
     return start, stop, num
 
 
-def raster_scan(detectors, x_range, y_range, step_um, snake=True, *, stage, i0, md=None):
-    """Frames on the grid *x_range* x *y_range* (um, inclusive) with *step_um* spacing;
-    y is the slow axis; ``snake`` reverses every other x line."""
+def raster_scan(detectors: Sequence[Readable], x_range: tuple[float, float], y_range: tuple[float, float],
+                step_um: float, snake: bool = True, *, stage, i0, md: dict | None = None) -> MsgGenerator[str]:
+    """Frames on a grid of sample-stage positions, y the slow axis.
+
+    Parameters
+    ----------
+    detectors : list of detectors
+    x_range, y_range : (float, float)
+        Start and stop (um, inclusive), inside the stage's limits, a whole number of steps apart.
+    step_um : float
+        Grid step (um).
+    snake : bool
+        Reverse every other x line.
+    stage, i0 : SampleStage, I0Monitor
+    md : dict, optional
+        Metadata for the start document; must hold ``sample``.
+
+    Returns
+    -------
+    MsgGenerator
+        The plan (bluesky's ``grid_scan``), checked.
+
+    EXAMPLE::
+
+        RE(raster_scan([pilatus], (-20, 20), (-10, 10), 5.0, stage=stage, i0=i0, md={"sample": s}))
+    """
     if not detectors:
         raise ValueError("give at least one detector, e.g. [pilatus]")
     step = finite(step_um, "step_um", low=0.0, strict=True, unit="um")

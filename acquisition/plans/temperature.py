@@ -18,10 +18,12 @@ working set point and heater output. A checkpoint precedes every move and every 
   the previous segment's); the heater can only slow the natural cooling, not speed it up.
 
 The first segment must be a ramp or a cool (from wherever the cell is). One event every
-``period_s`` for the whole profile (detectors, cell readings, its ramp rate and the labels
-``anneal_segment`` (index) and ``anneal_segment_kind``), plus one at the very end; a
-period that overruns (slow detector) is followed at once by the next event, with no
-catch-up burst. A tqdm progress bar counts segments.
+``period_s`` for the whole profile (detectors, cell readings, its ramp rate, the labels
+``anneal_segment`` (index) and ``anneal_segment_kind``, ``anneal_time_s``, the time the event
+was planned for, and ``anneal_clock_elapsed``, when it was taken, both in s since the profile
+began), plus one at the very end; a period that overruns (slow detector) is
+followed at once by the next event, with no catch-up burst. The session's progress callback
+shows the segments.
 
 All arguments are checked before the first message, so bad input fails before anything moves.
 
@@ -32,20 +34,23 @@ EXAMPLE::
                           settle_time_s=60, equilibrate_s=600, frames=3))
     RE(anneal_profile([("ramp", 250, 10.0), ("hold", 250, 1800), ("cool", 25, 2.0)],
                       cell=cell, detectors=[pilatus], period_s=10.0))
+    summarize_plan(anneal_profile(...))                 # bluesky.simulators: a dry run
 """
 from __future__ import annotations
 
-import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
-from tqdm.auto import tqdm
+from bluesky.protocols import Readable
+from bluesky.utils import MsgGenerator
 
+from ...validation import count, finite
+from ..devices.clock import PlanClock
 from ..suspenders import SuspendTemperatureOutOfBand
 from ._labels import LabelSignal
-from ...validation import count, finite
 from .metadata import plan_md
 
 __all__ = ["temperature_series", "anneal_profile", "Ramp", "Hold", "Cool", "segments_from"]
@@ -60,21 +65,41 @@ def _detectors(detectors) -> list:
 
 
 # -- temperature series ---------------------------------------------------------------------
-def temperature_series(detectors, temperatures_c, *, cell, settle_time_s=None, tolerance_c=None,
-                       equilibrate_s=0.0, timeout_s=None, frames=1, md=None):
-    """Settle at each of *temperatures_c* (C) in turn and take *frames* events there. A
-    drift out of the band once settled pauses the plan until the cell is back (and has
-    stayed ``settle_time_s``); the interrupted frame is retaken.
+def temperature_series(detectors: Sequence[Readable], temperatures_c: Iterable[float], *, cell,
+                       settle_time_s: float | None = None, tolerance_c: float | None = None,
+                       equilibrate_s: float = 0.0, timeout_s: float | None = None, frames: int = 1,
+                       md: dict | None = None) -> MsgGenerator[str]:
+    """Settle at each temperature in turn and take *frames* events there.
 
-    ``settle_time_s``, ``tolerance_c`` and ``timeout_s`` default to the cell's own rule;
-    ``equilibrate_s`` (s) is extra waiting after the settle (SCIENCE: 600 s per point for the
-    static calibration). Events carry ``temperature_index`` and ``frame``; the cell is the
-    connected beamline's when not given. The heater stays on at the last temperature.
+    A drift out of the band once settled pauses the plan until the cell is back (and has
+    stayed ``settle_time_s``); the interrupted frame is retaken. The heater stays on at the
+    last temperature.
+
+    Parameters
+    ----------
+    detectors : list of detectors
+    temperatures_c : list of float
+        Set points (C), each within the cell's limits.
+    cell : HeatingCell
+    settle_time_s, tolerance_c, timeout_s : float, optional
+        The settle rule (s, C, s); default: the cell's own.
+    equilibrate_s : float
+        Extra waiting after the settle (s; docs/science.md: 600 s per point for the static
+        calibration).
+    frames : int
+        Events per temperature (labelled ``temperature_index`` and ``frame``).
+    md : dict, optional
+        Metadata for the start document; must hold ``sample``.
+
+    Returns
+    -------
+    MsgGenerator
+        The plan, checked.
 
     EXAMPLE::
 
-        RE(temperature_series([pilatus], [25, 60, 100, 130, 160], settle_time_s=60,
-                              equilibrate_s=600, frames=3))
+        RE(temperature_series([pilatus], [25, 60, 100, 130, 160], cell=cell, settle_time_s=60,
+                              equilibrate_s=600, frames=3, md={"sample": s}))
     """
     detectors = _detectors(detectors)
     temps = list(temperatures_c) if np.ndim(temperatures_c) else [temperatures_c]
@@ -176,26 +201,63 @@ def segments_from(steps, cell) -> list:
     return out
 
 
-def anneal_profile(steps, *, cell, detectors=(), period_s=1.0, progress=True, md=None):
-    """Run the ramp / hold / cool *steps* (see module) on the cell, one event every
-    *period_s* (s) with the cell readings and the *detectors*. ``progress``: tqdm bar.
+ANNEAL_KEYS = "anneal_keys"        # start document: data keys of the cell's readings
+
+
+def anneal_profile(steps: Sequence, *, cell, detectors: Sequence[Readable] = (), period_s: float = 1.0,
+                   md: dict | None = None) -> MsgGenerator[str]:
+    """Run the ramp / hold / cool *steps* on the cell, logging one event every *period_s*.
+
+    Parameters
+    ----------
+    steps : list of segments
+        ``("ramp", target_c, rate_c_min)``, ``("hold", temperature_c, duration_s)``,
+        ``("cool", target_c, rate_c_min)`` or the dataclasses ``Ramp``, ``Hold``, ``Cool``
+        (see the module).
+    cell : HeatingCell
+        The temperature controller.
+    detectors : list of detectors
+        Exposed at every event, with the cell's readings.
+    period_s : float
+        Time between events (s); a period that overruns is followed at once by the next
+        event, with no catch-up burst.
+    md : dict, optional
+        Metadata for the start document; must hold ``sample``.
+
+    Returns
+    -------
+    MsgGenerator
+        The plan, checked. Time is kept by a ``PlanClock`` device, so bluesky's simulators
+        can walk it; progress is reported by the session's progress callback from the events.
 
     EXAMPLE::
 
         RE(anneal_profile([("ramp", 250, 10.0), ("hold", 250, 1800), ("cool", 25, 2.0)],
-                          detectors=[pilatus], period_s=10.0))
+                          cell=cell, detectors=[pilatus], period_s=10.0, md={"sample": s}))
     """
     detectors = _detectors(detectors)
     segments = segments_from(steps, cell)
     period = finite(period_s, "period_s", low=0.0, strict=True, unit="s")
     seg_list = [{"kind": s.kind, **asdict(s)} for s in segments]
     args = dict(steps=seg_list, cell=cell.name, detectors=[d.name for d in detectors], period_s=period)
+    wsp_key = cell.working_setpoint.name
     md = plan_md("anneal_profile", args, md, hints={"dimensions": [(["time"], "primary")]},
-                 segments=seg_list)
+                 segments=seg_list, **{ANNEAL_KEYS: {"working_setpoint": wsp_key,
+                                                     "temperature": cell.temperature.name}})
     seg_index = LabelSignal(name="anneal_segment", value=0)
     seg_kind = LabelSignal(name="anneal_segment_kind", value="")
-    readables = detectors + [cell, seg_index, seg_kind]
-    wsp_key = cell.working_setpoint.name
+    planned = LabelSignal(name="anneal_time_s", value=0.0, units="s")
+    clock = PlanClock(name="anneal_clock")
+    readables = detectors + [cell, seg_index, seg_kind, planned, clock]
+    schedule = {"next": 0.0}                 # clock time (s) of the next event
+
+    def tick():
+        """Wait for the next event's time, take it, plan the one after; the reading."""
+        yield from bps.mv(clock, schedule["next"], planned, schedule["next"])
+        reading = yield from bps.trigger_and_read(readables)
+        now = yield from bps.rd(clock.elapsed)          # 0 in a simulation: the schedule goes on
+        schedule["next"] = max(schedule["next"] + period, now)
+        return reading
 
     def start(i, seg):
         yield from bps.mv(seg_index, i, seg_kind, seg.kind)
@@ -206,52 +268,30 @@ def anneal_profile(steps, *, cell, detectors=(), period_s=1.0, progress=True, md
         yield from bps.mv(cell.enable, "On")
         return (yield from bps.rd(cell.working_setpoint))
 
-    def inner(bar):
-        t_tick = time.monotonic()
-        last = None                        # the latest event's reading
+    def inner():
         for i, seg in enumerate(segments):
             from_c = yield from start(i, seg)
-            t_seg = time.monotonic()
-            if from_c is not None:         # ramp/cool: generous limit from the nominal duration
-                limit_s = 2.0 * abs(seg.target_c - from_c) / seg.rate_c_min * 60.0 + 60.0
+            t_seg = max(schedule["next"], (yield from bps.rd(clock.elapsed)))
+            if isinstance(seg, Hold):
+                while schedule["next"] < t_seg + seg.duration_s:
+                    yield from tick()
+                continue
+            nominal_s = abs(seg.target_c - from_c) / seg.rate_c_min * 60.0
+            limit_s = 2.0 * nominal_s + 60.0             # generous: the controller may lag
             while True:
-                now = time.monotonic()
-                if isinstance(seg, Hold):
-                    frac = (now - t_seg) / seg.duration_s
-                    if frac >= 1.0:
+                reading = yield from tick()
+                if wsp_key not in reading:                # a simulation: follow the nominal ramp
+                    if schedule["next"] - t_seg >= nominal_s:
                         break
-                if now >= t_tick:
-                    last = yield from bps.trigger_and_read(readables)
-                    t_tick = max(t_tick + period, time.monotonic())
-                    if from_c is not None:
-                        wsp = last[wsp_key]["value"]
-                        span = abs(seg.target_c - from_c)
-                        frac = 1.0 - abs(seg.target_c - wsp) / span if span > 0 else 1.0
-                        if abs(wsp - seg.target_c) <= 1e-6 * max(1.0, abs(seg.target_c)):
-                            bar.n = i + 1
-                            bar.refresh()
-                            break
-                        if time.monotonic() - t_seg > limit_s:
-                            raise RuntimeError(
-                                f"anneal segment {i} ({seg.kind} to {seg.target_c} C at {seg.rate_c_min} "
-                                f"C/min): working set point still {wsp:.2f} C after {limit_s:.0f} s")
-                    bar.n = round(i + min(max(frac, 0.0), 1.0), 3)
-                    bar.set_postfix_str(f"{seg.kind} {last[cell.temperature.name]['value']:.1f} C",
-                                        refresh=False)
-                    bar.refresh()
-                wake = t_tick if from_c is not None else min(t_tick, t_seg + seg.duration_s)
-                yield from bps.sleep(max(0.0, wake - time.monotonic()))
-        yield from bps.trigger_and_read(readables)     # the state at the very end
-        bar.n = len(segments)
-        bar.refresh()
+                    continue
+                wsp = reading[wsp_key]["value"]
+                if abs(wsp - seg.target_c) <= 1e-6 * max(1.0, abs(seg.target_c)):
+                    break
+                if schedule["next"] - t_seg > limit_s:
+                    raise RuntimeError(
+                        f"anneal segment {i} ({seg.kind} to {seg.target_c} C at {seg.rate_c_min} C/min): "
+                        f"working set point still {wsp:.2f} C after {limit_s:.0f} s")
+        yield from bps.mv(clock, schedule["next"], planned, schedule["next"])
+        yield from bps.trigger_and_read(readables)      # the state at the very end
 
-    def with_bar():
-        bar = tqdm(total=len(segments), unit="segment", desc="anneal", disable=not progress,
-                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total} segments "
-                              "[{elapsed}<{remaining}{postfix}]")
-        try:
-            return (yield from inner(bar))
-        finally:
-            bar.close()
-
-    return bpp.stage_wrapper(bpp.run_wrapper(with_bar(), md=md), detectors)
+    return bpp.stage_wrapper(bpp.run_wrapper(inner(), md=md), detectors + [clock])
