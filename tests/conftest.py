@@ -147,7 +147,7 @@ def bl(sim, tmp_path_factory):
         dev.wait_for_connection(timeout=30)
     ns.delay.optical.settle_time = ns.att.waveplate.settle_time = 0.005
     ns.calibration = RunEngine({}, call_returns_result=True)(
-        calibrate_fluence(ns.att, settle_s=0.05, md={"sample": SAMPLE})).plan_result
+        calibrate_fluence(ns.att, md={"sample": SAMPLE})).plan_result
     ns.pilatus.exposure_s = 0.05
     ns.devices = dict(delay=ns.delay, shutter=ns.shutter, att=ns.att, jet=ns.jet, i0=ns.i0)
     return ns

@@ -228,3 +228,61 @@ def test_raster_scan_snakes_over_the_grid(sim, bl, RE, jet):
         raster_scan([bl.pilatus], (0, 6000), (0, 10), 10.0, stage=stage, i0=bl.i0, md={"sample": SAMPLE})
     with pytest.raises(ValueError, match="whole number"):
         raster_scan([bl.pilatus], (0, 15), (0, 10), 10.0, stage=stage, i0=bl.i0, md={"sample": SAMPLE})
+
+
+def test_suspenders_trip_every_time_while_a_slow_live_reduction_runs(sim, bl, RE, jet, ca):
+    """The live reduction runs behind its own queue: made deliberately slow (its catalog side
+    holds the GIL 0.5 s per derived event, far slower than the scan), it still cannot keep the
+    jet suspender from pausing the scan at every loss of flow, and it ends with every frame."""
+    import time
+
+    from trxrd.acquisition.plans.pump_probe import delay_scan
+    from trxrd.reduction.callbacks import LiveReduction
+    from trxrd.reduction.settings import ReductionSettings
+    from trxrd.simulated_devices.physics.beamline import window_for
+
+    def slow_store(name, doc):
+        if name == "event":
+            t = time.perf_counter()
+            while time.perf_counter() - t < 0.5:      # busy, holding the GIL
+                pass
+
+    settings = ReductionSettings(sim.waxs_dir / "waxs.poni", mask=sim.waxs_dir / "waxs_mask.edf",
+                                 windows=[window_for("112", sim.cfg)])
+    live = LiveReduction(settings, store=slow_store)
+    RE.subscribe(live)
+    suspensions = []
+    request = RE.request_suspend
+
+    def counting(*args, **kwargs):
+        suspensions.append(len(_events(RE)))
+        return request(*args, **kwargs)
+
+    RE.request_suspend = counting
+    stops, paused = 3, []
+
+    def saboteur():
+        for k in range(stops):
+            wait_for(lambda: len(_events(RE)) >= 4 + 8 * k, 60, what=f"events before stop {k + 1}")
+            ca.caput(sim.prefix + "JET:Run", 0, wait=True)
+            wait_for(lambda: len(suspensions) == k + 1, 10, what=f"suspension {k + 1}")
+            n = len(_events(RE))
+            # jet fully stopped: an unsuspended scan would have taken frames meanwhile
+            wait_for(lambda: bl.jet.flow.get() < 0.05, 10, what="jet stopped")
+            paused.append((n, len(_events(RE))))
+            ca.caput(sim.prefix + "JET:Run", 1, wait=True)
+
+    thread = threading.Thread(target=saboteur, daemon=True)
+    thread.start()
+    delays = [float(t) for t in range(-100, 1400, 100)]
+    RE(delay_scan([bl.pilatus], delays, md={"sample": SAMPLE}, **bl.devices))
+    thread.join(10)
+    live.wait(300)
+    live.close()
+    assert len(suspensions) == stops and len(paused) == stops
+    assert all(before == after for before, after in paused)          # nothing taken while paused
+    events = _events(RE)
+    assert len(events) == 2 * len(delays)
+    assert all(e["data"]["jet_flowing"] == 1 for e in events)
+    assert live.integrator.frames == len(events)
+    assert live.backlog == 0 and live.buffer.dropped == 0

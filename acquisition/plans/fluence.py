@@ -32,10 +32,12 @@ def fit_malus(theta_deg, power_w) -> dict:
         raise ValueError("the calibration needs >= 5 angles spanning >= 45 deg")
     if not np.all(np.isfinite(power)):
         raise ValueError("power meter gave non-finite readings")
-    guess = [power.min(), power.max(), theta[np.argmax(power)]]
+    guess = [max(power.min(), 0.0), max(power.max(), 1e-12), theta[np.argmax(power)]]
     # power meters err in proportion to the reading: weight so the minimum is fitted too
     sigma = 0.01 * np.abs(power) + 1e-4 * np.abs(power).max()
-    popt, pcov = curve_fit(malus_power_w, theta, power, p0=guess, sigma=sigma)
+    # a power is never negative: a noisy minimum must not make P_min < 0
+    popt, pcov = curve_fit(malus_power_w, theta, power, p0=guess, sigma=sigma,
+                           bounds=([0.0, 0.0, -np.inf], [np.inf, np.inf, np.inf]))
     p_min, p_max, theta0 = popt
     if p_max < p_min:
         p_min, p_max, theta0 = p_max, p_min, theta0 + 45.0
