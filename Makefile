@@ -19,6 +19,9 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
+	$(PY) benchmarks/live_reduction_rate.py
+	$(PY) benchmarks/catalog_rate.py
+	$(PY) benchmarks/delay_scan_rate.py
 	$(PY) benchmarks/frame_time.py
 
 clean:

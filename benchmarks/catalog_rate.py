@@ -17,6 +17,7 @@ EXAMPLE::
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -83,7 +84,8 @@ def main() -> None:
     signals = _signals(args.signals, args.exposure_ms / 1000)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        cat = open_catalog(args.catalog, root=root)      # embedded in `tmp` unless --catalog
+        cat = open_catalog(args.catalog, root=root,       # embedded in `tmp` unless --catalog
+                           api_key=os.environ.get("TRXRD_API_KEY") or None)
         configs = [("RunEngine alone", None)]
         if args.batch_sizes is None:
             probe = CatalogWriter(cat, backup_directory=root / "spool")

@@ -25,34 +25,36 @@ def main() -> None:
 
     from trxrd.simulated_devices.process import SimulatedBeamline, isolated_ca_env
 
-    os.environ.update(isolated_ca_env())
-    with tempfile.TemporaryDirectory() as tmp, SimulatedBeamline("BD:", data_dir=f"{tmp}/sim"):
-        os.environ["TRXRD_DATA"] = f"{tmp}/data"
+    env = isolated_ca_env()
+    os.environ.update(env)                  # this process's CA client, before pyepics connects
+    with tempfile.TemporaryDirectory() as tmp, SimulatedBeamline("BD:", data_dir=f"{tmp}/sim", ca_env=env):
         from bluesky.plans import count
 
-        from trxrd.acquisition.session import start_session
+        from trxrd.session import SessionConfig, open_session
 
-        ns = start_session("BD:", plots=False, verbose=False)
-        RE, pilatus = ns["RE"], ns["pilatus"]
-        RE.unsubscribe(ns["tokens"]["bec"])       # its table would time stdout
-        ns["set_sample"](name="bench", size_nm=7.0, ligand="OLA", solvent="dodecane", sigma_cm2=4e-14)
+        session = open_session(SessionConfig(prefix="BD:", data_root=f"{tmp}/data", plots=False,
+                                             spot_fwhm_um=(272.0, 331.0)), verbose=False)
+        RE, bl, plans = session.RE, session.beamline, session.plans
+        RE.unsubscribe(session.tokens["bec"])       # its table would time stdout
+        session.set_sample(name="bench", size_nm=7.0, ligand="OLA", solvent="dodecane", sigma_cm2=4e-14)
+        pilatus = bl.pilatus
         pilatus.exposure_s = args.exposure
-        delays = ns["log_delays"](-100, 900, args.delays)     # stage only (no generator)
-        ns["jet"].start().wait(30)
+        delays = plans["log_delays"](-100, 900, args.delays)     # stage only (no generator)
+        bl.jet.start().wait(30)
         RE(count([pilatus], 3))                 # warm up: file plugin, connections, catalog
 
         rows = []
         for label, plan, frames in (
                 ("count([pilatus]) + catalog", lambda: count([pilatus], 2 * args.delays), 2 * args.delays),
-                ("delay_scan + catalog", lambda: ns["delay_scan"]([pilatus], delays), 2 * args.delays)):
+                ("delay_scan + catalog", lambda: plans["delay_scan"]([pilatus], delays), 2 * args.delays)):
             t0 = time.perf_counter()
             RE(plan())
             rows.append((label, frames / (time.perf_counter() - t0)))
-        RE.unsubscribe(ns["tokens"]["catalog"])
+        RE.unsubscribe(session.tokens["catalog"])
         t0 = time.perf_counter()
-        RE(ns["delay_scan"]([pilatus], delays))
+        RE(plans["delay_scan"]([pilatus], delays))
         rows.append(("delay_scan, no catalog", 2 * args.delays / (time.perf_counter() - t0)))
-        ns["writer"].close()
+        session.close()
 
     print(f"{2 * args.delays} frames per run, exposure {args.exposure * 1e3:.0f} ms, Pilatus 300K shape")
     for label, fps in rows:

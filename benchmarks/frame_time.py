@@ -19,14 +19,14 @@ import time
 import numpy as np
 
 
-def bench(detector: str, frames: int, exposure: float) -> dict:
+def bench(detector: str, frames: int, exposure: float, ca_env: dict) -> dict:
     import epics
     import h5py
 
     from trxrd.simulated_devices.process import SimulatedBeamline
 
     with tempfile.TemporaryDirectory() as tmp, SimulatedBeamline(f"B{detector[7:].upper()}:", data_dir=tmp,
-                                                                    detector=detector) as sim:
+                                                                    detector=detector, ca_env=ca_env) as sim:
         p = sim.prefix
         for pv, v in (("JET:Run", 1), ("PIL:HDF1:EnableCallbacks", 1), ("PIL:HDF1:FileWriteMode", 0),
                       ("PIL:HDF1:AutoSave", 1), ("PIL:HDF1:FileName", "bench"),
@@ -60,11 +60,12 @@ def main() -> None:
     args = parser.parse_args()
     from trxrd.simulated_devices.process import isolated_ca_env
 
-    os.environ.update(isolated_ca_env())
+    env = isolated_ca_env()
+    os.environ.update(env)                  # this process's CA client, before pyepics connects
     print(f"{'detector':12s} {'shape':>12s} {'acquire->closed':>16s} {'minus exposure':>15s} "
           f"{'h5py write':>11s} {'ratio':>6s}")
     for det in ("pilatus300k", "pilatus2m"):
-        r = bench(det, args.frames, args.exposure)
+        r = bench(det, args.frames, args.exposure, env)
         print(f"{r['detector']:12s} {str(r['shape']):>12s} {r['median_s'] * 1e3:13.1f} ms "
               f"{r['overhead_s'] * 1e3:12.1f} ms {r['h5py_write_s'] * 1e3:8.1f} ms {r['ratio_vs_h5py']:6.1f}")
 

@@ -1,5 +1,5 @@
 """Fluence-series reduction: excitations per nanocrystal <N>, melted fraction, and the melting
-threshold <N>_th fitted to melted fraction vs <N> (SCIENCE.md 1).
+threshold <N>_th fitted to melted fraction vs <N> (docs/science.md 3 and 5).
 
 <N> = sigma * j / (h nu) with j the pump fluence (mJ/cm^2) and sigma the NC absorption
 cross-section at the pump wavelength (cm^2). Melted material gives no Bragg peak, so the

@@ -4,9 +4,9 @@ Debye-Waller <du^2>.
 
 Integrating dI over a peak's q window nulls the derivative-shaped part of a peak shift and
 measures the lost (melted, disordered) intensity; integrating only the negative part of dI
-is more robust against a rising diffuse background (SCIENCE.md 1). Peak positions, widths
+is more robust against a rising diffuse background (docs/science.md 5). Peak positions, widths
 and areas come from pseudo-Voigt fits on a baseline; positions of indexed reflections give
-a and c of chalcopyrite CuInSe2 (SCIENCE.md 1), intensity ratios give <du^2> (SCIENCE.md 2).
+a and c of chalcopyrite CuInSe2, intensity ratios give <du^2> (docs/science.md 7).
 
 EXAMPLE::
 

@@ -1,6 +1,6 @@
 """Lattice thermometry: a static heating series calibrates a peak position (or a lattice
 parameter) against temperature; inverting the calibration turns transient positions into
-effective lattice temperatures (SCIENCE.md 1, "Lattice temperature").
+effective lattice temperatures (docs/science.md 8).
 
 A hot lattice expands: peak positions in q fall with temperature (negative slope), lattice
 parameters and d spacings rise (positive slope). The calibration is a weighted polynomial

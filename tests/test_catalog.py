@@ -285,6 +285,64 @@ def test_writer_failure_raises_and_spools_every_document(tmp_path, i0):
     writer.close()
 
 
+def test_catalog_failing_mid_run_spools_every_document(tmp_path):
+    """The catalog's storage stops taking writes in the middle of a run (another process holds
+    an exclusive lock on its event tables, as a second writer of an embedded catalog would):
+    RE(...) raises CatalogWriteError naming the spool, which holds every document the run
+    emitted, in order; nothing is lost."""
+    import threading
+
+    from bluesky import RunEngine
+    from bluesky.plans import count
+    from ophyd import Signal
+    from ophyd.status import Status
+
+    from trxrd.catalog import CatalogWriteError, CatalogWriter, open_catalog
+
+    class Slow(Signal):                       # 20 ms per trigger, like an exposure
+        def trigger(self):
+            st = Status(obj=self)
+            threading.Timer(0.02, st.set_finished).start()
+            return st
+
+    cat = open_catalog(root=tmp_path)
+    writer = CatalogWriter(cat, backup_directory=tmp_path / "spool", batch_size=5, max_latency_s=0.05)
+    RE = RunEngine({})
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    RE.subscribe(writer)
+    lock = {}
+    locker = ("import sqlite3, sys; db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10); "
+              "db.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()")
+
+    def take_the_tables():      # from another process: SQLite locks are per process
+        wait_for(lambda: sum(n == "event" for n, _ in docs) >= 12, 30, what="12 events")
+        lock["proc"] = subprocess.Popen([sys.executable, "-c", locker, str(tmp_path / "catalog" / "tables.db")],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert lock["proc"].stdout.readline().strip() == "locked"
+
+    thread = threading.Thread(target=take_the_tables, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(CatalogWriteError) as info:
+            RE(count([Slow(name="slow", value=1.0)], 200), sample={"name": "read-only catalog"})
+    finally:
+        thread.join(30)
+        if "proc" in lock:
+            lock["proc"].communicate("", timeout=30)
+    uid = docs[0][1]["uid"]
+    spool = writer.spool_path(uid)
+    assert str(spool) in str(info.value) and uid in str(info.value)
+    assert docs[-1][0] == "stop" and 12 <= sum(n == "event" for n, _ in docs) < 200
+    assert "database is locked" in str(info.value)
+    spooled = [json.loads(line) for line in spool.read_text().splitlines()]
+    assert [(d["name"], d["doc"]["uid"] if "uid" in d["doc"] else d["doc"]["datum_id"]) for d in spooled] == \
+        [(n, d["uid"] if "uid" in d else d["datum_id"]) for n, d in docs]
+    assert [d["doc"]["data"] for d in spooled if d["name"] == "event"] == \
+        [d["data"] for n, d in docs if n == "event"]
+    writer.close()
+
+
 # -- CLI --------------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -161,3 +161,26 @@ def test_every_device_documents_itself():
     for cls in classes:
         doc = cls.__doc__ or ""
         assert "Parameters" in doc and "EXAMPLE" in doc, cls.__name__
+
+
+@pytest.mark.slow
+def test_trxrd_shell_sim_uses_the_packaged_profile(tmp_path):
+    """`trxrd shell --sim`: the profile comes from the package (copied into IPython's profile
+    folder), the simulator's sample, spot and calibration are the session's starting points."""
+    env = dict(os.environ, IPYTHONDIR=str(tmp_path / "ipython"), TRXRD_DATA=str(tmp_path / "data"),
+               MPLBACKEND="Agg")
+    for key in [k for k in env if k.startswith(("EPICS_", "TRXRD_PREFIX"))]:
+        env.pop(key)                                   # its own simulator, its own port
+    env.pop("DISPLAY", None)
+    code = ("RE(calibrate_fluence()); pilatus.exposure_s = 0.02; "
+            "RE(delay_scan([pilatus], [0.0, 100.0])); reduction.wait(120); "
+            "print('SAMPLE', session.sample.name, 'SPOT', att.spot_fwhm_x_um.get(), "
+            "'FRAMES', cat[-1]['primary']['pilatus_image'].read().shape, 'REDUCED', reduction.live.integrator.frames)")
+    out = subprocess.run([sys.executable, "-m", "trxrd.cli", "shell", "--sim", "--no-banner", "--colors=nocolor",
+                          "--HistoryManager.enabled=False", "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
+    assert "SPOT 272.0 FRAMES (4, 619, 487) REDUCED 4" in out.stdout
+    assert "SAMPLE CuInSe2" in out.stdout and "the simulator's sample file" in out.stdout
+    startup = tmp_path / "ipython" / "profile_trxrd" / "startup" / "00-trxrd.py"
+    assert startup.read_text() == (REPO / "profiles/profile_trxrd/startup/00-trxrd.py").read_text()

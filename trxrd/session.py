@@ -46,6 +46,7 @@ from bluesky import plan_stubs as bps
 from bluesky import plans as bp
 from bluesky import preprocessors as bpp
 from bluesky.callbacks.best_effort import BestEffortCallback
+from bluesky.simulators import check_limits, summarize_plan
 
 from .acquisition.beamline import Beamline, connect_beamline
 from .acquisition.plans.delays import dense_then_log, linear_delays, log_delays
@@ -293,7 +294,8 @@ class Session:
         """What the IPython profile puts in the user's namespace."""
         return dict(session=self, RE=self.RE, cat=self.catalog, bec=self.bec, beamline=self.beamline,
                     set_sample=self.set_sample, set_reduction=self.reduction.set, reduction=self.reduction,
-                    bps=bps, bp=bp, bpp=bpp, **self.beamline.devices(), **self.plans)
+                    bps=bps, bp=bp, bpp=bpp, summarize_plan=summarize_plan, check_limits=check_limits,
+                    **self.beamline.devices(), **self.plans)
 
     def close(self) -> None:
         """Finish the live reduction, flush the catalog writer (raises a pending catalog error)."""

@@ -43,7 +43,8 @@ class AreaDetectorHDF5Handler:
         while True:
             try:
                 dataset = self._open()
-                dataset.refresh()
+                if dataset.shape[0] < stop:       # not in the file as last seen: look again
+                    dataset.refresh()
                 if dataset.shape[0] >= stop:
                     frames = np.asarray(dataset[start:stop])
                     return frames[0] if self._frame_per_point == 1 else frames

@@ -1,6 +1,6 @@
 """Photo-excitation, melting and recovery of the nanocrystals after the pump pulse.
 
-Kinetics follow SCIENCE.md: a bi-exponential recovery started at time zero (Heaviside)
+Kinetics follow docs/science.md 6 and 10: a bi-exponential recovery started at time zero (Heaviside)
 and convolved with a Gaussian instrument response, in closed (erfc) form.
 
 EXAMPLE::
