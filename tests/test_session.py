@@ -116,7 +116,7 @@ def test_every_plan_dry_runs_and_documents_itself(sim, tmp_path, capsys):
     try:
         bl, p = session.beamline, session.plans
         session.set_sample(name="dry run", size_nm=7.0, ligand="OLA", solvent="dodecane", sigma_cm2=4e-14)
-        bl.att.set_calibration(1e-4, 0.0475, 12.0)
+        bl.att.set_calibration(2e-4, 0.04, 30.0)            # any calibration: nothing moves
         calls = {
             "delay_scan": lambda: p["delay_scan"]([bl.pilatus], p["log_delays"](-100, 1000, 5)),
             "fluence_scan": lambda: p["fluence_scan"]([bl.pilatus], [0.1, 0.2], delay_ps=40),

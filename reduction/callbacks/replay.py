@@ -5,8 +5,9 @@ EXAMPLE::
 
     from trxrd.reduction.callbacks import live_reduction
     from trxrd.reduction.callbacks.replay import replay_run
-    integrator, pump_probe = live_reduction("waxs.poni", mask="waxs_mask.edf",
-                                            windows=[(1.70, 2.05)], store=writer)
+    from trxrd.reduction.settings import ReductionSettings
+    settings = ReductionSettings("waxs.poni", mask="waxs_mask.edf", windows=[(1.70, 2.05)])
+    integrator, pump_probe = live_reduction(settings, store=writer)
     for name, doc in replay_run(cat["3f2a9c1e"]):
         integrator(name, doc)
     pump_probe.result.fit.summary()
@@ -15,14 +16,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import datakeys as dk
+
 FRAMES_PER_READ = 16
 
 
 def replay_run(run, *, image_key: str = "pilatus_image", stream: str = "primary"):
     """(name, doc) of a stored run: start, the stream's descriptor, one event per row with the
-    frame as an array (read in blocks from the catalog), stop."""
+    frame as an array (read in blocks from the catalog), stop. The image is the one the run's
+    plan names (``trxrd.datakeys.KEY_MAP``), else *image_key*."""
     start = dict(run.metadata["start"])
     stop = run.metadata.get("stop")
+    image_key = (start.get(dk.KEY_MAP) or {}).get("image") or image_key
     if stream not in run:
         raise ValueError(f"run {start['uid'][:8]} has no {stream!r} stream")
     events = run[stream]
