@@ -191,3 +191,18 @@ def test_buffered_callback_never_blocks_and_gives_up_a_run_it_cannot_keep_up_wit
     buffered.close()
     with pytest.raises(RuntimeError, match="closed"):
         buffered("start", compose_run().start_doc)
+
+
+def test_failure_at_the_end_of_a_run_still_closes_the_derived_run():
+    """A run without any reference frame: the differences fail when the run ends, and the derived
+    run is closed as failed with the reason (never left open in the catalog)."""
+    from trxrd.reduction.callbacks import LivePumpProbe
+
+    frames = [{dk.INTENSITY: PEAK, dk.ROLE: dk.ROLE_ON, dk.REQUESTED_DELAY: t, "delay": t} for t in (0.0, 100.0)]
+    live = LivePumpProbe(WINDOW)
+    out = []
+    live.subscribe(lambda name, doc: out.append((name, doc)))
+    for name, doc in _reduced_run("delay_scan", frames, reference="negative_delay"):
+        live(name, doc)
+    assert [n for n, _ in out] == ["start", "stop"]
+    assert out[-1][1]["exit_status"] == "fail" and "no reference frames" in out[-1][1]["reason"]

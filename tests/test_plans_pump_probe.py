@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import true_delay_ps, wait_for
+from trxrd.acquisition.plans.pump_probe import delay_scan
 
 pytestmark = pytest.mark.ioc
 
@@ -68,6 +69,9 @@ def test_interleaved_delay_scan(sim, bl, RE, jet):
                                    "i0": "i0", "shutter": "pump_shutter", "jet_flow": "jet_flow",
                                    "image": "pilatus_image"}
     assert [e["data"]["role"] for e in events] == ["on", "off"] * 3
+    from trxrd import datakeys as dk                  # every field of the contract, in every event
+    keys = dk.key_map(start)
+    assert all(keys[f] in e["data"] for f in dk.plan_fields("delay_scan") for e in events)
     assert [e["data"]["pump_shutter"] for e in events] == ["Open", "Closed"] * 3
     for e, t in zip(events, np.repeat(delays, 2)):
         assert e["data"]["requested_delay"] == t
@@ -124,6 +128,10 @@ def test_fluence_scan_records_fluence_and_excitations(bl, RE, jet):
     RE(fluence_scan([bl.pilatus], [0.5, 1.5], delay_ps=40.0, md={"sample": SAMPLE}, **bl.devices))
     events = _events(RE)
     assert len(events) == 4
+    from trxrd import datakeys as dk
+    start = next(d for n, d in RE.docs if n == "start")
+    assert all(dk.key_map(start)[f] in e["data"] for f in dk.plan_fields("fluence_scan") for e in events)
+    assert [e["data"]["requested_fluence"] for e in events] == [0.5, 0.5, 1.5, 1.5]
     assert [e["data"]["att_fluence"] for e in events] == pytest.approx([0.5, 0.5, 1.5, 1.5], rel=1e-3)
     n = [e["data"]["att_excitations"] for e in events]
     assert n[2] == pytest.approx(120.8, rel=0.01) and n[0] == pytest.approx(120.8 / 3, rel=0.01)
@@ -152,10 +160,11 @@ def test_jet_lost_pauses_and_resumes_without_losing_a_point(sim, bl, RE, jet, ca
     n_before, n_after = seen["paused_events"]
     assert n_after == n_before
     events = _events(RE)
-    pairs = sorted((e["data"]["delay_index"], e["data"]["role"]) for e in events)
+    pairs = sorted((e["data"]["delay_index"], e["data"]["role"]) for e in events if e["data"]["frame_valid"])
     assert pairs == sorted((i, r) for i in range(len(delays)) for r in ("on", "off"))
+    assert all(e["data"]["jet_flowing"] == 1 for e in events if e["data"]["frame_valid"])
     stop = next(d for n, d in RE.docs if n == "stop")
-    assert stop["exit_status"] == "success" and stop["num_events"]["primary"] == 12
+    assert stop["exit_status"] == "success" and stop["num_events"]["primary"] == len(events) <= 13
 
 
 def test_shutter_closed_unexpectedly_pauses(sim, bl, RE, jet, ca):
@@ -171,7 +180,7 @@ def test_shutter_closed_unexpectedly_pauses(sim, bl, RE, jet, ca):
     thread.start()
     RE(delay_scan([bl.pilatus], [0.0, 100.0, 200.0, 300.0], md={"sample": SAMPLE}, **bl.devices))
     thread.join(5)
-    events = _events(RE)
+    events = [e for e in _events(RE) if e["data"]["frame_valid"]]
     assert len(events) == 8
     assert all(e["data"]["pump_shutter"] == ("Open" if e["data"]["role"] == "on" else "Closed")
                for e in events)
@@ -236,7 +245,6 @@ def test_suspenders_trip_every_time_while_a_slow_live_reduction_runs(sim, bl, RE
     jet suspender from pausing the scan at every loss of flow, and it ends with every frame."""
     import time
 
-    from trxrd.acquisition.plans.pump_probe import delay_scan
     from trxrd.reduction.callbacks import LiveReduction
     from trxrd.reduction.settings import ReductionSettings
     from trxrd.simulated_devices.physics.beamline import window_for
@@ -282,7 +290,54 @@ def test_suspenders_trip_every_time_while_a_slow_live_reduction_runs(sim, bl, RE
     assert len(suspensions) == stops and len(paused) == stops
     assert all(before == after for before, after in paused)          # nothing taken while paused
     events = _events(RE)
-    assert len(events) == 2 * len(delays)
-    assert all(e["data"]["jet_flowing"] == 1 for e in events)
+    valid = [e for e in events if e["data"]["frame_valid"]]
+    assert len(valid) == 2 * len(delays)                      # every point, once
+    assert all(e["data"]["jet_flowing"] == 1 for e in valid)  # none taken without the jet counts
     assert live.integrator.frames == len(events)
     assert live.backlog == 0 and live.buffer.dropped == 0
+
+
+def test_invalid_frame_is_kept_marked_and_taken_again(sim, bl, RE, jet, tmp_path, monkeypatch):
+    """A frame whose own readings do not match its role is stored marked `frame_valid` False
+    (its file frame keeps its event: the catalog reads every frame back in place), taken again,
+    and skipped by the reduction."""
+    import h5py
+
+    from trxrd.acquisition.plans import pump_probe
+    from trxrd.catalog import CatalogWriter, open_catalog
+    from trxrd.reduction.callbacks import LiveReduction
+    from trxrd.reduction.settings import ReductionSettings
+    from trxrd.simulated_devices.physics.beamline import window_for
+
+    checked = {"n": 0}
+    real = pump_probe._Setup.problem
+
+    def third_frame_bad(self, reading, shutter):       # as if the jet dropped out in frame 3
+        checked["n"] += 1
+        return "the liquid jet was not flowing" if checked["n"] == 3 else real(self, reading, shutter)
+
+    monkeypatch.setattr(pump_probe._Setup, "problem", third_frame_bad)
+    template = bl.pilatus.hdf5.write_path_template
+    bl.pilatus.hdf5.write_path_template = f"{tmp_path}/frames/%Y/"
+    cat = open_catalog(root=tmp_path)
+    writer = CatalogWriter(cat, backup_directory=tmp_path / "spool")
+    live = LiveReduction(ReductionSettings(sim.waxs_dir / "waxs.poni", mask=sim.waxs_dir / "waxs_mask.edf",
+                                           windows=[window_for("112", sim.cfg)]), store=writer)
+    RE.subscribe(writer)
+    RE.subscribe(live)
+    try:
+        uid = RE(delay_scan([bl.pilatus], [0.0, 100.0, 200.0], md={"sample": SAMPLE}, **bl.devices)).run_start_uids[0]
+        live.wait(120)
+    finally:
+        bl.pilatus.hdf5.write_path_template = template
+        live.close()
+    events = _events(RE)
+    assert [(e["data"]["role"], e["data"]["frame_valid"]) for e in events] == [
+        ("on", True), ("off", True), ("on", False), ("on", True), ("off", True), ("on", True), ("off", True)]
+    frames = cat[uid]["primary"]["pilatus_image"].read()
+    assert frames.shape[0] == len(events)
+    for k, frame in enumerate(_frames(RE)):
+        np.testing.assert_array_equal(frames[k], frame)
+    result = live.result
+    assert live.pump_probe.skipped == 1 and list(result.diff.n_pairs) == [1, 1, 1]
+    writer.close()

@@ -68,3 +68,65 @@ def test_shutter_suspender_ignores_commanded_closure():
     assert sus._should_suspend("Closed") and sus._should_resume("Open")
     seen, events = _run_with(sus, lambda: shutter.put("Closed"), lambda: shutter.put("Open"))
     assert seen == [0] and len(events) == 6
+
+
+def _blocked_loop_run(suspender, signal):
+    """A scan during which the RunEngine's loop is blocked for 0.4 s (a busy host, a thread
+    holding the GIL) exactly when *signal* trips *suspender*; whether the scan paused."""
+    import time
+
+    RE = RunEngine({})
+    RE.install_suspender(suspender)
+    events = []
+    RE.subscribe(lambda name, doc: events.append(time.monotonic()) if name == "event" else None)
+    readable = Signal(name="x", value=0)
+    requested = []
+    request = RE.request_suspend
+
+    def counting(*args, **kwargs):
+        requested.append(time.monotonic())
+        return request(*args, **kwargs)
+
+    RE.request_suspend = counting
+
+    def plan():
+        yield from bps.open_run()
+        for _ in range(30):               # as in the plans: checkpoints around every event
+            yield from bps.checkpoint()
+            yield from bps.trigger_and_read([readable])
+            yield from bps.checkpoint()
+            yield from bps.sleep(0.02)
+        yield from bps.close_run()
+
+    def driver():
+        wait_for(lambda: len(events) >= 3, 10, what="3 events")
+        blocked = threading.Event()
+
+        def block():                                         # the loop cannot answer for 0.4 s
+            blocked.set()
+            time.sleep(0.4)
+
+        RE._loop.call_soon_threadsafe(block)
+        blocked.wait(5)
+        signal.put(0)                                        # jet lost
+        t = time.monotonic()
+        while time.monotonic() - t < 1.0 and not requested:  # give the suspender its chance
+            time.sleep(0.01)
+        signal.put(1)
+
+    thread = threading.Thread(target=driver, daemon=True)
+    thread.start()
+    RE(plan())
+    thread.join(5)
+    return bool(requested), len(events)
+
+
+def test_jet_suspender_keeps_asking_a_busy_run_engine():
+    from bluesky.suspenders import SuspendBoolLow
+
+    from trxrd.acquisition.suspenders import SuspendJetLost
+
+    flowing = Signal(name="jet_flowing", value=1)
+    assert _blocked_loop_run(SuspendJetLost(flowing, sleep=0.05), flowing) == (True, 30)
+    plain = Signal(name="jet_flowing", value=1)
+    assert _blocked_loop_run(SuspendBoolLow(plain, sleep=0.05), plain)[0] is False   # bluesky alone gives up

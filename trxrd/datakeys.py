@@ -6,7 +6,7 @@ Raw runs of the pump-probe plans (``delay_scan``, ``fluence_scan``, ``fluence_de
 carry in every ``primary`` event:
 
 - the plan's labels, under the fixed names below: ``role`` (one of :data:`ROLES`),
-  ``requested_delay`` (ps), ``delay_index``, ``repeat`` and, in fluence plans,
+  ``requested_delay`` (ps), ``delay_index``, ``repeat``, ``frame_valid`` and, in fluence plans,
   ``requested_fluence`` (mJ/cm^2);
 - the devices' readings, whose data keys depend on how the beamline named its devices. The
   start document therefore maps each :data:`FIELDS` name to the data key of this run under
@@ -54,6 +54,7 @@ REQUESTED_DELAY = "requested_delay"
 REQUESTED_FLUENCE = "requested_fluence"
 DELAY_INDEX = "delay_index"
 REPEAT = "repeat"
+FRAME_VALID = "frame_valid"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ FIELDS = {
     REQUESTED_FLUENCE: Field("mJ/cm^2", "fluence asked for at this point (fluence plans)"),
     DELAY_INDEX: Field("", "index of the point in the plan's delay list"),
     REPEAT: Field("", "pass over the delay list (0-based)"),
+    FRAME_VALID: Field("", "the frame's own readings match its role (jet flowing, pump shutter as the role "
+                           "needs); invalid frames are kept for the record, never reduced, and taken again"),
     "delay": Field("ps", "actual pump-probe delay from the readbacks (probe after pump > 0)"),
     "fluence": Field("mJ/cm^2", "pump fluence from the calibrated attenuator"),
     "excitations": Field("excitations per NC", "mean absorbed photons per nanocrystal <N>"),
@@ -83,7 +86,7 @@ FIELDS = {
 #: fields whose data keys come from the devices (listed in KEY_MAP of the start document)
 DEVICE_FIELDS = ("delay", "fluence", "excitations", "i0", "shutter", "jet_flow", "image")
 #: fields written under their own name by every pump-probe plan
-LABEL_FIELDS = (ROLE, REQUESTED_DELAY, DELAY_INDEX, REPEAT)
+LABEL_FIELDS = (ROLE, REQUESTED_DELAY, DELAY_INDEX, REPEAT, FRAME_VALID)
 
 # -- derived runs ---------------------------------------------------------------------------------------
 RAW_UID = "raw_uid"

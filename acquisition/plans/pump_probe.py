@@ -12,10 +12,14 @@ Reference modes:
 - ``"negative_delay"``: before every delay point, ``frames_per_point`` pump-on reference
   frames at ``reference_delay_ps`` (< 0), then the pump-on frames at the delay.
 
-A stopped jet is started at its set point (and waited for) when the run opens. A
-checkpoint precedes every frame: a scan paused by a suspender (jet lost, pump shutter
-closed unexpectedly) redoes only the frame it was taking and loses none. All arguments are
-checked before the first message, so bad input fails before anything moves.
+A stopped jet is started at its set point (and waited for) when the run opens. Checkpoints
+surround every frame: a scan paused by a suspender (jet lost, pump shutter closed
+unexpectedly) redoes only the frame it was taking and loses none. Every event says whether its
+own readings show the jet flowing and the shutter as its role needs (``frame_valid``); a frame
+that does not is kept for the record, marked invalid (the reduction skips it) and taken again,
+so a frame taken without the jet or with the wrong shutter state is never stored as good,
+even before a suspender has paused the plan. All arguments are checked before the first
+message, so bad input fails before anything moves.
 
 The devices are arguments, as in bluesky's own plans; the beamline session's plans pass its
 devices (``delay_scan([pilatus], delays)`` in ``trxrd shell``).
@@ -30,13 +34,14 @@ EXAMPLE::
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
-from bluesky.protocols import Readable
-from bluesky.utils import MsgGenerator
+from bluesky.protocols import Readable, Triggerable
+from bluesky.utils import MsgGenerator, separate_devices, short_uid
 
 from ... import datakeys as dk
 from ...validation import count, finite
@@ -45,6 +50,39 @@ from ._labels import LabelSignal
 from .metadata import plan_md
 
 REFERENCE_MODES = dk.REFERENCE_MODES
+MAX_RETAKES = 20          # a frame invalid this often in a row stops the plan with the reason
+RETAKE_WAIT_S = 0.5       # before retaking an invalid frame (a suspender pauses the plan meanwhile)
+
+logger = logging.getLogger(__name__)
+
+
+def checked_event(devices: Sequence[Readable], problem: Callable[[dict], str | None], valid,
+                  name: str = "primary") -> MsgGenerator[str | None]:
+    """Trigger and read *devices* into one event, as ``bps.trigger_and_read`` does, plus the
+    signal *valid*, set to whether ``problem(reading)`` found nothing. Every frame a detector
+    took has its event (the files and the catalog stay aligned). Returns the problem or None."""
+    devices = separate_devices(devices)
+    group = short_uid("trigger")
+    triggered = False
+    for obj in devices:
+        if isinstance(obj, Triggerable):
+            triggered = True
+            yield from bps.trigger(obj, group=group)
+    if triggered:
+        yield from bps.wait(group=group)
+    yield from bps.create(name)
+    reading = {}
+    try:
+        for obj in devices:
+            reading.update((yield from bps.read(obj)) or {})
+        reason = problem(reading)
+        yield from bps.abs_set(valid, reason is None, wait=True)
+        yield from bps.read(valid)
+    except BaseException:
+        yield from bps.drop()
+        raise
+    yield from bps.save()
+    return reason
 
 
 class _Setup:
@@ -60,6 +98,7 @@ class _Setup:
         self.requested = LabelSignal(name=dk.REQUESTED_DELAY, value=0.0, units=dk.FIELDS[dk.REQUESTED_DELAY].units)
         self.index = LabelSignal(name=dk.DELAY_INDEX, value=0)
         self.repeat = LabelSignal(name=dk.REPEAT, value=0)
+        self.valid = LabelSignal(name=dk.FRAME_VALID, value=True)
         self.readables = self.detectors + [self.delay, self.shutter, self.i0, self.att, self.jet,
                                            self.role, self.requested, self.index, self.repeat]
         if not self.jet.flow_setpoint.get() > 0:
@@ -83,10 +122,29 @@ class _Setup:
         self.delay.check_value((t,))
 
     def frame(self, role, *, pump_open):
-        """Checkpoint, shutter, one event."""
-        yield from bps.checkpoint()
-        yield from bps.mv(self.shutter, "Open" if pump_open else "Closed", self.role, role)
-        yield from bps.trigger_and_read(self.readables)
+        """Checkpoint, shutter, one event, checkpoint; taken again while invalid (see module)."""
+        want = "Open" if pump_open else "Closed"
+        for _ in range(MAX_RETAKES):
+            yield from bps.checkpoint()
+            yield from bps.mv(self.shutter, want, self.role, role)
+            reason = yield from checked_event(self.readables, lambda reading: self.problem(reading, want),
+                                              self.valid)
+            yield from bps.checkpoint()
+            if reason is None:
+                return
+            logger.warning("%s frame marked invalid and taken again: %s", role, reason)
+            yield from bps.sleep(RETAKE_WAIT_S)
+        raise RuntimeError(f"a {role} frame was invalid {MAX_RETAKES} times in a row: {reason}")
+
+    def problem(self, reading: dict, shutter: str) -> str | None:
+        """Why a frame with this *reading* is not what its role needs (None: it is)."""
+        flowing = reading.get(self.jet.flowing.name)
+        if flowing is not None and flowing["value"] != 1:
+            return "the liquid jet was not flowing"
+        state = reading.get(self.shutter.name)
+        if state is not None and state["value"] != shutter:
+            return f"the pump shutter read {state['value']!r} in a frame that needs it {shutter!r}"
+        return None
 
     def move_delay(self, t, index, repeat):
         yield from bps.checkpoint()

@@ -271,7 +271,7 @@ def anneal_profile(steps: Sequence, *, cell, detectors: Sequence[Readable] = (),
     def inner():
         for i, seg in enumerate(segments):
             from_c = yield from start(i, seg)
-            t_seg = max(schedule["next"], (yield from bps.rd(clock.elapsed)))
+            t_seg = schedule["next"] = max(schedule["next"], (yield from bps.rd(clock.elapsed)))
             if isinstance(seg, Hold):
                 while schedule["next"] < t_seg + seg.duration_s:
                     yield from tick()

@@ -55,7 +55,7 @@ class DerivedRunPublisher(DocumentRouter):
         try:
             return super().__call__(name, doc, validate)
         except Exception as exc:
-            if name == "stop" or self._bundle is None:
+            if self._bundle is None:          # nothing of ours to close: the caller hears of it
                 raise
             self._failed = f"{type(exc).__name__}: {exc}"
             logger.exception("%s failed on a %s document; the derived run %s is closed as failed "

@@ -1,6 +1,8 @@
 """The live figure of a pump-probe reduction, a callback of its own (as bluesky's LiveFitPlot is
 apart from LiveFit): it listens to the documents a ``LivePumpProbe`` publishes and redraws from
 its latest result whenever a fit is published (at most every ``redraw_s``) and at the end.
+With a Qt figure the drawing is handed to the Qt thread, as bluesky's own plots do (the live
+reduction itself runs on a thread of its own).
 
 EXAMPLE::
 
@@ -12,10 +14,12 @@ from __future__ import annotations
 
 import time
 
+from bluesky.callbacks.mpl_plotting import QtAwareCallback
+
 from ..plots import draw_grid, draw_pump_probe
 
 
-class LivePumpProbePlot:
+class LivePumpProbePlot(QtAwareCallback):
     """Redraws *pump_probe*'s result into *figure* (None: a new pyplot figure).
 
     Parameters
@@ -28,21 +32,24 @@ class LivePumpProbePlot:
     """
 
     def __init__(self, pump_probe, figure=None, *, redraw_s: float = 1.0):
+        super().__init__()
         self.pump_probe = pump_probe
         self.figure = figure
         self.redraw_s = float(redraw_s)
         self._last = -float("inf")
 
-    def __call__(self, name: str, doc: dict) -> None:
-        if name not in ("event", "stop"):
-            return
-        now = time.monotonic()
-        if name == "event" and now - self._last < self.redraw_s:
-            return
+    def event(self, doc):
+        if time.monotonic() - self._last >= self.redraw_s:
+            self._draw()
+
+    def stop(self, doc):
+        self._draw()
+
+    def _draw(self) -> None:
         result = self.pump_probe.result
         if result is None:
             return
-        self._last = now
+        self._last = time.monotonic()
         if self.figure is None:
             import matplotlib.pyplot as plt
 

@@ -13,7 +13,8 @@ fluence scans, fluence x delay grids), split the way bluesky splits LiveFit and 
 - the live figure is a separate callback (:class:`~trxrd.reduction.callbacks.plot.LivePumpProbePlot`).
 
 Frames must say what they are: a missing or unknown ``role`` closes the derived run as failed,
-with the reason (it is never counted as pumped).
+with the reason (it is never counted as pumped). Frames the plan marked invalid
+(``frame_valid`` False: no jet, wrong shutter state) are skipped.
 
 EXAMPLE::
 
@@ -132,10 +133,11 @@ class LivePumpProbe(DerivedRunPublisher):
         self.refit_s: list[float] = []
         self.accumulator: PumpProbeAccumulator | None = None
         self.q = None
+        self.skipped = 0                        # frames marked invalid by the plan (this run)
 
     # -- documents of the reduced run -----------------------------------------------------------
     def start(self, doc):
-        self.result, self.refit_s, self.q = None, [], None
+        self.result, self.refit_s, self.q, self.skipped = None, [], None, 0
         self.refit.reset()
         self.kind = None
         if doc.get("plan_name") != dk.INTEGRATE_PLAN:
@@ -159,6 +161,9 @@ class LivePumpProbe(DerivedRunPublisher):
         if self.kind is None:
             return
         data = doc["data"]
+        if data.get(dk.FRAME_VALID) is False:      # kept for the record, taken again by the plan
+            self.skipped += 1
+            return
         if self.q is None:
             self.q = np.asarray(data[dk.Q], dtype=float)
         role = dk.check_role(data.get(dk.ROLE))

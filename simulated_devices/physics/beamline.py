@@ -16,7 +16,6 @@ EXAMPLE::
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
