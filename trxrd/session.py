@@ -58,6 +58,7 @@ from .acquisition.plans.raster import raster_scan
 from .acquisition.plans.temperature import anneal_profile, temperature_series
 from .acquisition.progress import install_progress
 from .catalog import CatalogWriter, open_catalog
+from .reduction.callbacks.live import LiveReduction
 from .reduction.settings import ReductionSettings, parse_window
 from .state import StateFile
 from .validation import finite
@@ -177,8 +178,7 @@ class SessionReduction:
         return self.install(settings, save=save)
 
     def install(self, settings: ReductionSettings, *, save: bool = True) -> "SessionReduction":
-        from .reduction.callbacks.live import LiveReduction
-
+        """Start reducing with *settings* (checked already), replacing what ran before."""
         s = self._session
         live = LiveReduction(settings, store=s.writer, plot=s.plots)
         self.off()

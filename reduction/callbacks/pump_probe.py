@@ -150,8 +150,10 @@ class LivePumpProbe(DerivedRunPublisher):
         md = {"plan_name": dk.PUMP_PROBE_PLAN, "kind": self.kind, dk.RAW_UID: self.raw_uid,
               "reduced_uid": doc["uid"], dk.RAW_PLAN_NAME: doc.get(dk.RAW_PLAN_NAME),
               "sample": doc.get("sample"), dk.REFERENCE: self.mode, "signal_part": self.part,
-              "windows_inv_angstrom": [list(w) for w in self.windows], "kinetics_model": self.model,
-              "threshold_model": self.threshold_model, "irf_fwhm_ps_fixed": self.irf_fwhm_ps,
+              "windows_inv_angstrom": [list(w) for w in self.windows],
+              "model": self.threshold_model if self.kind == "fluence" else self.model,
+              "threshold_model": self.threshold_model if self.kind == "grid" else None,
+              "irf_fwhm_ps_fixed": self.irf_fwhm_ps,
               "purpose": "pump-on minus reference, window signal and fits of the raw run"}
         self.run_uid = self.open_derived({k: v for k, v in md.items() if v is not None},
                                          time=doc["time"])["uid"]
