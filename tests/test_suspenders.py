@@ -16,15 +16,6 @@ def _run_with(suspender, trip, untrip):
     RE.subscribe(lambda name, doc: events.append(name) if name == "event" else None)
     readable = Signal(name="x", value=0)
 
-    def plan():
-        yield from bps.open_run()
-        for _ in range(6):           # as in the plans: a checkpoint right after every event
-            yield from bps.checkpoint()
-            yield from bps.trigger_and_read([readable])
-            yield from bps.checkpoint()
-            yield from bps.sleep(0.05)
-        yield from bps.close_run()
-
     def driver():
         wait_for(lambda: len(events) >= 2, 10, what="2 events")
         trip()
@@ -37,9 +28,20 @@ def _run_with(suspender, trip, untrip):
     seen = []
     t = threading.Thread(target=driver, daemon=True)
     t.start()
-    RE(plan())
+    RE(_plan(readable, 6, 0.05))
     t.join(5)
     return seen, events
+
+
+def _plan(readable, n: int, sleep_s: float):
+    """*n* events, with checkpoints around every event as in the pump-probe plans."""
+    yield from bps.open_run()
+    for _ in range(n):
+        yield from bps.checkpoint()
+        yield from bps.trigger_and_read([readable])
+        yield from bps.checkpoint()
+        yield from bps.sleep(sleep_s)
+    yield from bps.close_run()
 
 
 def test_temperature_out_of_band_pauses_only_when_settled():
@@ -89,15 +91,6 @@ def _blocked_loop_run(suspender, signal):
 
     RE.request_suspend = counting
 
-    def plan():
-        yield from bps.open_run()
-        for _ in range(30):               # as in the plans: checkpoints around every event
-            yield from bps.checkpoint()
-            yield from bps.trigger_and_read([readable])
-            yield from bps.checkpoint()
-            yield from bps.sleep(0.02)
-        yield from bps.close_run()
-
     def driver():
         wait_for(lambda: len(events) >= 3, 10, what="3 events")
         blocked = threading.Event()
@@ -116,7 +109,7 @@ def _blocked_loop_run(suspender, signal):
 
     thread = threading.Thread(target=driver, daemon=True)
     thread.start()
-    RE(plan())
+    RE(_plan(readable, 30, 0.02))
     thread.join(5)
     return bool(requested), len(events)
 
