@@ -338,7 +338,7 @@ class CatalogWriter:
         if self._thread.is_alive() and not self._enqueue_marker().wait(timeout):
             raise TimeoutError(f"catalog writer still busy after {timeout} s "
                                f"({len(self._pending)} documents queued)")
-        self._raise_pending()
+        self._raise_pending(every_run=True)
 
     def close(self, timeout: float = DEFAULT_STOP_TIMEOUT_S) -> None:
         """Flush, stop the writer thread and raise a pending error. Idempotent."""
@@ -371,10 +371,10 @@ class CatalogWriter:
                 self._wake = True
                 self._cond.notify_all()
 
-    def _raise_pending(self, run: str | None = ...) -> None:
-        """Raise the first unraised error of *run* (default: of any run); log the others."""
+    def _raise_pending(self, run: str | None = None, *, every_run: bool = False) -> None:
+        """Raise the first unraised error of *run* (or of any run); log the others."""
         with self._lock:
-            keys = list(self._errors) if run is ... else [k for k in (run, None) if k in self._errors]
+            keys = list(self._errors) if every_run else [k for k in (run, None) if k in self._errors]
             errors = [e for k in keys for e in self._errors.pop(k)]
         if not errors:
             return
