@@ -524,3 +524,24 @@ def test_tiled_server_uri(tmp_path, monkeypatch, capsys):
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_cli_finds_a_uid_prefix_of_digits(tmp_path, monkeypatch, capsys):
+    """A uid prefix made of digits only (one uid in 40) is still found, after scan_ids."""
+    from event_model import compose_run
+
+    from trxrd.catalog import CatalogWriter, open_catalog
+    from trxrd.cli import main
+
+    cat = open_catalog(root=tmp_path)
+    writer = CatalogWriter(cat, backup_directory=tmp_path / "spool")
+    run = compose_run(uid="08201906-1111-2222-3333-444455556666", metadata={"scan_id": 3})
+    writer("start", run.start_doc)
+    writer("stop", run.compose_stop())
+    writer.close()
+    monkeypatch.setenv("TRXRD_DATA", str(tmp_path))
+    monkeypatch.delenv("TRXRD_CATALOG", raising=False)
+    for key in ("08201906", "3", "-1"):
+        assert main(["show", key]) == 0, capsys.readouterr().err
+        assert "run 08201906-1111" in capsys.readouterr().out
+    assert main(["show", "99"]) == 2 and "no run matches '99'" in capsys.readouterr().err

@@ -120,12 +120,17 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _lookup(cat, key: str):
-    try:
-        if key.lstrip("-").isdigit():
-            return cat[int(key)]       # -1: last run; 12: scan_id 12
-        return cat[key]                # uid or uid prefix (5 characters at least)
-    except (KeyError, IndexError):
-        raise ValueError(f"no run matches {key!r}") from None
+    """-1: the last run; 12: scan_id 12; else a uid or its first characters (5 at least). A
+    prefix of digits only ("08201906", one uid in 40) is a uid prefix when no scan_id matches."""
+    candidates = [int(key)] if key.lstrip("-").isdigit() else []
+    if len(key) >= 5 and not key.startswith("-"):
+        candidates.append(key)
+    for candidate in candidates:
+        try:
+            return cat[candidate]
+        except (KeyError, IndexError):
+            continue
+    raise ValueError(f"no run matches {key!r}")
 
 
 def _flatten(md: dict, prefix: str = "") -> list[tuple[str, object]]:
