@@ -306,8 +306,6 @@ def test_invalid_frame_is_kept_marked_and_taken_again(sim, bl, RE, jet, tmp_path
     """A frame whose own readings do not match its role is stored marked `frame_valid` False
     (its file frame keeps its event: the catalog reads every frame back in place), taken again,
     and skipped by the reduction."""
-    import h5py
-
     from trxrd.acquisition.plans import pump_probe
     from trxrd.catalog import CatalogWriter, open_catalog
     from trxrd.reduction.callbacks import LiveReduction

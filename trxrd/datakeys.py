@@ -47,7 +47,6 @@ ROLE_ON = "on"                  # pump on, at the requested delay
 ROLE_OFF = "off"                # pump shutter closed (interleaved reference)
 ROLE_REFERENCE = "reference"    # pump on at a negative delay (negative_delay reference)
 ROLES = (ROLE_ON, ROLE_OFF, ROLE_REFERENCE)
-REFERENCE_ROLES = (ROLE_OFF, ROLE_REFERENCE)
 
 # -- fixed labels written by the plans ---------------------------------------------------------------
 REQUESTED_DELAY = "requested_delay"

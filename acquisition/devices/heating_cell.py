@@ -44,12 +44,12 @@ from ophyd.utils.errors import LimitError
 
 from ...validation import finite
 from ._signals import CheckedSignal, UnitReadback
-from .settle import SettleAbandoned, SettleMachine, SettleStatus, SettleTimeoutError
+from .settle import PendingMove, SettleAbandoned, SettleMachine, SettleStatus, SettleTimeoutError
 
 __all__ = ["HeatingCell", "SettleStatus", "SettleTimeoutError", "SettleAbandoned"]
 
 
-class HeatingCell(Device):
+class HeatingCell(PendingMove, Device):
     """Temperature controller of the heating cell / mantle, a positioner in C (see module).
 
     Parameters
@@ -91,8 +91,6 @@ class HeatingCell(Device):
         rule = self.settle_rule(tolerance_c, settle_time_s, equilibrate_s, timeout_s)
         self.tolerance_c, self.settle_time_s = rule["tolerance_c"], rule["settle_time_s"]
         self.equilibrate_s, self.timeout_s = rule["equilibrate_s"], rule["timeout_s"]
-        self._pending: SettleStatus | None = None
-        self.last_status: SettleStatus | None = None
 
     # -- positioner interface --------------------------------------------------------------
     @property
@@ -158,18 +156,7 @@ class HeatingCell(Device):
                               target=target, initial=self.temperature.get(), unit="C",
                               what=f"settled at {target} C",
                               rule=f"{rule['settle_time_s']:g} s continuously within +-{tol:g} C")
-        self._pending = self.last_status = status
-        status.add_callback(self._release)
-        return status
-
-    def _release(self, status: SettleStatus) -> None:
-        if self._pending is status:
-            self._pending = None
-
-    def _abandon(self, *, success: bool, why: str) -> None:
-        status = self._pending
-        if status is not None:
-            status.stop_waiting(success=success, why=why)
+        return self._track(status)
 
     def stop(self, *, success: bool = False) -> None:
         """Abandon a pending settle status (as done if *success*, else failed with

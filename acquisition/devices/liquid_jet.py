@@ -23,12 +23,12 @@ from ophyd import Component as Cpt
 from ophyd import Device, EpicsSignal, EpicsSignalRO
 
 from ...validation import finite
-from .settle import SettleAbandoned, SettleMachine, SettleStatus, SettleTimeoutError
+from .settle import PendingMove, SettleAbandoned, SettleMachine, SettleStatus, SettleTimeoutError
 
 __all__ = ["LiquidJet", "SettleAbandoned", "SettleTimeoutError"]
 
 
-class LiquidJet(Device):
+class LiquidJet(PendingMove, Device):
     """Liquid jet: peristaltic pump, flow sensor, reservoir and back pressure (see module).
 
     Parameters
@@ -64,8 +64,6 @@ class LiquidJet(Device):
                                        unit="mL/min")
         self.stable_s = finite(stable_s, f"{name} stable_s", low=0, unit="s")
         self.timeout_s = finite(timeout_s, f"{name} timeout_s", low=0, strict=True, unit="s")
-        self._pending: SettleStatus | None = None
-        self.last_status: SettleStatus | None = None
 
     @property
     def position(self) -> float:
@@ -98,9 +96,7 @@ class LiquidJet(Device):
             target=target, initial=self.flow.get(), unit="mL/min", progress_value=lambda v: v[2],
             what=f"flowing stably at {target} mL/min",
             rule=f"jet reported and flow within +-{tol:g} mL/min for {self.stable_s:g} s", waiting="spinning up")
-        self._pending = self.last_status = status
-        status.add_callback(self._release)
-        return status
+        return self._track(status)
 
     def start(self) -> SettleStatus:
         """Start the pump at the current set point."""
@@ -112,12 +108,3 @@ class LiquidJet(Device):
         self._abandon(success=bool(success), why="waiting for stable flow abandoned")
         if success is None:
             self.run.put("Stop", wait=True)
-
-    def _release(self, status):
-        if self._pending is status:
-            self._pending = None
-
-    def _abandon(self, *, success: bool, why: str):
-        status = self._pending
-        if status is not None:
-            status.stop_waiting(success=success, why=why)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 
 from ophyd.status import DeviceStatus
 
-__all__ = ["SettleMachine", "SettleStatus", "SettleTimeoutError", "SettleAbandoned", "SettleFailed"]
+__all__ = ["SettleMachine", "SettleStatus", "PendingMove", "SettleTimeoutError", "SettleAbandoned", "SettleFailed"]
 
 WAITING, SETTLING, EQUILIBRATING = "waiting", "settling", "equilibrating"
 DONE, TIMED_OUT, FAILED, STOPPED = "done", "timed out", "failed", "stopped"
@@ -378,3 +378,25 @@ class SettleStatus(DeviceStatus):
                  target=self.target, unit=self.unit, precision=2,
                  time_elapsed=time.time() - self.machine.started_at)
 
+
+class PendingMove:
+    """Mixin for a device whose ``set`` returns a :class:`SettleStatus`: remembers the pending
+    status (``_track``) and the latest one (``last_status``), and gives the pending one up
+    (``_abandon``) when a new move supersedes it or ``stop()`` is called."""
+
+    _pending: SettleStatus | None = None
+    last_status: SettleStatus | None = None
+
+    def _track(self, status: SettleStatus) -> SettleStatus:
+        self._pending = self.last_status = status
+        status.add_callback(self._release)
+        return status
+
+    def _release(self, status: SettleStatus) -> None:
+        if self._pending is status:
+            self._pending = None
+
+    def _abandon(self, *, success: bool, why: str) -> None:
+        status = self._pending
+        if status is not None:
+            status.stop_waiting(success=success, why=why)

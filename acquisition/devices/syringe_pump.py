@@ -108,7 +108,6 @@ class SyringePump(Device):
         self.volume.low, self.volume.high = 0.0, finite(syringe_ml, f"{name} syringe_ml", low=0.0,
                                                          strict=True, unit="mL")
         self.timeout_margin_s = finite(timeout_margin_s, f"{name} timeout_margin_s", low=0.0, unit="s")
-        self._pending: InfusionStatus | None = None
         self.last_status: InfusionStatus | None = None
 
     def check_infusion(self, volume_ml, rate_ml_min=None) -> tuple[float, float]:
@@ -157,8 +156,7 @@ class SyringePump(Device):
             target=volume, initial=0.0, unit="mL", progress_value=lambda v: max(0.0, v[1] - start),
             on_timeout=stop_pump, what=f"done infusing {volume} mL at {rate} mL/min", waiting="infusing")
         status.commanded_at = commanded_at
-        self._pending = self.last_status = status
-        status.add_callback(self._release)
+        self.last_status = status
         self.infuse_cmd.put(1)
         return status
 
@@ -177,10 +175,6 @@ class SyringePump(Device):
     def set(self, volume_ml, *, rate_ml_min=None) -> InfusionStatus:
         """Same as :meth:`infuse` (delivers the volume again on every call)."""
         return self.infuse(volume_ml, rate_ml_min)
-
-    def _release(self, status: InfusionStatus) -> None:
-        if self._pending is status:
-            self._pending = None
 
     def stop(self, *, success: bool | None = None) -> None:
         """Without argument: stop the pump now. From the RunEngine (``success=...``):
