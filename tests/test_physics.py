@@ -7,8 +7,9 @@ import pytest
 from trxrd.simulated_devices.physics import load_config
 from trxrd.simulated_devices.physics.crystal import reflection_q, scherrer_fwhm_q
 from trxrd.simulated_devices.physics.laser import fluence_mj_cm2, spot_area_cm2, stage_delay_ps, transmission
-from trxrd.simulated_devices.physics.pump_probe import (exp_conv_gauss, excitations, melted_fraction,
-                                                  photon_energy_mj, saturated_melt)
+from trxrd.reduction.kinetics import exp_irf, kinetics_model, step_irf
+from trxrd.simulated_devices.physics.pump_probe import excitations, melted_fraction, photon_energy_mj, saturated_melt
+from trxrd.simulated_devices.physics.response import convolve_irf, exponential, rise
 from trxrd.simulated_devices.physics.synthesis import SynthesisModel
 from trxrd.simulated_devices.physics.thermal import HeatingCellModel
 
@@ -51,22 +52,28 @@ def test_excitations_and_threshold(cfg):
     assert saturated_melt(th + 100, th, 100, 0.6) == pytest.approx(0.6 * (1 - math.exp(-1)))
 
 
-def test_exp_conv_gauss_matches_numerical_convolution():
-    t = np.linspace(-600, 3000, 7201)
-    dt = t[1] - t[0]
-    tau, fwhm = 150.0, 79.0
-    s = fwhm / (2 * math.sqrt(2 * math.log(2)))
-    kernel_t = np.arange(-6 * s, 6 * s + dt, dt)
-    g = np.exp(-0.5 * (kernel_t / s) ** 2)
-    g /= g.sum()
-    step = np.where(t >= 0, np.exp(-np.clip(t, 0, None) / tau), 0.0)
-    numeric = np.convolve(step, g, mode="same")
-    analytic = exp_conv_gauss(t, tau, fwhm)
-    inner = (t > -400) & (t < 2800)
-    assert np.max(np.abs(numeric[inner] - analytic[inner])) < 5e-3
-    # no overflow far out (microseconds) and the right limits
-    far = exp_conv_gauss(np.array([-1e3, 1e7]), tau, fwhm)
-    assert far[0] < 1e-10 and far[1] == 0.0
+@pytest.mark.parametrize("tau_ps, irf_fwhm_ps", [(150.0, 79.0), (2500.0, 79.0), (20.0, 79.0), (3.0, 0.3)])
+def test_numerical_convolution_agrees_with_the_fits_closed_form(tau_ps, irf_fwhm_ps):
+    """The simulator convolves by quadrature, the fit uses erfc closed forms: independent
+    computations of the same kinetics agree to 1e-6 of the peak signal."""
+    t = np.concatenate([np.linspace(-20 * irf_fwhm_ps, 10 * tau_ps, 3001), np.geomspace(11 * tau_ps, 1e7, 40)])
+    decay = convolve_irf(exponential(tau_ps), t, irf_fwhm_ps)
+    closed = exp_irf(t, tau_ps, irf_fwhm_ps)
+    assert np.max(np.abs(decay - closed)) < 1e-6 * closed.max()
+    grow = convolve_irf(rise(tau_ps), t, irf_fwhm_ps)
+    closed = step_irf(t, irf_fwhm_ps) - exp_irf(t, tau_ps, irf_fwhm_ps)
+    assert np.max(np.abs(grow - closed)) < 1e-6 * closed.max()
+    assert convolve_irf(exponential(tau_ps), [-1e3 * irf_fwhm_ps], irf_fwhm_ps)[0] == 0.0
+
+
+def test_melted_fraction_is_the_biexponential_fit_model(cfg):
+    pp = cfg["pump_probe"]
+    n = 3 * pp["threshold_excitations"]
+    t = np.linspace(-300, 10000, 500)
+    f0 = saturated_melt(n, pp["threshold_excitations"], pp["saturation_excitations"], pp["max_melted_fraction"])
+    closed = kinetics_model(t, t0_ps=0.0, irf_fwhm_ps=pp["irf_fwhm_ps"], amplitudes=[f0 * pp["a1"], f0 * (1 - pp["a1"])],
+                            taus_ps=[pp["tau1_ps"], pp["tau2_ps"]])
+    assert np.max(np.abs(melted_fraction(t, n, pp) - closed)) < 1e-6 * f0
 
 
 def test_melted_fraction_kinetics(cfg):

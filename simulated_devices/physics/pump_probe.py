@@ -1,7 +1,7 @@
 """Photo-excitation, melting and recovery of the nanocrystals after the pump pulse.
 
 Kinetics follow docs/science.md 6 and 10: a bi-exponential recovery started at time zero (Heaviside)
-and convolved with a Gaussian instrument response, in closed (erfc) form.
+and convolved with a Gaussian instrument response by numerical quadrature (``response``).
 
 EXAMPLE::
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import erfc, erfcx
+
+from .response import convolve_irf, exponential
 
 PLANCK_J_S = 6.62607015e-34
 LIGHT_M_S = 299792458.0
@@ -36,21 +37,6 @@ def saturated_melt(n_exc, threshold: float, saturation: float, max_fraction: flo
     return max_fraction * (1.0 - np.exp(-over / saturation))
 
 
-def exp_conv_gauss(t_ps, tau_ps: float, irf_fwhm_ps: float):
-    """H(t) exp(-t / tau) convolved with a unit-area Gaussian of FWHM irf_fwhm_ps."""
-    t = np.asarray(t_ps, dtype=float)
-    s = irf_fwhm_ps / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-    if s <= 0:
-        return np.where(t >= 0, np.exp(-np.clip(t, 0, None) / tau_ps), 0.0)
-    x = (s / tau_ps - t / s) / math.sqrt(2.0)
-    out = np.empty_like(t)
-    pos = x >= 0  # before/at the rise: scaled complementary error function is stable
-    out[pos] = 0.5 * np.exp(-0.5 * (t[pos] / s) ** 2) * erfcx(x[pos])
-    neg = ~pos  # long after the rise: plain form, the exponent is negative
-    out[neg] = 0.5 * np.exp(0.5 * (s / tau_ps) ** 2 - t[neg] / tau_ps) * erfc(x[neg])
-    return out
-
-
 def melted_fraction(t_ps, n_exc, cfg: dict):
     """Melted (disordered) fraction at delay t after time zero for <N> excitations.
 
@@ -60,15 +46,13 @@ def melted_fraction(t_ps, n_exc, cfg: dict):
         n_exc, cfg["threshold_excitations"], cfg["saturation_excitations"],
         cfg["max_melted_fraction"],
     )
-    a1 = cfg["a1"]
-    shape = a1 * exp_conv_gauss(t_ps, cfg["tau1_ps"], cfg["irf_fwhm_ps"]) + (1.0 - a1) * exp_conv_gauss(
-        t_ps, cfg["tau2_ps"], cfg["irf_fwhm_ps"]
-    )
+    a1, tau1, tau2 = cfg["a1"], cfg["tau1_ps"], cfg["tau2_ps"]
+    shape = convolve_irf(lambda u: a1 * np.exp(-u / tau1) + (1.0 - a1) * np.exp(-u / tau2), t_ps,
+                         cfg["irf_fwhm_ps"])
     return f0 * shape
 
 
 def lattice_heating_k(t_ps, n_exc, cfg: dict):
     """Transient lattice temperature rise (K): jumps with the IRF, cools with tau2."""
-    return cfg["heating_k_per_excitation"] * np.asarray(n_exc, dtype=float) * exp_conv_gauss(
-        t_ps, cfg["tau2_ps"], cfg["irf_fwhm_ps"]
-    )
+    return cfg["heating_k_per_excitation"] * np.asarray(n_exc, dtype=float) * convolve_irf(
+        exponential(cfg["tau2_ps"]), t_ps, cfg["irf_fwhm_ps"])
