@@ -37,8 +37,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import lmfit
 import numpy as np
+from lmfit.models import ConstantModel, LinearModel, PseudoVoigtModel
 
 SIGNAL_PARTS = ("area", "negative", "positive")
 BASELINES = ("linear", "constant", "none")
@@ -237,8 +237,9 @@ def _peak_guess(q: np.ndarray, y: np.ndarray, baseline: str) -> dict:
 
 def fit_pseudo_voigt(q_inv_angstrom, intensity, *, q_min: float, q_max: float, sigma=None,
                      baseline: str = "linear") -> PeakFit:
-    """Least-squares fit (lmfit) of one pseudo-Voigt peak on a ``baseline`` ("linear",
-    "constant" or "none") to intensity over [q_min, q_max] A^-1.
+    """Least-squares fit of one pseudo-Voigt peak on a ``baseline`` ("linear", "constant" or
+    "none") to intensity over [q_min, q_max] A^-1, with lmfit's ``PseudoVoigtModel`` (+
+    ``LinearModel`` / ``ConstantModel``); its ``sigma`` is half the FWHM of both parts.
 
     *sigma* (1 sigma per bin, e.g. sqrt(counts)) weights the fit and makes the stderrs
     absolute; without it the bins weigh equally and the covariance is scaled by the reduced
@@ -268,28 +269,33 @@ def fit_pseudo_voigt(q_inv_angstrom, intensity, *, q_min: float, q_max: float, s
 
     start = _peak_guess(q, y, baseline)
     q_ref = 0.5 * (q[0] + q[-1])
+    x = q - q_ref                        # the baseline's level is its value at the window middle
     step = (q[-1] - q[0]) / (q.size - 1)
-    params = lmfit.Parameters()
-    params.add("center", value=start["center"], min=q[0], max=q[-1])
-    params.add("fwhm", value=start["fwhm"], min=0.5 * step, max=2.0 * (q[-1] - q[0]))
-    params.add("area", value=start["area"])
-    params.add("eta", value=start["eta"], min=0.0, max=1.0)
-    params.add("baseline", value=start["baseline"], vary=baseline != "none")
-    params.add("baseline_slope", value=start["baseline_slope"], vary=baseline == "linear")
-    params.add("height", expr="area * (eta * 2 / (pi * fwhm) + (1 - eta) * sqrt(4 * log(2) / pi) / fwhm)")
-
-    def residual(p):
-        v = p.valuesdict()
-        model = (pseudo_voigt(q, v["center"], v["fwhm"], v["area"], v["eta"])
-                 + v["baseline"] + v["baseline_slope"] * (q - q_ref))
-        return (y - model) / s
-
-    result = lmfit.minimize(residual, params, method="leastsq", scale_covar=sigma is None)
-    names = ["center", "fwhm", "area", "eta", "height"] + {
-        "linear": ["baseline", "baseline_slope"], "constant": ["baseline"], "none": []}[baseline]
-    out = {n: (float(result.params[n].value),
-               float(result.params[n].stderr) if result.params[n].stderr is not None else math.nan)
-           for n in names}
+    model = PseudoVoigtModel()
+    if baseline == "linear":
+        model = model + LinearModel(prefix="bg_")
+    elif baseline == "constant":
+        model = model + ConstantModel(prefix="bg_")
+    params = model.make_params()
+    params["center"].set(value=start["center"] - q_ref, min=x[0], max=x[-1])
+    params["sigma"].set(value=start["fwhm"] / 2, min=0.25 * step, max=q[-1] - q[0])   # lmfit: fwhm = 2 sigma
+    params["amplitude"].set(value=start["area"], min=-np.inf, max=np.inf)
+    params["fraction"].set(value=start["eta"], min=0.0, max=1.0)
+    if baseline == "linear":
+        params["bg_intercept"].set(value=start["baseline"])
+        params["bg_slope"].set(value=start["baseline_slope"])
+    elif baseline == "constant":
+        params["bg_c"].set(value=start["baseline"])
+    result = model.fit(y, params, x=x, weights=1.0 / s, scale_covar=sigma is None)
+    names = {"center": "center", "fwhm": "fwhm", "area": "amplitude", "eta": "fraction", "height": "height",
+             "baseline": {"linear": "bg_intercept", "constant": "bg_c"}.get(baseline),
+             "baseline_slope": "bg_slope" if baseline == "linear" else None}
+    out = {}
+    for name, lm in names.items():
+        if lm is not None:
+            par = result.params[lm]
+            out[name] = (float(par.value), float(par.stderr) if par.stderr is not None else math.nan)
+    out["center"] = (out["center"][0] + q_ref, out["center"][1])
     return PeakFit(params=out, redchi=float(result.redchi), q_min=float(q_min), q_max=float(q_max),
                    baseline=baseline, q_ref_inv_angstrom=float(q_ref), npoints=int(q.size))
 
