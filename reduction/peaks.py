@@ -236,15 +236,16 @@ def _peak_guess(q: np.ndarray, y: np.ndarray, baseline: str) -> dict:
 
 
 def fit_pseudo_voigt(q_inv_angstrom, intensity, *, q_min: float, q_max: float, sigma=None,
-                     baseline: str = "linear") -> PeakFit:
+                     baseline: str = "linear", eta: float | None = None) -> PeakFit:
     """Least-squares fit of one pseudo-Voigt peak on a ``baseline`` ("linear", "constant" or
     "none") to intensity over [q_min, q_max] A^-1, with lmfit's ``PseudoVoigtModel`` (+
     ``LinearModel`` / ``ConstantModel``); its ``sigma`` is half the FWHM of both parts.
 
     *sigma* (1 sigma per bin, e.g. sqrt(counts)) weights the fit and makes the stderrs
     absolute; without it the bins weigh equally and the covariance is scaled by the reduced
-    chi-square. The center is bounded to the window, eta to [0, 1]. Start values come from
-    the data in the window (see ``_peak_guess``).
+    chi-square. The center is bounded to the window, eta to [0, 1]; a number for *eta* fixes
+    the Lorentzian fraction (e.g. at the reference pattern's, to compare areas). Start values
+    come from the data in the window (see ``_peak_guess``).
     """
     q = _finite("q_inv_angstrom", q_inv_angstrom)
     y = _finite("intensity", intensity)
@@ -277,10 +278,13 @@ def fit_pseudo_voigt(q_inv_angstrom, intensity, *, q_min: float, q_max: float, s
     elif baseline == "constant":
         model = model + ConstantModel(prefix="bg_")
     params = model.make_params()
-    params["center"].set(value=start["center"] - q_ref, min=x[0], max=x[-1])
+    # bounds not centred on a bin: a bounded start at their exact middle never moves in lmfit
+    params["center"].set(value=start["center"] - q_ref, min=x[0] - step / 3, max=x[-1])
     params["sigma"].set(value=start["fwhm"] / 2, min=0.25 * step, max=q[-1] - q[0])   # lmfit: fwhm = 2 sigma
     params["amplitude"].set(value=start["area"], min=-np.inf, max=np.inf)
-    params["fraction"].set(value=start["eta"], min=0.0, max=1.0)
+    if eta is not None and not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be within [0, 1], got {eta}")
+    params["fraction"].set(value=start["eta"] if eta is None else eta, min=0.0, max=1.0, vary=eta is None)
     if baseline == "linear":
         params["bg_intercept"].set(value=start["baseline"])
         params["bg_slope"].set(value=start["baseline_slope"])

@@ -1,0 +1,357 @@
+"""Per-reflection lattice dynamics of a pump-probe scan: for every point and every Bragg
+reflection, pseudo-Voigt fits of the pump-on pattern and of its reference give the relative
+position shift dq/q (expansion along that direction is -dq/q), the FWHM change, the intensity
+ratio I/I0 and from it the Debye-Waller <du^2> = -ln(I/I0) / q^2 (docs/science.md 7, 11);
+lattice parameters per point (cubic from every reflection, tetragonal a, c, V); then per
+reflection single-exponential fits with the instrument response (``reduction.kinetics``) of the
+shift and of <du^2>: time constants and amplitudes per reflection family (the anisotropy table).
+
+The pump-on curve of a point is its reference plus the mean difference; the per-bin error of
+each is the difference's error / sqrt(2) (on and reference frames have nearly equal counts).
+Both are fitted with the Lorentzian fraction of the reference's free fit, so the areas compare
+like with like.
+
+EXAMPLE::
+
+    import numpy as np
+    from trxrd.reduction.reflections import parse_reflection, measure_point
+    from trxrd.reduction.peaks import pseudo_voigt
+    q = np.linspace(1.9, 2.2, 301)
+    ref = 100 + pseudo_voigt(q, 2.053, 0.06, 10.0, 0.3)
+    on = 100 + pseudo_voigt(q, 2.053 * (1 - 1e-3), 0.062, 10.0 * np.exp(-2e-3 * 2.053 ** 2), 0.3)
+    point = measure_point(q, on, ref, 0.05, 0.05, [parse_reflection("200:1.95:2.15")])
+    point["200"]["shift"], point["200"]["du2_A2"]      # ~-1.0e-3, ~2.0e-3 A^2
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .kinetics import KineticsFit, fit_kinetics
+from .peaks import fit_pseudo_voigt, lattice_parameters_tetragonal, mean_du2
+
+STRUCTURES = ("cubic", "tetragonal")
+MIN_FIT_POINTS = 6          # delay points a per-reflection kinetics fit needs (5 free parameters)
+
+
+@dataclass(frozen=True)
+class Reflection:
+    """A Bragg reflection (h, k, l) and the q window (A^-1) its peak is fitted in."""
+    hkl: tuple
+    q_min: float
+    q_max: float
+
+    @property
+    def label(self) -> str:
+        """"200" for (2, 0, 0); "1,1,10" when an index has two digits or a sign."""
+        if all(0 <= i <= 9 for i in self.hkl):
+            return "".join(str(i) for i in self.hkl)
+        return ",".join(str(i) for i in self.hkl)
+
+    @property
+    def s2(self) -> int:
+        """h^2 + k^2 + l^2."""
+        return sum(i * i for i in self.hkl)
+
+    @property
+    def family(self) -> str:
+        """The reflection family {hkl}: the sorted absolute indices ("{220}")."""
+        return "{" + "".join(str(i) for i in sorted((abs(i) for i in self.hkl), reverse=True)) + "}"
+
+
+def parse_hkl(text: str) -> tuple:
+    """"200" -> (2, 0, 0); "1,1,10" or "-1,1,1" for indices of two digits or with a sign."""
+    t = str(text).strip()
+    if re.fullmatch(r"\d{3}", t):
+        hkl = tuple(int(c) for c in t)
+    elif re.fullmatch(r"-?\d+,-?\d+,-?\d+", t):
+        hkl = tuple(int(c) for c in t.split(","))
+    else:
+        raise ValueError(f"reflection {text!r}: give hkl as three digits (200) or h,k,l (1,1,10)")
+    if hkl == (0, 0, 0):
+        raise ValueError("(000) is not a reflection")
+    return hkl
+
+
+def parse_reflection(text: str) -> Reflection:
+    """"HKL:QMIN:QMAX" (A^-1), e.g. "200:1.95:2.15"."""
+    parts = str(text).split(":")
+    if len(parts) != 3:
+        raise ValueError(f"reflection {text!r}: expected HKL:QMIN:QMAX, e.g. 200:1.95:2.15 (q in A^-1)")
+    try:
+        q_min, q_max = float(parts[1]), float(parts[2])
+    except ValueError:
+        raise ValueError(f"reflection {text!r}: QMIN and QMAX must be numbers (A^-1)") from None
+    if not (math.isfinite(q_min) and math.isfinite(q_max) and 0 < q_min < q_max):
+        raise ValueError(f"reflection {text!r}: need 0 < QMIN < QMAX (A^-1)")
+    return Reflection(parse_hkl(parts[0]), q_min, q_max)
+
+
+def reflection_q(hkl, a_angstrom: float, c_angstrom: float | None = None) -> float:
+    """q (A^-1) of *hkl* in a cubic (a) or tetragonal (a, c) lattice."""
+    h, k, l = hkl
+    c = a_angstrom if c_angstrom is None else c_angstrom
+    if not (a_angstrom > 0 and c > 0):
+        raise ValueError(f"lattice parameters must be > 0, got a={a_angstrom}, c={c_angstrom} A")
+    return 2.0 * math.pi * math.sqrt((h * h + k * k) / a_angstrom ** 2 + l * l / c ** 2)
+
+
+def reflections_for_lattice(hkls, a_angstrom: float, c_angstrom: float | None = None, *,
+                            half_width: float) -> list[Reflection]:
+    """Windows q(hkl) +- half_width (A^-1) at a nominal lattice, e.g. +- 2 Scherrer FWHM."""
+    if not half_width > 0:
+        raise ValueError(f"half_width must be > 0 A^-1, got {half_width}")
+    out = []
+    for hkl in hkls:
+        hkl = parse_hkl(hkl) if isinstance(hkl, str) else tuple(int(i) for i in hkl)
+        q0 = reflection_q(hkl, a_angstrom, c_angstrom)
+        out.append(Reflection(hkl, round(q0 - half_width, 4), round(q0 + half_width, 4)))
+    return out
+
+
+def check_reflections(reflections, q_inv_angstrom) -> list[Reflection]:
+    """The reflections sorted by q; ``ValueError`` for none, duplicates, a window outside the
+    data's q range or windows that overlap."""
+    refl = sorted(reflections, key=lambda r: r.q_min)
+    if not refl:
+        raise ValueError("give at least one reflection, e.g. 200:1.95:2.15")
+    labels = [r.label for r in refl]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"reflection given twice: {sorted(labels)}")
+    q = np.asarray(q_inv_angstrom, dtype=float)
+    lo, hi = float(np.nanmin(q)), float(np.nanmax(q))
+    for r in refl:
+        if r.q_min < lo or r.q_max > hi:
+            raise ValueError(f"reflection {r.label}: window {r.q_min}-{r.q_max} A^-1 is outside the data's "
+                             f"q range {lo:.3f}-{hi:.3f} A^-1")
+    for a, b in zip(refl, refl[1:]):
+        if b.q_min < a.q_max:
+            raise ValueError(f"reflections {a.label} ({a.q_min}-{a.q_max}) and {b.label} ({b.q_min}-{b.q_max}) "
+                             "have overlapping q windows: fit overlapping peaks in one window or narrow them")
+    return refl
+
+
+def _ratio_err(a, ea, b, eb):
+    return abs(a / b) * math.sqrt((ea / a) ** 2 + (eb / b) ** 2)
+
+
+def measure_point(q_inv_angstrom, on, reference, on_sigma, reference_sigma, reflections, *,
+                  baseline: str = "linear") -> dict:
+    """One point: every reflection fitted in *on* and *reference* (I(q), 1-sigma per bin or a
+    scalar). Returns {label: {"q_on", "q_ref", "q_err" (each), "shift" (dq/q), "shift_err",
+    "fwhm", "fwhm_ref", "fwhm_change", "fwhm_err", "ratio" (I/I0), "ratio_err", "du2_A2",
+    "du2_err"}} with q and FWHM in A^-1, <du^2> in A^2."""
+    q = np.asarray(q_inv_angstrom, dtype=float)
+    out = {}
+    for r in reflections:
+        # the Lorentzian fraction of the reference, then both fits at that fraction: its
+        # uncertainty is common to both and cancels in the ratio and the shift
+        eta = fit_pseudo_voigt(q, reference, q_min=r.q_min, q_max=r.q_max, sigma=reference_sigma,
+                               baseline=baseline).params["eta"][0]
+        f_ref, f_on = (fit_pseudo_voigt(q, y, q_min=r.q_min, q_max=r.q_max, sigma=s, baseline=baseline, eta=eta)
+                       for y, s in ((reference, reference_sigma), (on, on_sigma)))
+        if not (f_on.area > 0 and f_ref.area > 0):
+            raise ValueError(f"reflection {r.label}: no peak above the baseline in {r.q_min}-{r.q_max} A^-1")
+        ratio = f_on.area / f_ref.area
+        ratio_err = _ratio_err(f_on.area, _finite_err(f_on.area_err), f_ref.area, _finite_err(f_ref.area_err))
+        q_ref = f_ref.center
+        q_err_on, q_err_ref = _finite_err(f_on.center_err), _finite_err(f_ref.center_err)
+        out[r.label] = {
+            "q_on": f_on.center, "q_ref": q_ref, "q_err": math.hypot(q_err_on, q_err_ref) / math.sqrt(2),
+            "shift": f_on.center / q_ref - 1.0,
+            "shift_err": math.hypot(q_err_on, q_err_ref * f_on.center / q_ref) / q_ref,
+            "fwhm": f_on.fwhm, "fwhm_ref": f_ref.fwhm, "fwhm_change": f_on.fwhm - f_ref.fwhm,
+            "fwhm_err": math.hypot(_finite_err(f_on.fwhm_err), _finite_err(f_ref.fwhm_err)),
+            "ratio": ratio, "ratio_err": ratio_err,
+            "du2_A2": -math.log(ratio) / q_ref ** 2, "du2_err": ratio_err / ratio / q_ref ** 2}
+    return out
+
+
+def _finite_err(e) -> float:
+    return float(e) if e is not None and math.isfinite(e) else math.inf
+
+
+def lattice_point(point: dict, reflections, structure: str) -> dict:
+    """Lattice parameters of the pump-on and reference patterns of one measured point:
+    cubic a (weighted mean over the reflections) or tetragonal a, c, V, plus the relative
+    change of each (on / reference - 1). Values {"value", "stderr"}."""
+    if structure not in STRUCTURES:
+        raise ValueError(f"unknown structure {structure!r}; choose one of {STRUCTURES}")
+    out = {}
+    for side in ("on", "ref"):
+        qs = np.array([point[r.label][f"q_{side}"] for r in reflections])
+        qe = np.array([point[r.label]["q_err"] for r in reflections])
+        if structure == "cubic":
+            a = 2.0 * math.pi * np.sqrt([r.s2 for r in reflections]) / qs
+            a_err = a * qe / qs
+            value, err = mean_du2(a, np.where(np.isfinite(a_err) & (a_err > 0), a_err, 1.0))
+            out[side] = {"a_angstrom": {"value": value, "stderr": err}}
+        else:
+            if len(reflections) < 2:
+                raise ValueError("tetragonal lattice parameters need at least 2 reflections")
+            out[side] = lattice_parameters_tetragonal([r.hkl for r in reflections], qs,
+                                                      qe if np.all(np.isfinite(qe) & (qe > 0)) else None)
+    result = {"structure": structure}
+    for name, on in out["on"].items():
+        ref = out["ref"][name]
+        result[name] = on
+        result[name + "_ref"] = ref
+        result[name.split("_")[0] + "_change"] = {
+            "value": on["value"] / ref["value"] - 1.0,
+            "stderr": math.hypot(on["stderr"], ref["stderr"]) / ref["value"]}
+    return result
+
+
+@dataclass
+class ReflectionSeries:
+    """Per-reflection observables of a scan: ``x`` (delay in ps or <N>), ``points`` (one
+    ``measure_point`` dict per x), ``lattice`` (one ``lattice_point`` per x), per-reflection
+    ``fits`` ({label: {"shift": KineticsFit, "du2": KineticsFit}}) with the time zero and IRF
+    they share (``common``) and, with a thermometer,
+    ``temperature_rise`` (dicts per x)."""
+    reflections: list
+    x: np.ndarray
+    points: list
+    lattice: list
+    fits: dict = field(default_factory=dict)
+    common: dict = field(default_factory=dict)
+    temperature_rise: list | None = None
+
+    def values(self, label: str, name: str) -> np.ndarray:
+        """One observable of one reflection over the scan (e.g. "shift", "du2_A2")."""
+        return np.array([p[label][name] for p in self.points], dtype=float)
+
+    def mean_du2(self) -> list[dict]:
+        """<du^2> averaged over the reflections per point (1/err^2 weights)."""
+        out = []
+        for p in self.points:
+            d = np.array([p[r.label]["du2_A2"] for r in self.reflections])
+            e = np.array([p[r.label]["du2_err"] for r in self.reflections])
+            ok = np.isfinite(e) & (e > 0)
+            value, err = mean_du2(d[ok], e[ok]) if ok.any() else (float(d.mean()), math.nan)
+            out.append({"value": value, "stderr": err})
+        return out
+
+    def anisotropy(self) -> list[dict]:
+        """Per reflection: tau and amplitude of the shift and of <du^2> (the anisotropy table)."""
+        rows = []
+        for r in self.reflections:
+            fits = self.fits.get(r.label, {})
+            row = {"hkl": r.label, "family": r.family, "q0": float(np.nanmedian(self.values(r.label, "q_ref")))}
+            for what, key in (("shift", "shift"), ("du2", "du2")):
+                fit = fits.get(key)
+                row[f"tau_{what}_ps"] = _param(fit, "tau1_ps")
+                row[f"{what}_max" + ("_A2" if what == "du2" else "")] = _param(fit, "offset")
+            rows.append(row)
+        return rows
+
+    def as_dict(self, x_name: str = "delay_ps") -> dict:
+        """JSON-able: the shape of ``trxrd reflections --json``."""
+        rows = {row["hkl"]: row for row in self.anisotropy()}
+        refl = []
+        for r in self.reflections:
+            pts = [{x_name: float(x), "shift": _clean(p[r.label]["shift"]), "shift_err": _clean(p[r.label]["shift_err"]),
+                    "du2_A2": _clean(p[r.label]["du2_A2"]), "du2_err": _clean(p[r.label]["du2_err"]),
+                    "fwhm": _clean(p[r.label]["fwhm"]), "fwhm_change": _clean(p[r.label]["fwhm_change"]),
+                    "fwhm_err": _clean(p[r.label]["fwhm_err"]), "ratio": _clean(p[r.label]["ratio"]),
+                    "ratio_err": _clean(p[r.label]["ratio_err"]), "q": _clean(p[r.label]["q_on"])}
+                   for x, p in zip(self.x, self.points)]
+            fits = {k: v.as_dict() for k, v in self.fits.get(r.label, {}).items()}
+            refl.append({**rows[r.label], "window_inv_angstrom": [r.q_min, r.q_max], "points": pts, "fits": fits})
+        out = {"reflections": refl, "common": dict(self.common),
+               "mean_du2": [{x_name: float(x), "du2_A2": _clean(m["value"]), "du2_err": _clean(m["stderr"])}
+                            for x, m in zip(self.x, self.mean_du2())],
+               "lattice": [{x_name: float(x), **_clean_tree(lat)} for x, lat in zip(self.x, self.lattice)]}
+        if self.temperature_rise is not None:
+            out["temperature_rise_K"] = [{x_name: float(x), **_clean_tree(t)}
+                                         for x, t in zip(self.x, self.temperature_rise)]
+        return out
+
+
+def _param(fit: KineticsFit | None, name: str) -> dict:
+    if fit is None or name not in fit.params:
+        return {"value": None, "stderr": None}
+    value, err = fit.params[name]
+    return {"value": _clean(value), "stderr": _clean(err)}
+
+
+def _clean(v):
+    return float(v) if v is not None and math.isfinite(v) else None
+
+
+def _clean_tree(d):
+    if isinstance(d, dict):
+        return {k: _clean_tree(v) for k, v in d.items()}
+    if isinstance(d, (float, np.floating)):
+        return _clean(float(d))
+    return d
+
+
+def measure_series(q_inv_angstrom, x, d_intensity, d_intensity_err, reference, reflections, *,
+                   structure: str = "cubic", baseline: str = "linear") -> ReflectionSeries:
+    """Every point of a pump-probe result (the ``Differences`` of ``reduction.difference`` or
+    the live accumulator: dI, its error and the reference curve per point) measured per
+    reflection (see module)."""
+    reflections = check_reflections(reflections, q_inv_angstrom)
+    d = np.atleast_2d(np.asarray(d_intensity, dtype=float))
+    ref = np.atleast_2d(np.asarray(reference, dtype=float))
+    err = np.atleast_2d(np.asarray(d_intensity_err, dtype=float))
+    points, lattice = [], []
+    for k in range(d.shape[0]):
+        sigma = err[k] / math.sqrt(2.0) if np.all(np.isfinite(err[k])) and np.all(err[k] > 0) else None
+        p = measure_point(q_inv_angstrom, ref[k] + d[k], ref[k], sigma, sigma, reflections, baseline=baseline)
+        points.append(p)
+        lattice.append(lattice_point(p, reflections, structure))
+    return ReflectionSeries(reflections, np.asarray(x, dtype=float), points, lattice)
+
+
+def _median(values) -> float | None:
+    vals = [v for v, e in values if e is not None and math.isfinite(e) and e > 0]
+    return float(np.median(vals)) if vals else None
+
+
+def _fit_one(series, label, value, err, **kwargs) -> KineticsFit | None:
+    y, e = series.values(label, value), series.values(label, err)
+    weights = e if np.all(np.isfinite(e) & (e > 0)) else None
+    try:
+        return fit_kinetics(series.x, y, weights, n_components=1, offset=True, **kwargs)
+    except ValueError:
+        return None
+
+
+def fit_reflection_kinetics(series: ReflectionSeries, *, t0_ps: float | None = None,
+                            irf_fwhm_ps: float | None = None) -> ReflectionSeries:
+    """Per reflection, a single exponential with the IRF and a step (the long-lived level)
+    fitted to the shift and to <du^2> vs delay: ``tau1_ps`` is the time constant, ``offset``
+    the amplitude reached. Time zero and the IRF are common to all reflections: given, or
+    the medians over free fits of the shifts (the best-determined observable; a median, because
+    one fit ending on a bound must not set them for all); then every
+    fit is made with them fixed (``series.common``). Fills ``series.fits``; a fit that cannot be
+    made is left out."""
+    if series.x.size < MIN_FIT_POINTS:
+        raise ValueError(f"{series.x.size} delay points are too few for a per-reflection fit "
+                         f"(need at least {MIN_FIT_POINTS})")
+    if t0_ps is None or irf_fwhm_ps is None:
+        free = {}
+        if t0_ps is not None:
+            free.update(t0_ps=t0_ps, vary_t0=False)
+        if irf_fwhm_ps is not None:
+            free.update(irf_fwhm_ps=irf_fwhm_ps)
+        first = [f for f in (_fit_one(series, r.label, "shift", "shift_err", **free) for r in series.reflections)
+                 if f is not None]
+        if t0_ps is None:
+            t0_ps = _median(f.params["t0_ps"] for f in first)
+        if irf_fwhm_ps is None:
+            irf_fwhm_ps = _median(f.params["irf_fwhm_ps"] for f in first)
+        if t0_ps is None or irf_fwhm_ps is None:
+            raise ValueError("no reflection's shift could be fitted: no time zero or IRF to share")
+    series.common = {"t0_ps": float(t0_ps), "irf_fwhm_ps": float(irf_fwhm_ps)}
+    for r in series.reflections:
+        fits = {key: _fit_one(series, r.label, value, err, t0_ps=t0_ps, vary_t0=False, irf_fwhm_ps=irf_fwhm_ps,
+                              vary_irf=False)
+                for key, value, err in (("shift", "shift", "shift_err"), ("du2", "du2_A2", "du2_err"))}
+        series.fits[r.label] = {k: v for k, v in fits.items() if v is not None}
+    return series
