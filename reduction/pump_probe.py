@@ -23,7 +23,7 @@ import numpy as np
 
 from .difference import Differences, differences
 from .fluence import fit_threshold, melted_fraction
-from .kinetics import fit_kinetics, fit_kinetics_auto
+from .kinetics import fit_kinetics, fit_kinetics_auto, fit_onset
 from .peaks import window_signal
 
 MODELS = {"exp": 1, "biexp": 2}
@@ -91,6 +91,11 @@ def fit_delays(result: PumpProbeResult, *, model: str = "auto", irf_fwhm_ps: flo
     if model not in MODELS:
         raise ValueError(f"unknown kinetics model {model!r}; choose exp, biexp or auto")
     return fit_kinetics(result.x, result.signal, err, n_components=MODELS[model], **kwargs)
+
+
+def fit_time_zero(result: PumpProbeResult, *, irf_fwhm_ps: float | None = None):
+    """Onset fit of a scan across time zero (``kinetics.fit_onset``): t0, IRF, step amplitude."""
+    return fit_onset(result.x, result.signal, _weights(result.signal_err), irf_fwhm_ps=irf_fwhm_ps)
 
 
 def fit_fluences(result: PumpProbeResult, *, model: str = "saturating"):

@@ -32,7 +32,11 @@ from dataclasses import dataclass
 
 # -- plans ---------------------------------------------------------------------------------------
 #: pump-probe plan name -> kind of reduction: a kinetics vs delay, a threshold vs fluence, or both
-PLAN_KINDS = {"delay_scan": "delay", "fluence_scan": "fluence", "fluence_delay_grid": "grid"}
+PLAN_KINDS = {"delay_scan": "delay", "fluence_scan": "fluence", "fluence_delay_grid": "grid",
+              "find_time_zero": "delay"}
+
+#: delay plans whose live fit is the onset (time zero), not the kinetics
+ONSET_PLANS = ("find_time_zero",)
 
 #: start-document key: the reference mode of the run (one of REFERENCE_MODES)
 REFERENCE = "reference"

@@ -56,9 +56,12 @@ from .acquisition.plans.metadata import Sample, sample_from
 from .acquisition.plans.pump_probe import delay_scan, fluence_delay_grid, fluence_scan
 from .acquisition.plans.raster import raster_scan
 from .acquisition.plans.temperature import anneal_profile, temperature_series
+from .acquisition.plans.time_zero import find_time_zero
 from .acquisition.progress import install_progress
 from .catalog import CatalogWriter, open_catalog
 from .reduction.callbacks.live import LiveReduction
+from .reduction.kinetics import onset_problem
+from .reduction.pump_probe import fit_time_zero
 from .reduction.settings import ReductionSettings, parse_window
 from .state import StateFile
 from .validation import finite
@@ -67,7 +70,8 @@ DEFAULT_PREFIX = "TRX:"
 
 PLANS = dict(delay_scan=delay_scan, fluence_scan=fluence_scan, fluence_delay_grid=fluence_delay_grid,
              calibrate_fluence=calibrate_fluence, temperature_series=temperature_series,
-             anneal_profile=anneal_profile, injection_series=injection_series, raster_scan=raster_scan)
+             anneal_profile=anneal_profile, injection_series=injection_series, raster_scan=raster_scan,
+             find_time_zero=find_time_zero)
 DELAY_LISTS = dict(log_delays=log_delays, linear_delays=linear_delays, dense_then_log=dense_then_log)
 
 
@@ -210,6 +214,31 @@ class SessionReduction:
         self.wait()
         return self.live.result
 
+    def onset_analysis(self):
+        """What ``find_time_zero`` calls when its frames are taken (``ValueError`` now if the
+        live reduction is off, before anything moves)."""
+        if self.live is None:
+            raise ValueError("find_time_zero fits the live reduction's signal: set_reduction(poni, mask=..., "
+                             "windows=[(qmin, qmax)]) first")
+        return self._analyse_onset
+
+    def _analyse_onset(self, q_windows, min_significance: float) -> dict:
+        """Onset fit of the scan across time zero reduced so far, in *q_windows*."""
+        self.wait()
+        pp = self.live.pump_probe
+        if not pp.onset or pp.accumulator is None or pp.q is None:
+            return {"problem": "the live reduction has no frames of this scan (was it replaced meanwhile?)"}
+        result = pp.accumulator.result(pp.q, q_windows, x_field="delay", part=pp.part, point=lambda k: k[1])
+        try:
+            fit = fit_time_zero(result, irf_fwhm_ps=self.settings.irf_fwhm_ps)
+        except ValueError as exc:
+            return {"problem": f"no onset fit: {exc}"}
+        out = {"t0_ps": fit.value("t0_ps"), "t0_err_ps": fit.stderr("t0_ps"),
+               "irf_fwhm_ps": fit.value("irf_fwhm_ps"), "irf_fwhm_err_ps": fit.stderr("irf_fwhm_ps"),
+               "amplitude": fit.value("step"), "amplitude_err": fit.stderr("step"),
+               "significance": fit.value("significance"), "problem": onset_problem(fit, result.x, min_significance)}
+        return out
+
     @property
     def lag(self) -> int:
         """Documents received but not reduced yet."""
@@ -252,6 +281,7 @@ class Session:
         """
         self.sample = sample_from(fields)
         self.state.update("sample", self.sample.as_dict())
+        self.beamline.att.sigma_cm2.put(self.sample.sigma_cm2)     # fluence <-> <N> from now on
         return self.sample
 
     def run_md(self, md: dict | None) -> dict:
@@ -277,6 +307,8 @@ class Session:
             for name in fill:
                 if name not in given:
                     kwargs[name] = devices[name]
+            if "analyse" in sig.parameters and "analyse" not in given:
+                kwargs["analyse"] = self.reduction.onset_analysis()
             if takes_md:
                 kwargs["md"] = self.run_md(kwargs.get("md"))
             return plan(*args, **kwargs)
@@ -396,6 +428,7 @@ def open_session(config: SessionConfig | None = None, *, verbose: bool = True) -
     origin = "saved" if saved.get("sample") else config.note or "configured"
     if sample:
         session.sample = sample_from(sample)
+        bl.att.sigma_cm2.put(session.sample.sigma_cm2)
         sample_line = f"sample: {session.sample.name} ({origin}; set_sample(...) to change)"
     else:
         sample_line = ("sample: none declared; call set_sample(name=..., size_nm=..., ligand=..., solvent=..., "

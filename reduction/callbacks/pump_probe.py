@@ -36,7 +36,7 @@ import numpy as np
 
 from ... import datakeys as dk
 from ..accumulate import PumpProbeAccumulator
-from ..pump_probe import PumpProbeResult, fit_delays, fit_fluences
+from ..pump_probe import PumpProbeResult, fit_delays, fit_fluences, fit_time_zero
 from .base import DerivedRunPublisher
 
 logger = logging.getLogger(__name__)
@@ -128,6 +128,7 @@ class LivePumpProbe(DerivedRunPublisher):
         self.threshold_model = threshold_model
         self.refit = refit or RefitPolicy()
         self.kind: str | None = None
+        self.onset = False                      # a scan across time zero: the fit is the onset
         self.raw_uid = self.run_uid = None      # of the last run seen and of its pump_probe run
         self.result = None
         self.refit_s: list[float] = []
@@ -143,6 +144,7 @@ class LivePumpProbe(DerivedRunPublisher):
         if doc.get("plan_name") != dk.INTEGRATE_PLAN:
             return
         self.kind = dk.PLAN_KINDS.get(doc.get(dk.RAW_PLAN_NAME))
+        self.onset = doc.get(dk.RAW_PLAN_NAME) in dk.ONSET_PLANS
         if self.kind is None:
             return
         self.mode = doc.get(dk.REFERENCE) or "interleaved"
@@ -151,7 +153,7 @@ class LivePumpProbe(DerivedRunPublisher):
               "reduced_uid": doc["uid"], dk.RAW_PLAN_NAME: doc.get(dk.RAW_PLAN_NAME),
               "sample": doc.get("sample"), dk.REFERENCE: self.mode, "signal_part": self.part,
               "windows_inv_angstrom": [list(w) for w in self.windows],
-              "model": self.threshold_model if self.kind == "fluence" else self.model,
+              "model": self.threshold_model if self.kind == "fluence" else "onset" if self.onset else self.model,
               "threshold_model": self.threshold_model if self.kind == "grid" else None,
               "irf_fwhm_ps_fixed": self.irf_fwhm_ps,
               "purpose": "pump-on minus reference, window signal and fits of the raw run"}
@@ -218,7 +220,9 @@ class LivePumpProbe(DerivedRunPublisher):
         if result is None or len(result.points) < MIN_POINTS[kind]:
             return result
         try:
-            if kind == "delay":
+            if kind == "delay" and self.onset:
+                result.fit = fit_time_zero(result, irf_fwhm_ps=self.irf_fwhm_ps)
+            elif kind == "delay":
                 result.fit = fit_delays(result, model=self.model, irf_fwhm_ps=self.irf_fwhm_ps)
             else:
                 result.fit = fit_fluences(result, model=self.threshold_model)

@@ -24,6 +24,7 @@ from . import crystal, laser, pump_probe
 from .config import load_config
 from .detector import DetectorGeometry
 from .jet import JetModel
+from .response import convolve_irf, rise
 from .synthesis import SynthesisModel
 from .thermal import HeatingCellModel
 
@@ -119,16 +120,36 @@ class BeamlineModel:
         melt = float(pump_probe.melted_fraction(t, n_exc, pp)) if pumped else 0.0
         heat = float(pump_probe.lattice_heating_k(t, n_exc, pp)) if pumped else 0.0
         dt_static = self.cell.cell_c - s["reference_temperature_c"]
-        a = s["a_angstrom"] * (1 + s["alpha_a_per_k"] * (dt_static + heat))
-        c = s["c_angstrom"] * (1 + s["alpha_c_per_k"] * (dt_static + heat))
+        rocksalt = s["structure"] == "rocksalt"
+        if rocksalt:            # the lattice responds per reflection family (reflections), not isotropically
+            a = c = s["a_angstrom"] * (1 + s["alpha_a_per_k"] * dt_static)
+        else:
+            a = s["a_angstrom"] * (1 + s["alpha_a_per_k"] * (dt_static + heat))
+            c = s["c_angstrom"] * (1 + s["alpha_c_per_k"] * (dt_static + heat))
         return {
             "delay_ps": t, "pumped": pumped, "power_w": self.power_w(),
             "fluence_mj_cm2": self.fluence_mj_cm2(), "excitations": n_exc,
             "melted_fraction": melt, "lattice_heating_k": heat,
             "cell_temperature_c": self.cell.cell_c, "a_angstrom": a, "c_angstrom": c,
-            "du2_angstrom2": s["du2_per_k_a2"] * max(dt_static + heat, 0.0),
+            "du2_angstrom2": s["du2_per_k_a2"] * max(dt_static + (0.0 if rocksalt else heat), 0.0),
             "sample_fraction": self.sample_fraction(),
+            "reflections": self.reflection_response(t, n_exc if pumped else 0.0) if rocksalt else {},
         }
+
+    def reflection_response(self, delay_ps: float, n_exc: float) -> dict:
+        """Per reflection family of a rock-salt sample: expansion (-dq/q), extra <du^2> (A^2)
+        and relative broadening at *delay_ps* for <N> = *n_exc* (sample file [lattice_dynamics]),
+        each rise convolved with the IRF numerically."""
+        lat, irf = self.cfg["lattice_dynamics"], self.cfg["pump_probe"]["irf_fwhm_ps"]
+        scale = n_exc / lat["reference_excitations"]
+        out = {}
+        for k, fam in enumerate(lat["families"]):
+            grow = float(convolve_irf(rise(lat["tau_expansion_ps"][k]), delay_ps, irf))
+            out[fam] = {"expansion": scale * lat["expansion"][k] * grow,
+                        "du2_a2": scale * lat["du2_a2"][k] * float(convolve_irf(rise(lat["tau_du2_ps"][k]),
+                                                                                delay_ps, irf)),
+                        "broadening": scale * lat["broadening"][k] * grow}
+        return out
 
     # ---- WAXS ------------------------------------------------------------------------
     def waxs_profile(self, q: np.ndarray, truth: dict) -> np.ndarray:
@@ -137,8 +158,12 @@ class BeamlineModel:
         fwhm = crystal.scherrer_fwhm_q(s["size_nm"], s["scherrer_k"])
         sample = truth["sample_fraction"]
         melt = truth["melted_fraction"]
-        bragg = crystal.powder_profile(q, truth["a_angstrom"], truth["c_angstrom"], fwhm,
-                                       1.0 - melt, truth["du2_angstrom2"])
+        if s["structure"] == "rocksalt":
+            bragg = (1.0 - melt) * crystal.rocksalt_profile(q, truth["a_angstrom"], fwhm, truth["du2_angstrom2"],
+                                                            truth["reflections"])
+        else:
+            bragg = crystal.powder_profile(q, truth["a_angstrom"], truth["c_angstrom"], fwhm,
+                                           1.0 - melt, truth["du2_angstrom2"])
         q0, w = s["background_q0_inv_angstrom"], s["background_width_inv_angstrom"]
         hump = np.exp(-0.5 * ((q - q0) / w) ** 2)
         liquid = s["liquid_scale"] * melt * np.exp(-0.5 * ((q - 2.0) / 0.45) ** 2)
@@ -174,7 +199,8 @@ class BeamlineModel:
         self.advance()
         tr = self.truth()
         key = tuple(round(float(tr[k]), 6) for k in (
-            "melted_fraction", "a_angstrom", "c_angstrom", "du2_angstrom2", "sample_fraction"))
+            "melted_fraction", "a_angstrom", "c_angstrom", "du2_angstrom2", "sample_fraction")) + tuple(
+            round(v, 9) for r in tr["reflections"].values() for v in r.values())
         expected = self._expected("waxs", key, lambda: self.waxs.expected_image(
             self._q_fine, self.waxs_profile(self._q_fine, tr)))
         return self.waxs.noisy_frame(expected * np.float32(exposure_s * self.draw_flux()), self.rng)

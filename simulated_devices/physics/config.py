@@ -44,18 +44,66 @@ def _merge(base: dict, over: dict, where: str) -> None:
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
-    """Return the defaults merged with the TOML file at *path* and then *overrides*.
+    """Return the defaults merged with the TOML file at *path* (or a shipped sample's name, see
+    ``sample_names``) and then *overrides*.
 
     Raises ValueError naming the key for unknown keys, wrong types and NaN/inf.
     """
     with open(default_config_path(), "rb") as f:
         cfg = tomllib.load(f)
     if path is not None:
-        with open(path, "rb") as f:
+        with open(resolve_sample(path), "rb") as f:
             _merge(cfg, tomllib.load(f), "")
     if overrides:
         _merge(cfg, copy.deepcopy(overrides), "")
+    _check(cfg)
     return cfg
+
+
+STRUCTURES = ("chalcopyrite", "rocksalt")
+DYNAMICS_LISTS = ("expansion", "tau_expansion_ps", "du2_a2", "tau_du2_ps", "broadening")
+
+
+def _check(cfg: dict) -> None:
+    """What one key cannot say alone: the structure, and the per-family lists of
+    ``lattice_dynamics`` (one number per family, finite, time constants > 0)."""
+    s = cfg["sample"]
+    if s["structure"] not in STRUCTURES:
+        raise ValueError(f"sample.structure must be one of {STRUCTURES}, got {s['structure']!r}")
+    if s["structure"] == "rocksalt" and s["c_angstrom"] != s["a_angstrom"]:
+        raise ValueError("a rock-salt sample is cubic: set sample.c_angstrom equal to sample.a_angstrom")
+    lat = cfg["lattice_dynamics"]
+    families = lat["families"]
+    if len(set(families)) != len(families) or not all(isinstance(f, str) and f.isdigit() and len(f) == 3
+                                                       for f in families):
+        raise ValueError(f"lattice_dynamics.families must be distinct hkl strings like \"200\", got {families!r}")
+    for key in DYNAMICS_LISTS:
+        values = lat[key]
+        if len(values) != len(families) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                for v in values):
+            raise ValueError(f"lattice_dynamics.{key} needs one finite number >= 0 per family "
+                             f"({len(families)}), got {values!r}")
+        if key.startswith("tau") and min(values) <= 0:
+            raise ValueError(f"lattice_dynamics.{key}: time constants must be > 0 ps")
+    if not lat["reference_excitations"] > 0:
+        raise ValueError("lattice_dynamics.reference_excitations must be > 0")
+
+
+def sample_names() -> list[str]:
+    """The samples shipped with the simulator (``trxrd sim --config NAME``)."""
+    return sorted(p.stem for p in (default_config_path().parent / "samples").glob("*.toml"))
+
+
+def resolve_sample(name_or_path: str | Path) -> Path:
+    """A sample file: a path, or the name of a shipped sample (``pbse-90k``)."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    shipped = default_config_path().parent / "samples" / f"{name_or_path}.toml"
+    if shipped.exists():
+        return shipped
+    raise ValueError(f"no sample file {str(name_or_path)!r}: give a TOML path or one of {', '.join(sample_names())}")
 
 
 def dump_config(cfg: dict) -> str:

@@ -1,9 +1,12 @@
-"""Powder diffraction of chalcopyrite CuInSe2 nanocrystals (tetragonal, I-42d).
+"""Powder diffraction of the simulated nanocrystals: chalcopyrite CuInSe2 (tetragonal, I-42d)
+and rock-salt PbSe (cubic, Fm-3m), the latter with a response per reflection family.
 
 EXAMPLE::
 
-    from trxrd.simulated_devices.physics.crystal import reflection_q
+    from trxrd.simulated_devices.physics.crystal import reflection_q, family
     reflection_q((1, 1, 2), a_angstrom=5.78, c_angstrom=11.62)   # ~1.880 A^-1
+    reflection_q((2, 0, 0), a_angstrom=6.12, c_angstrom=6.12)    # ~2.053 A^-1
+    family((0, 2, 0))                                            # "200"
 """
 from __future__ import annotations
 
@@ -27,6 +30,19 @@ CHALCOPYRITE_REFLECTIONS: dict[tuple[int, int, int], float] = {
     (0, 0, 8): 2.0,
     (3, 3, 2): 6.0,
     (3, 1, 6): 5.0,
+}
+
+# Rock-salt PbSe: approximate relative integrated intensities of a powder pattern (all-even
+# reflections scatter with f_Pb + f_Se, all-odd with f_Pb - f_Se; multiplicity included).
+ROCKSALT_REFLECTIONS: dict[tuple[int, int, int], float] = {
+    (1, 1, 1): 20.0,
+    (2, 0, 0): 100.0,
+    (2, 2, 0): 65.0,
+    (3, 1, 1): 15.0,
+    (2, 2, 2): 22.0,
+    (4, 0, 0): 9.0,
+    (3, 3, 1): 6.0,
+    (4, 2, 0): 17.0,
 }
 
 # Named reflection groups a beamline user integrates over.
@@ -76,3 +92,31 @@ def powder_profile(
         dw = math.exp(-du2_angstrom2 * q0 * q0)
         out[window] += (intensity / ref) * dw * np.exp(-0.5 * ((q[window] - q0) / sigma) ** 2)
     return crystalline_fraction * out
+
+
+def family(hkl) -> str:
+    """Name of the reflection family {hkl} of a cubic lattice: indices sorted, "220"."""
+    return "".join(str(i) for i in sorted((abs(int(i)) for i in hkl), reverse=True))
+
+
+def rocksalt_profile(q_inv_angstrom: np.ndarray, a_angstrom: float, fwhm_q: float, du2_angstrom2: float = 0.0,
+                     response: dict | None = None) -> np.ndarray:
+    """Gaussian Bragg peaks of a rock-salt powder, normalised so that the (200) peak maximum
+    is 1 at rest. *response* maps a family ("200") to {"expansion": -dq/q, "du2_a2": extra
+    <du^2> along its normal, "broadening": relative FWHM increase}; integrated intensities
+    follow exp(-<du^2> q^2), heights fall as the peaks broaden."""
+    q = np.asarray(q_inv_angstrom, dtype=float)
+    out = np.zeros_like(q)
+    ref = ROCKSALT_REFLECTIONS[(2, 0, 0)]
+    response = response or {}
+    for hkl, intensity in ROCKSALT_REFLECTIONS.items():
+        r = response.get(family(hkl), {})
+        q0 = reflection_q(hkl, a_angstrom, a_angstrom) * (1.0 - r.get("expansion", 0.0))
+        width = fwhm_q * (1.0 + r.get("broadening", 0.0))
+        sigma = width / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+        window = np.abs(q - q0) < 8.0 * sigma
+        if not window.any():
+            continue
+        dw = math.exp(-(du2_angstrom2 + r.get("du2_a2", 0.0)) * q0 * q0)
+        out[window] += (intensity / ref) * dw * (fwhm_q / width) * np.exp(-0.5 * ((q[window] - q0) / sigma) ** 2)
+    return out
