@@ -190,6 +190,19 @@ class PumpProbeAccumulator:
         return key
 
     # -- results -----------------------------------------------------------------------------------------
+    def mean(self, key) -> tuple:
+        """One point: (mean dI, its 1-sigma error, mean reference curve, pairs). Without sigma
+        the error is the scatter of the pairs (NaN for one pair)."""
+        s = self.points[key]
+        d, ref = s.d / s.n, s.ref / s.n
+        if self.with_sigma:
+            err = np.sqrt(s.var) / s.n
+        elif s.n > 1:
+            err = np.sqrt(np.clip((s.d2 - s.n * d * d) / (s.n - 1), 0, None) / s.n)
+        else:
+            err = np.full_like(d, np.nan)
+        return d, err, ref, s.n
+
     def result(self, q_inv_angstrom, windows, *, x_field: str, part: str = "area",
                where: Callable[[tuple], bool] | None = None,
                point: Callable[[tuple], float] = lambda key: key[-1]) -> PumpProbeResult | None:
@@ -199,18 +212,9 @@ class PumpProbeAccumulator:
         if not keys:
             return None
         keys.sort(key=point)
-        sums = [self.points[k] for k in keys]
-        n = np.array([s.n for s in sums])
-        d = np.array([s.d for s in sums]) / n[:, None]
-        ref = np.array([s.ref for s in sums]) / n[:, None]
-        if self.with_sigma:
-            err = np.sqrt(np.array([s.var for s in sums])) / n[:, None]
-        else:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                scatter = (np.array([s.d2 for s in sums]) - n[:, None] * d ** 2) / (n[:, None] - 1)
-                err = np.where(n[:, None] > 1, np.sqrt(np.clip(scatter, 0, None) / n[:, None]), np.nan)
+        d, err, ref, n = (np.array(v) for v in zip(*(self.mean(k) for k in keys)))
         signal, signal_err = window_signal(q_inv_angstrom, d, ref, windows, part=part, d_intensity_err=err)
-        x = np.array([s.x.get(x_field, np.nan) for s in sums]) / n
+        x = np.array([self.points[k].x.get(x_field, np.nan) for k in keys]) / n
         points = np.array([point(k) for k in keys], dtype=float)
         diff = Differences(points, d, err, ref, n)
         return PumpProbeResult(np.asarray(q_inv_angstrom), points, x, np.atleast_1d(signal),

@@ -32,6 +32,7 @@ import numpy as np
 
 from .kinetics import KineticsFit, fit_kinetics
 from .peaks import fit_pseudo_voigt, lattice_parameters_tetragonal, mean_du2
+from .thermometry import ThermometerCalibration, calibrate_thermometer, temperature_rise
 
 STRUCTURES = ("cubic", "tetragonal")
 MIN_FIT_POINTS = 6          # delay points a per-reflection kinetics fit needs (5 free parameters)
@@ -176,8 +177,9 @@ def _finite_err(e) -> float:
 
 def lattice_point(point: dict, reflections, structure: str) -> dict:
     """Lattice parameters of the pump-on and reference patterns of one measured point:
-    cubic a (weighted mean over the reflections) or tetragonal a, c, V, plus the relative
-    change of each (on / reference - 1). Values {"value", "stderr"}."""
+    cubic a (weighted mean over the reflections) or tetragonal a, c, V (two reflections at
+    least; with one, only the structure), plus the relative change of each (on / reference - 1).
+    Values {"value", "stderr"}."""
     if structure not in STRUCTURES:
         raise ValueError(f"unknown structure {structure!r}; choose one of {STRUCTURES}")
     out = {}
@@ -189,9 +191,9 @@ def lattice_point(point: dict, reflections, structure: str) -> dict:
             a_err = a * qe / qs
             value, err = mean_du2(a, np.where(np.isfinite(a_err) & (a_err > 0), a_err, 1.0))
             out[side] = {"a_angstrom": {"value": value, "stderr": err}}
+        elif len(reflections) < 2:
+            return {"structure": structure}     # a and c need two reflections: positions only
         else:
-            if len(reflections) < 2:
-                raise ValueError("tetragonal lattice parameters need at least 2 reflections")
             out[side] = lattice_parameters_tetragonal([r.hkl for r in reflections], qs,
                                                       qe if np.all(np.isfinite(qe) & (qe > 0)) else None)
     result = {"structure": structure}
@@ -355,3 +357,70 @@ def fit_reflection_kinetics(series: ReflectionSeries, *, t0_ps: float | None = N
                 for key, value, err in (("shift", "shift", "shift_err"), ("du2", "du2_A2", "du2_err"))}
         series.fits[r.label] = {k: v for k, v in fits.items() if v is not None}
     return series
+
+
+# -- lattice thermometry -----------------------------------------------------------------------------
+def thermometer_quantity(label: str) -> str:
+    """The quantity a thermometer on reflection *label* calibrates: its position q (A^-1)."""
+    return f"q_{label}_inv_angstrom"
+
+
+def thermometer_reflection(calibration: ThermometerCalibration) -> str:
+    """The reflection label of a thermometer made by :func:`calibrate_reflection_thermometer`."""
+    m = re.fullmatch(r"q_(.+)_inv_angstrom", calibration.quantity)
+    if not m:
+        raise ValueError(f"the thermometer calibrates {calibration.quantity!r}, not a reflection's position")
+    return m.group(1)
+
+
+def calibrate_reflection_thermometer(temperature_c, q_inv_angstrom, q_err, label: str, *, degree: int = 1,
+                                     sample: str | None = None) -> ThermometerCalibration:
+    """Peak position of reflection *label* vs heating-cell temperature (a static heating
+    series, fitted per frame) as a thermometer (``reduction.thermometry``)."""
+    cal = calibrate_thermometer(temperature_c, q_inv_angstrom, q_err, degree=degree,
+                                quantity=thermometer_quantity(label))
+    cal.sample = sample
+    return cal
+
+
+def temperature_rise_series(series: ReflectionSeries, calibration: ThermometerCalibration, *,
+                            sample: str | None = None) -> list[dict]:
+    """Lattice temperature rise dT (K) per point from the thermometer's reflection: pump-on vs
+    reference position through the calibration. Each point: {"value", "stderr", "extrapolated",
+    "temperature_c", "reference_temperature_c"}
+    (True when either temperature lies outside the calibrated range by more than its error: a linear calibration is
+    extrapolated and says so; a curved one gives None beyond 20 % of its span). The error
+    combines both positions' errors and the slope's. ``ValueError`` when the thermometer is for another
+    sample or a reflection this series does not have."""
+    label = thermometer_reflection(calibration)
+    labels = [r.label for r in series.reflections]
+    if label not in labels:
+        raise ValueError(f"the thermometer is for reflection {label}, which is not among {', '.join(labels)}")
+    if sample is not None and calibration.sample is not None and calibration.sample != sample:
+        raise ValueError(f"the thermometer was measured on {calibration.sample!r}, this scan is on {sample!r}")
+    lo, hi = calibration.temperature_range_c
+    c0, c1 = calibration.coefficients[:2]
+    var_c1 = calibration.covariance[1, 1]
+    out = []
+    for p in series.points:
+        q_on, q_ref, q_err = p[label]["q_on"], p[label]["q_ref"], p[label]["q_err"]
+        err = q_err if math.isfinite(q_err) else None
+        if calibration.degree == 1:         # a straight line extrapolates as far as it is trusted
+            t_on = calibration.reference_temperature_c + (q_on - c0) / c1
+            t_ref = calibration.reference_temperature_c + (q_ref - c0) / c1
+            rise = (q_on - q_ref) / c1
+            rise_err = math.sqrt(2.0 * (err or 0.0) ** 2 / c1 ** 2 + rise ** 2 * var_c1 / c1 ** 2)
+        else:
+            try:
+                rise, rise_err = temperature_rise(calibration, q_on, q_ref, err)
+                t_on, _ = calibration.temperature(q_on)
+                t_ref, _ = calibration.temperature(q_ref)
+            except ValueError:              # a curved calibration is not inverted far outside its range
+                out.append({"value": None, "stderr": None, "extrapolated": True})
+                continue
+        slack = (err or 0.0) / abs(c1)     # the temperature's own error: noise at the edge is not outside
+        outside = not (lo - slack <= t_on <= hi + slack and lo - slack <= t_ref <= hi + slack)
+        out.append({"value": rise, "stderr": rise_err, "extrapolated": outside, "temperature_c": t_on,
+                    "reference_temperature_c": t_ref})
+    series.temperature_rise = out
+    return out

@@ -18,6 +18,8 @@ from pathlib import Path
 from .fluence import THRESHOLD_MODELS
 from .peaks import SIGNAL_PARTS
 from .pump_probe import KINETICS_MODELS
+from .reflections import STRUCTURES, parse_reflection, thermometer_reflection
+from .thermometry import ThermometerCalibration
 
 MIN_NPT = 10
 
@@ -65,6 +67,14 @@ class ReductionSettings:
         Fixes the instrument response (ps FWHM); fitted when None.
     image_key : str
         Detector image of runs that do not name theirs (pump-probe plans name it).
+    reflections : list of str
+        "HKL:QMIN:QMAX" (A^-1) of the reflections fitted one by one (per-reflection shifts,
+        <du^2>, time constants; heating series make thermometers of them). Empty: none.
+    structure : {"cubic", "tetragonal"}
+        Lattice parameters from the reflections: cubic a, or tetragonal a, c and V.
+    thermometer : dict, optional
+        A thermometer calibration (``ThermometerCalibration.as_dict()``) on one of the
+        reflections: delay and fluence scans add the lattice temperature rise.
 
     EXAMPLE::
 
@@ -80,6 +90,9 @@ class ReductionSettings:
     threshold_model: str = "saturating"
     irf_fwhm_ps: float | None = None
     image_key: str = "pilatus_image"
+    reflections: tuple = ()
+    structure: str = "cubic"
+    thermometer: dict | None = None
 
     def __post_init__(self):
         poni = Path(self.poni).expanduser().resolve()
@@ -107,6 +120,28 @@ class ReductionSettings:
             object.__setattr__(self, "irf_fwhm_ps", float(irf))
         if not (isinstance(self.image_key, str) and self.image_key):
             raise ValueError(f"image_key must be a data key name, got {self.image_key!r}")
+        if isinstance(self.reflections, (str, bytes)):
+            raise ValueError("reflections must be a list of HKL:QMIN:QMAX strings")
+        parsed = [parse_reflection(r) for r in self.reflections]
+        object.__setattr__(self, "reflections", tuple(f"{r.label}:{r.q_min:g}:{r.q_max:g}" for r in parsed))
+        if len({r.label for r in parsed}) != len(parsed):
+            raise ValueError(f"a reflection is listed twice: {list(self.reflections)}")
+        if self.structure not in STRUCTURES:
+            raise ValueError(f"unknown structure {self.structure!r}; choose one of {', '.join(STRUCTURES)}")
+        if self.thermometer is not None:
+            label = thermometer_reflection(ThermometerCalibration.from_dict(self.thermometer))
+            if label not in {r.label for r in parsed}:
+                raise ValueError(f"the thermometer is for reflection {label}: list it in reflections "
+                                 f"(e.g. {label}:QMIN:QMAX)")
+
+    @property
+    def parsed_reflections(self) -> list:
+        """The reflections as ``Reflection`` objects."""
+        return [parse_reflection(r) for r in self.reflections]
+
+    @property
+    def thermometer_calibration(self) -> ThermometerCalibration | None:
+        return None if self.thermometer is None else ThermometerCalibration.from_dict(self.thermometer)
 
     def as_dict(self) -> dict:
         """JSON-able form (paths as strings, windows as lists)."""
@@ -114,6 +149,7 @@ class ReductionSettings:
         out["poni"] = str(self.poni)
         out["mask"] = None if self.mask is None else str(self.mask)
         out["windows"] = [list(w) for w in self.windows]
+        out["reflections"] = list(self.reflections)
         return out
 
     @classmethod

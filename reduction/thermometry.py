@@ -60,6 +60,7 @@ class ThermometerCalibration:
     redchi: float
     ndata: int
     weighted: bool
+    sample: str | None = None         # the sample it was measured on (a thermometer is per sample)
 
     @property
     def degree(self) -> int:
@@ -135,7 +136,23 @@ class ThermometerCalibration:
                 "reference_temperature_c": self.reference_temperature_c,
                 "temperature_range_c": list(self.temperature_range_c),
                 "expansion_per_k": self.expansion_per_k, "expansion_per_k_err": self.expansion_per_k_err,
-                "redchi": self.redchi, "ndata": self.ndata, "weighted": self.weighted}
+                "redchi": self.redchi, "ndata": self.ndata, "weighted": self.weighted, "sample": self.sample}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ThermometerCalibration":
+        """The calibration back from ``as_dict()`` (a saved thermometer)."""
+        try:
+            coef = _array("coefficients", values["coefficients"])
+            cov = _array("covariance", values["covariance"])
+            if coef.ndim != 1 or coef.size < 2 or cov.shape != (coef.size, coef.size):
+                raise ValueError("coefficients / covariance of inconsistent shapes")
+            lo, hi = (float(v) for v in values["temperature_range_c"])
+            return cls(quantity=str(values["quantity"]), coefficients=coef, covariance=cov,
+                       reference_temperature_c=float(values["reference_temperature_c"]),
+                       temperature_range_c=(lo, hi), redchi=float(values["redchi"]), ndata=int(values["ndata"]),
+                       weighted=bool(values["weighted"]), sample=values.get("sample"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a thermometer calibration: {exc}") from None
 
 
 def calibrate_thermometer(temperature_c, position, position_err=None, degree: int = 1,

@@ -19,9 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import tomli_w
+
+from .physics.config import load_config, resolve_sample
 
 
 def _free_port() -> int:
@@ -72,8 +75,9 @@ class SimulatedBeamline:
     def __init__(self, prefix: str = "TRX:", data_dir: str | Path | None = None,
                  overrides: dict | None = None, detector: str | None = None,
                  start_timeout: float = 60.0, log_path: str | Path | None = None,
-                 ca_env: dict[str, str] | None = None):
+                 ca_env: dict[str, str] | None = None, sample: str | None = None):
         self.prefix = prefix
+        self.sample = sample
         self._tmp = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="trxrd-sim-")
@@ -87,6 +91,20 @@ class SimulatedBeamline:
         self.proc: subprocess.Popen | None = None
         self.repeater: subprocess.Popen | None = None
 
+    def _sample_file(self) -> dict:
+        """The sample file given to ``trxrd sim``: the named sample with the overrides on top."""
+        out = {}
+        if self.sample:
+            with open(resolve_sample(self.sample), "rb") as f:
+                out = tomllib.load(f)
+        for table, values in self.overrides.items():
+            out[table] = {**out.get(table, {}), **values} if isinstance(values, dict) else values
+        return out
+
+    def config(self) -> dict:
+        """The simulator's ground truth: defaults, the sample, the overrides."""
+        return load_config(overrides=self._sample_file())
+
     @property
     def waxs_dir(self) -> Path:
         return self.data_dir / "waxs"
@@ -99,9 +117,9 @@ class SimulatedBeamline:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "trxrd.cli", "sim", "--prefix", self.prefix,
                "--data-dir", str(self.data_dir)]
-        if self.overrides:
+        if self.overrides or self.sample:
             cfg = self.data_dir / "sample-overrides.toml"
-            cfg.write_text(tomli_w.dumps(self.overrides))
+            cfg.write_text(tomli_w.dumps(self._sample_file()))
             cmd += ["--config", str(cfg)]
         if self.detector:
             cmd += ["--detector", self.detector]

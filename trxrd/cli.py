@@ -387,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="run the simulated beamline IOCs until Ctrl-C")
     sim.add_argument("--prefix", default="TRX:", help="PV prefix (default TRX:)")
-    sim.add_argument("--config", help="sample file (TOML) overriding the documented defaults")
+    sim.add_argument("--config", help="sample file (TOML) overriding the documented defaults, or a shipped "
+                     "sample: pbse-90k, pbse-300k (rock-salt PbSe QDs for per-reflection dynamics)")
     sim.add_argument("--data-dir", default="./data/detectors",
                      help="where detector files, PONI files and masks are written")
     sim.add_argument("--detector", choices=("pilatus300k", "pilatus2m"),

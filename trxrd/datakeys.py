@@ -84,6 +84,7 @@ FIELDS = {
     "shutter": Field("", "pump shutter state read back: 'Open' or 'Closed'"),
     "jet_flow": Field("mL/min", "liquid-jet flow"),
     "image": Field("counts", "the detector frame (a datum in raw runs)"),
+    "temperature": Field("C", "heating-cell temperature read back (static heating series)"),
 }
 
 #: fields whose data keys come from the devices (listed in KEY_MAP of the start document)
@@ -96,6 +97,9 @@ RAW_UID = "raw_uid"
 RAW_PLAN_NAME = "raw_plan_name"
 INTEGRATE_PLAN = "integrate"         # plan_name of a reduced run (I(q) per frame)
 PUMP_PROBE_PLAN = "pump_probe"       # plan_name of a pump-probe reduction (dI, signal, fits)
+REFLECTIONS_PLAN = "reflections"     # plan_name of a per-reflection reduction (shifts, <du^2>, taus)
+THERMOMETER_PLAN = "thermometer"     # plan_name of a thermometer calibration (static heating series)
+HEATING_PLANS = ("temperature_series",)
 Q, INTENSITY, SIGMA, RAW_SEQ_NUM = "q", "intensity", "sigma", "raw_seq_num"
 
 
@@ -109,13 +113,18 @@ def plan_fields(plan_name: str) -> tuple[str, ...]:
 
 
 def key_map(start: dict) -> dict[str, str]:
-    """{field: data key} of a pump-probe run, from its start document; ``ValueError`` naming
-    what is missing when the run does not follow this contract."""
+    """{field: data key} of a run, from its start document; ``ValueError`` naming what is
+    missing when the run does not follow this contract (a pump-probe plan maps every device
+    field; other plans, e.g. ``temperature_series``, map what they read)."""
     mapping = start.get(KEY_MAP)
     if not isinstance(mapping, dict):
         raise ValueError(f"run {str(start.get('uid', '?'))[:8]} ({start.get('plan_name')}) has no "
                          f"{KEY_MAP!r} map in its start document: not written by a trxrd pump-probe plan")
-    missing = [f for f in DEVICE_FIELDS if f not in mapping]
+    unknown = [f for f in mapping if f not in FIELDS]
+    if unknown:
+        raise ValueError(f"run {str(start.get('uid', '?'))[:8]}: {KEY_MAP} has unknown fields {', '.join(unknown)}")
+    required = DEVICE_FIELDS if start.get("plan_name") in PLAN_KINDS else ()
+    missing = [f for f in required if f not in mapping]
     if missing:
         raise ValueError(f"run {str(start.get('uid', '?'))[:8]}: {KEY_MAP} lacks {', '.join(missing)}")
     return {**{f: f for f in LABEL_FIELDS + (REQUESTED_FLUENCE,)}, **mapping}

@@ -47,7 +47,9 @@ from bluesky import plans as bp
 from bluesky import preprocessors as bpp
 from bluesky.callbacks.best_effort import BestEffortCallback
 from bluesky.simulators import check_limits, summarize_plan
+from tiled.queries import Key
 
+from . import datakeys as dk
 from .acquisition.beamline import Beamline, connect_beamline
 from .acquisition.plans.delays import dense_then_log, linear_delays, log_delays
 from .acquisition.plans.fluence import calibrate_fluence
@@ -62,6 +64,8 @@ from .catalog import CatalogWriter, open_catalog
 from .reduction.callbacks.live import LiveReduction
 from .reduction.kinetics import onset_problem
 from .reduction.pump_probe import fit_time_zero
+from .reduction.reflections import thermometer_reflection
+from .reduction.thermometry import ThermometerCalibration
 from .reduction.settings import ReductionSettings, parse_window
 from .state import StateFile
 from .validation import finite
@@ -240,6 +244,69 @@ class SessionReduction:
         return out
 
     @property
+    def reflections(self):
+        """The per-reflection result of the last delay or fluence scan (``ReflectionSeries``),
+        after catching up; None without reflections in the settings."""
+        if self.live is None or self.live.reflections is None:
+            return None
+        self.wait()
+        return self.live.reflections.series
+
+    def set_thermometer(self, source, hkl: str | None = None) -> "SessionReduction":
+        """Make a thermometer the session's: the uid (or scan_id) of a ``temperature_series`` run
+        or of its ``thermometer`` run in the catalog, or a JSON file written by ``trxrd thermometer``.
+        *hkl* picks the reflection when the calibration has several (default: the first). Delay
+        and fluence scans then report the lattice temperature rise; saved for the next session.
+
+        EXAMPLE::
+
+            RE(temperature_series([pilatus], [25, 55, 85, 115, 145, 170], frames=2))
+            set_thermometer(-1)                  # the heating series just taken
+        """
+        if self.settings is None or not self.settings.reflections:
+            raise ValueError("set_reduction(..., reflections=['HKL:QMIN:QMAX', ...]) first: the thermometer "
+                             "reads a reflection's position")
+        calibrations = self._thermometers(source)
+        if hkl is None:
+            cal = next(iter(calibrations.values()))
+        elif str(hkl) in calibrations:
+            cal = calibrations[str(hkl)]
+        else:
+            raise ValueError(f"the thermometer has reflections {', '.join(calibrations)}, not {hkl}")
+        sample = self._session.sample
+        if sample is not None and cal.sample is not None and cal.sample != sample.name:
+            raise ValueError(f"the thermometer was measured on {cal.sample!r}, the session's sample is {sample.name!r}")
+        return self.set(thermometer=cal.as_dict())
+
+    def _thermometers(self, source) -> dict:
+        path = Path(str(source)).expanduser()
+        if isinstance(source, (str, Path)) and path.suffix == ".json" and path.is_file():
+            try:
+                data = json.loads(path.read_text())
+                cals = data["calibrations"] if "calibrations" in data else {"": data}
+                return {k or thermometer_reflection(ThermometerCalibration.from_dict(v)):
+                        ThermometerCalibration.from_dict(v) for k, v in cals.items()}
+            except (KeyError, TypeError, json.JSONDecodeError) as exc:
+                raise ValueError(f"{path} is not a thermometer file: {exc}") from None
+        self.wait()                            # the heating series reduced and stored first
+        self._session.writer.flush()
+        cat = self._session.catalog
+        run = cat[source]
+        if run.start.get("plan_name") != dk.THERMOMETER_PLAN:
+            linked = list(cat.search(Key(dk.RAW_UID) == run.start["uid"]).search(
+                Key("plan_name") == dk.THERMOMETER_PLAN).values())
+            if not linked:
+                raise ValueError(f"run {run.start['uid'][:8]} ({run.start.get('plan_name')}) has no thermometer: "
+                                 "a temperature_series reduced with reflections makes one")
+            run = linked[-1]
+        if "calibration" not in run:
+            raise ValueError(f"thermometer run {run.start['uid'][:8]} has no calibration (it ended: "
+                             f"{run.stop.get('exit_status') if run.stop else 'not closed'})")
+        table = run["calibration"].read()
+        return {str(h): ThermometerCalibration.from_dict(json.loads(str(c)))
+                for h, c in zip(table["hkl"].values, table["calibration"].values)}
+
+    @property
     def lag(self) -> int:
         """Documents received but not reduced yet."""
         return 0 if self.live is None else self.live.backlog
@@ -326,6 +393,7 @@ class Session:
         """What the IPython profile puts in the user's namespace."""
         return dict(session=self, RE=self.RE, cat=self.catalog, bec=self.bec, beamline=self.beamline,
                     set_sample=self.set_sample, set_reduction=self.reduction.set, reduction=self.reduction,
+                    set_thermometer=self.reduction.set_thermometer,
                     bps=bps, bp=bp, bpp=bpp, summarize_plan=summarize_plan, check_limits=check_limits,
                     **self.beamline.devices(), **self.plans)
 

@@ -47,6 +47,7 @@ from bluesky import preprocessors as bpp
 from bluesky.protocols import Readable
 from bluesky.utils import MsgGenerator
 
+from ... import datakeys as dk
 from ...validation import count, finite
 from ..devices.clock import PlanClock
 from ..suspenders import SuspendTemperatureOutOfBand
@@ -111,9 +112,11 @@ def temperature_series(detectors: Sequence[Readable], temperatures_c: Iterable[f
     frames = count(frames, "frames")
     args = dict(detectors=[d.name for d in detectors], temperatures_c=temps, cell=cell.name,
                 frames=frames, **rule)
+    images = [d.image_key for d in detectors if hasattr(d, "image_key")]
     md = plan_md("temperature_series", args, md,
                  hints={"dimensions": [([cell.setpoint.name], "primary")]},
-                 num_points=len(temps) * frames, settle_rule=rule)
+                 num_points=len(temps) * frames, settle_rule=rule,
+                 **{dk.KEY_MAP: {"temperature": cell.temperature.name, **({"image": images[0]} if images else {})}})
     index = LabelSignal(name="temperature_index", value=0)
     frame = LabelSignal(name="frame", value=0)
     readables = detectors + [cell, index, frame]

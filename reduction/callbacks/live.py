@@ -3,8 +3,10 @@ for a RunEngine: the RunEngine only enqueues documents, so a slow reduction neve
 loop, its suspenders or the acquisition (see ``buffer``).
 
 The chain: ``LiveIntegrator`` (frames read through resource/datum -> I(q), reduced run) ->
-``LivePumpProbe`` (dI, window signal, throttled fits, ``pump_probe`` run) [-> ``LivePumpProbePlot``];
-both derived runs go to *store* (e.g. the session's ``CatalogWriter``).
+``LivePumpProbe`` (dI, window signal, throttled fits, ``pump_probe`` run) [-> ``LivePumpProbePlot``],
+and with reflections in the settings ``LiveReflections`` (``reflections`` run) and ``LiveThermometer``
+(``thermometer`` run of heating series); the derived runs go to *store* (e.g. the session's
+``CatalogWriter``).
 
 EXAMPLE::
 
@@ -25,6 +27,7 @@ from .buffer import BufferedCallback
 from .integrator import LiveIntegrator
 from .plot import LivePumpProbePlot
 from .pump_probe import LivePumpProbe, RefitPolicy
+from .reflections import LiveReflections, LiveThermometer
 
 
 def live_reduction(settings: ReductionSettings, *, store=None, plot=False, refit: RefitPolicy | None = None):
@@ -42,6 +45,22 @@ def live_reduction(settings: ReductionSettings, *, store=None, plot=False, refit
     if plot:
         pump_probe.subscribe(LivePumpProbePlot(pump_probe, None if plot is True else plot))
     return integrator, pump_probe
+
+
+def reflection_reduction(settings: ReductionSettings, integrator, *, store=None, refit: RefitPolicy | None = None):
+    """With reflections in *settings*: (LiveReflections, LiveThermometer) fed by *integrator*,
+    their derived runs to *store*; else (None, None)."""
+    if not settings.reflections:
+        return None, None
+    reflections = LiveReflections(settings.parsed_reflections, structure=settings.structure,
+                                  thermometer=settings.thermometer_calibration, irf_fwhm_ps=settings.irf_fwhm_ps,
+                                  refit=refit)
+    thermometer = LiveThermometer(settings.parsed_reflections)
+    for callback in (reflections, thermometer):
+        integrator.subscribe(callback)
+        if store is not None:
+            callback.subscribe(store)
+    return reflections, thermometer
 
 
 class LiveReduction:
@@ -64,6 +83,7 @@ class LiveReduction:
                  refit: RefitPolicy | None = None):
         self.settings = settings
         self.integrator, self.pump_probe = live_reduction(settings, store=store, plot=plot, refit=refit)
+        self.reflections, self.thermometer = reflection_reduction(settings, self.integrator, store=store, refit=refit)
         self.buffer = BufferedCallback(self.integrator, max_queued=max_queued, name="live-reduction")
 
     def __call__(self, name: str, doc: dict) -> None:

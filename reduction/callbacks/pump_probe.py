@@ -116,6 +116,10 @@ class LivePumpProbe(DerivedRunPublisher):
         When to refit while the scan runs (the final fit is always made).
     """
 
+    PLAN = dk.PUMP_PROBE_PLAN                   # plan_name of the derived run
+    KINDS = ("delay", "fluence", "grid")        # raw plan kinds reduced (dk.PLAN_KINDS)
+    ONSET = True                                # also scans across time zero (dk.ONSET_PLANS)
+
     def __init__(self, windows, *, part: str = "area", model: str = "auto", irf_fwhm_ps: float | None = None,
                  threshold_model: str = "saturating", refit: RefitPolicy | None = None):
         super().__init__()
@@ -145,11 +149,12 @@ class LivePumpProbe(DerivedRunPublisher):
             return
         self.kind = dk.PLAN_KINDS.get(doc.get(dk.RAW_PLAN_NAME))
         self.onset = doc.get(dk.RAW_PLAN_NAME) in dk.ONSET_PLANS
-        if self.kind is None:
+        if self.kind not in self.KINDS or (self.onset and not self.ONSET):
+            self.kind = None
             return
         self.mode = doc.get(dk.REFERENCE) or "interleaved"
         self.raw_uid = doc.get(dk.RAW_UID)
-        md = {"plan_name": dk.PUMP_PROBE_PLAN, "kind": self.kind, dk.RAW_UID: self.raw_uid,
+        md = {"plan_name": self.PLAN, "kind": self.kind, dk.RAW_UID: self.raw_uid,
               "reduced_uid": doc["uid"], dk.RAW_PLAN_NAME: doc.get(dk.RAW_PLAN_NAME),
               "sample": doc.get("sample"), dk.REFERENCE: self.mode, "signal_part": self.part,
               "windows_inv_angstrom": [list(w) for w in self.windows],
@@ -157,6 +162,7 @@ class LivePumpProbe(DerivedRunPublisher):
               "threshold_model": self.threshold_model if self.kind == "grid" else None,
               "irf_fwhm_ps_fixed": self.irf_fwhm_ps,
               "purpose": "pump-on minus reference, window signal and fits of the raw run"}
+        md.update(self.extra_md())
         self.run_uid = self.open_derived({k: v for k, v in md.items() if v is not None},
                                          time=doc["time"])["uid"]
         self.accumulator = PumpProbeAccumulator(self.mode)   # refuses a mode it cannot pair live
@@ -174,6 +180,8 @@ class LivePumpProbe(DerivedRunPublisher):
         key = self._key(data)
         x = {f: data[f] for f in ("delay", "excitations") if f in data}
         done = self.accumulator.add(data[dk.INTENSITY], data.get(dk.SIGMA), role=role, key=key, x=x)
+        if done:
+            self.completed(done)
         now = time.monotonic()
         if done and self.refit.due(self.accumulator.pairs, now):
             self.update(started=now)
@@ -192,11 +200,25 @@ class LivePumpProbe(DerivedRunPublisher):
     def stop(self, doc):
         if self.kind is None or self.derived_uid is None:
             return
-        self.accumulator.finish()
+        done = self.accumulator.finish()
+        if done:
+            self.completed(done)
         if self.accumulator.points:
             self.update(started=time.monotonic())
-            self._emit_points()
+            self.publish_final()
         self.close_derived(doc.get("exit_status", "success"), doc.get("reason", ""))
+
+    # -- hooks of reductions built on this one (``LiveReflections``) -----------------------------------
+    def extra_md(self) -> dict:
+        """More start metadata of the derived run."""
+        return {}
+
+    def completed(self, keys) -> None:
+        """Points whose sums just changed (work on those points only)."""
+
+    def publish_final(self) -> None:
+        """The end-of-run streams of the derived run."""
+        self._emit_points()
 
     # -- reduction ------------------------------------------------------------------------------
     def update(self, started: float) -> None:
