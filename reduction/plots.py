@@ -124,3 +124,58 @@ def draw_grid(fig, grid):
             ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def draw_reflections(fig, series, *, x_label: str = "delay (ps)", truth: dict | None = None):
+    """Per-reflection figure of a ``ReflectionSeries`` into *fig*: the relative shift dq/q and
+    <du^2> per reflection with their fits (delay scans), the lattice temperature rise when the
+    series has one (extrapolated points hollow, labelled), and the anisotropy bars (tau of the
+    shift and of <du^2> per reflection; *truth*: {hkl: (tau_shift, tau_du2)} drawn as markers)."""
+    fig.clear()
+    with_t = series.temperature_rise is not None
+    axes = fig.subplots(1, 3 + int(with_t))
+    x = np.asarray(series.x, dtype=float)
+    fine = np.linspace(x.min(), x.max(), 400) if x.size else x
+    for ax, (value, err, key, label) in zip(axes, (("shift", "shift_err", "shift", "dq/q"),
+                                                   ("du2_A2", "du2_err", "du2", "<du$^2$> (A$^2$)"))):
+        for r in series.reflections:
+            line = ax.errorbar(x, series.values(r.label, value), series.values(r.label, err), fmt="o", ms=3,
+                               label=r.label)
+            fit = series.fits.get(r.label, {}).get(key)
+            if fit is not None:
+                ax.plot(fine, fit.evaluate(fine), color=line[0].get_color(), lw=1)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(label)
+        ax.axhline(0, color="0.7", lw=0.5)
+    axes[0].legend(fontsize=7, title="hkl")
+    if with_t:
+        ax = axes[2]
+        t = series.temperature_rise
+        ok = np.array([p["value"] is not None for p in t])
+        val = np.array([np.nan if p["value"] is None else p["value"] for p in t])
+        err = np.array([np.nan if p["stderr"] is None else p["stderr"] for p in t])
+        ext = np.array([bool(p["extrapolated"]) for p in t])
+        ax.errorbar(x[ok & ~ext], val[ok & ~ext], err[ok & ~ext], fmt="o", color="C3", label="calibrated range")
+        if np.any(ok & ext):
+            ax.errorbar(x[ok & ext], val[ok & ext], err[ok & ext], fmt="o", mfc="none", color="C3",
+                        label="extrapolated")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("lattice temperature rise dT (K)")
+        ax.legend(fontsize=7)
+    ax = axes[-1]
+    rows = series.anisotropy()
+    pos = np.arange(len(rows))
+    for k, (name, color) in enumerate((("tau_shift_ps", "C0"), ("tau_du2_ps", "C1"))):
+        v = [np.nan if r[name]["value"] is None else r[name]["value"] for r in rows]
+        e = [np.nan if r[name]["stderr"] is None else r[name]["stderr"] for r in rows]
+        ax.bar(pos + (k - 0.5) * 0.38, v, 0.38, yerr=e, color=color, capsize=2,
+               label="tau shift" if k == 0 else "tau <du$^2$>")
+        if truth:
+            ax.plot(pos + (k - 0.5) * 0.38, [truth.get(r["hkl"], (np.nan, np.nan))[k] for r in rows], "k_", ms=14,
+                    label="truth" if k == 0 else None)
+    ax.set_xticks(pos, [r["hkl"] for r in rows])
+    ax.set_ylabel("time constant (ps)")
+    ax.set_title("anisotropy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

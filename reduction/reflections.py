@@ -28,9 +28,10 @@ import math
 import re
 from dataclasses import dataclass, field
 
+import lmfit
 import numpy as np
 
-from .kinetics import KineticsFit, fit_kinetics
+from .kinetics import IRF_MIN_PS, TAU_MIN_PS, KineticsFit, fit_kinetics, kinetics_model
 from .peaks import fit_pseudo_voigt, lattice_parameters_tetragonal, mean_du2
 from .thermometry import ThermometerCalibration, calibrate_thermometer, temperature_rise
 
@@ -315,6 +316,39 @@ def _median(values) -> float | None:
     return float(np.median(vals)) if vals else None
 
 
+def _joint_onset(series, first: dict, t0_ps, irf_fwhm_ps) -> tuple[float, float]:
+    """Time zero and IRF of one joint fit of every reflection's shift (its own amplitude, step
+    and tau each, t0 and IRF shared), started from the medians of the single fits; the medians
+    when the joint fit fails."""
+    t0_start = t0_ps if t0_ps is not None else _median(f.params["t0_ps"] for f in first.values())
+    irf_start = irf_fwhm_ps if irf_fwhm_ps is not None else _median(f.params["irf_fwhm_ps"] for f in first.values())
+    t0_start = float(np.median([f.value("t0_ps") for f in first.values()])) if t0_start is None else t0_start
+    irf_start = float(np.median([f.value("irf_fwhm_ps") for f in first.values()])) if irf_start is None else irf_start
+    params = lmfit.Parameters()
+    span = float(series.x.max() - series.x.min())
+    params.add("t0_ps", value=t0_start, min=float(series.x.min()), max=float(series.x.max()), vary=t0_ps is None)
+    params.add("irf_fwhm_ps", value=max(irf_start, IRF_MIN_PS), min=IRF_MIN_PS, max=span, vary=irf_fwhm_ps is None)
+    data = []
+    for k, (label, fit) in enumerate(first.items()):
+        y, e = series.values(label, "shift"), series.values(label, "shift_err")
+        w = 1.0 / e if np.all(np.isfinite(e) & (e > 0)) else np.ones_like(y)
+        data.append((k, y, w))
+        params.add(f"a{k}", value=fit.value("a1"))
+        params.add(f"tau{k}", value=fit.value("tau1_ps"), min=TAU_MIN_PS)
+        params.add(f"off{k}", value=fit.value("offset"))
+
+    def residual(p):
+        v = p.valuesdict()
+        return np.concatenate([(y - kinetics_model(series.x, t0_ps=v["t0_ps"], irf_fwhm_ps=v["irf_fwhm_ps"],
+                                                   amplitudes=[v[f"a{k}"]], taus_ps=[v[f"tau{k}"]],
+                                                   offset=v[f"off{k}"])) * w for k, y, w in data])
+
+    result = lmfit.minimize(residual, params, method="leastsq")
+    if not result.success or not all(np.isfinite([result.params["t0_ps"].value, result.params["irf_fwhm_ps"].value])):
+        return t0_start, irf_start
+    return float(result.params["t0_ps"].value), float(result.params["irf_fwhm_ps"].value)
+
+
 def _fit_one(series, label, value, err, **kwargs) -> KineticsFit | None:
     y, e = series.values(label, value), series.values(label, err)
     weights = e if np.all(np.isfinite(e) & (e > 0)) else None
@@ -329,8 +363,8 @@ def fit_reflection_kinetics(series: ReflectionSeries, *, t0_ps: float | None = N
     """Per reflection, a single exponential with the IRF and a step (the long-lived level)
     fitted to the shift and to <du^2> vs delay: ``tau1_ps`` is the time constant, ``offset``
     the amplitude reached. Time zero and the IRF are common to all reflections: given, or
-    the medians over free fits of the shifts (the best-determined observable; a median, because
-    one fit ending on a bound must not set them for all); then every
+    from one joint fit of every reflection's shift (the best-determined observable), started
+    from the medians of single free fits; then every
     fit is made with them fixed (``series.common``). Fills ``series.fits``; a fit that cannot be
     made is left out."""
     if series.x.size < MIN_FIT_POINTS:
@@ -342,14 +376,11 @@ def fit_reflection_kinetics(series: ReflectionSeries, *, t0_ps: float | None = N
             free.update(t0_ps=t0_ps, vary_t0=False)
         if irf_fwhm_ps is not None:
             free.update(irf_fwhm_ps=irf_fwhm_ps)
-        first = [f for f in (_fit_one(series, r.label, "shift", "shift_err", **free) for r in series.reflections)
-                 if f is not None]
-        if t0_ps is None:
-            t0_ps = _median(f.params["t0_ps"] for f in first)
-        if irf_fwhm_ps is None:
-            irf_fwhm_ps = _median(f.params["irf_fwhm_ps"] for f in first)
-        if t0_ps is None or irf_fwhm_ps is None:
+        first = {r.label: f for r in series.reflections
+                 if (f := _fit_one(series, r.label, "shift", "shift_err", **free)) is not None}
+        if not first:
             raise ValueError("no reflection's shift could be fitted: no time zero or IRF to share")
+        t0_ps, irf_fwhm_ps = _joint_onset(series, first, t0_ps, irf_fwhm_ps)
     series.common = {"t0_ps": float(t0_ps), "irf_fwhm_ps": float(irf_fwhm_ps)}
     for r in series.reflections:
         fits = {key: _fit_one(series, r.label, value, err, t0_ps=t0_ps, vary_t0=False, irf_fwhm_ps=irf_fwhm_ps,

@@ -48,7 +48,7 @@ def _sim(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(out_dir=args.out, detector=args.detector, json_path=args.json)
+    return run_demo(out_dir=args.out, detector=args.detector, json_path=args.json, experiment=args.experiment)
 
 
 def _data_root() -> Path:
@@ -397,8 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--print-config", action="store_true", help="print the sample file in force and exit")
     sim.set_defaults(func=_sim)
 
-    demo = sub.add_parser("demo", help="dry-run campaign: fluence calibration, fluence scan, delay scan, "
-                                       "live reduction, fits vs the simulator's truth")
+    demo = sub.add_parser("demo", help="dry-run campaign: time zero, heating calibration, fluence and delay "
+                                       "scans, live reduction, fits vs the simulator's truth")
+    demo.add_argument("--experiment", choices=("trxrd", "ued"), default="trxrd",
+                      help="trxrd: CuInSe2 NCs in a liquid jet (default); ued: per-reflection dynamics of "
+                           "PbSe QDs at 90 K")
     demo.add_argument("--out", default="demo-output", help="folder for figures, summary and data")
     demo.add_argument("--json", help="write the summary JSON here (default OUT/summary.json)")
     demo.add_argument("--detector", choices=("pilatus300k", "pilatus2m"), default="pilatus300k")

@@ -1,19 +1,33 @@
-"""The dry-run campaign (``make demo`` / ``trxrd demo``): the simulated beamline, the profile's
+"""The dry-run campaigns (``make demo`` / ``trxrd demo``): the simulated beamline, the profile's
 devices and plans, and live reduction, end to end.
 
-1. Start ``trxrd sim`` on an isolated loopback port and open a beamline session on it
-   (catalog, RunEngine, devices) with live reduction: frames -> I(q) -> dI -> fits.
+``--experiment trxrd`` (default), CuInSe2 NCs in a liquid jet:
+
+1. Start ``trxrd sim`` on an isolated loopback port (its heating cell runs ``HEATING_SPEEDUP``
+   times faster than real time) and open a beamline session on it with live reduction:
+   frames -> I(q) -> dI -> fits, and the (112) reflection fitted per point.
 2. Calibrate the fluence attenuator (Malus-law fit of the power meter).
-3. Fluence scan at +40 ps: melted fraction vs <N> and the melting threshold.
-4. Delay scan from -200 ps to 10 ns (dense near time zero, logarithmic after) well above
-   the threshold: bi-exponential recovery with the instrument response, t0 free.
-5. Print fitted tau1, tau2, t0 and threshold next to the simulator's truth; write PNGs
-   (difference map, kinetics with fit, fluence curve) and ``summary.json`` (``truth``, ``fit``)
-   into the output folder. Every run stays in the catalog under ``<out>/data``.
+3. Find time zero: the session starts from the delay stage's default, which is wrong; a scan
+   across the onset finds it (old, found and true value printed).
+4. Static heating series 25 -> 170 C with the heating cell: the (112) position vs temperature
+   becomes the session's thermometer; the cell cools back to 25 C.
+5. Fluence scan at +40 ps: melted fraction vs <N>, the melting threshold and the lattice
+   temperature rise dT vs <N>.
+6. Delay scan from -200 ps to 10 ns: bi-exponential recovery with the instrument response, dT(t),
+   and from tau2 the interfacial thermal conductance G (``reduction.heat``).
+7. Print fitted values next to the simulator's truth; write PNGs and ``summary.json``.
+
+``--experiment ued``, PbSe QDs at 90 K (``trxrd sim --config pbse-90k``): fluence calibration,
+a coarse time-zero scan, then a delay scan from -3 to 40 ps with every reflection fitted per
+point: the anisotropy table (tau and amplitude of the shift and of <du^2> per reflection family)
+next to the sample file's values, and the per-reflection figure.
+
+Every run stays in the catalog under ``<out>/data``.
 
 EXAMPLE::
 
     trxrd demo --out demo-output --json demo-output/summary.json
+    trxrd demo --experiment ued --out demo-ued
 """
 from __future__ import annotations
 
@@ -32,6 +46,9 @@ NUM_FLUENCES = 12
 DENSE = (-200.0, 200.0, 17)             # start, stop (ps), points: every 25 ps around t0
 LOG_TAIL = (10_000.0, 24)               # stop (ps), points after the dense part
 REPEATS = 2
+HEATING_SPEEDUP = 50.0                  # the simulated heating cell runs this much faster than real time
+HEATING_SERIES_C = (25.0, 60.0, 95.0, 130.0, 170.0)
+TIME_ZERO_WINDOW = (300.0, 10.0)        # window, step (ps) of the time-zero scan
 # The (112) reflection of chalcopyrite CuInSe2 from the literature lattice (a, c in A), not the
 # simulator's: the q window of the signal is the reflection +- 2 Scherrer FWHM of the nominal size.
 NOMINAL_LATTICE = (5.78, 11.62)
@@ -89,26 +106,39 @@ def _save_figures(out: Path, delay_result, fluence_result) -> list[Path]:
 
 
 def run_demo(out_dir: str | Path = "demo-output", detector: str = "pilatus300k",
-             json_path: str | Path | None = None) -> int:
-    """The campaign (see module); returns the exit status. An entry point: it sets this
+             json_path: str | Path | None = None, experiment: str = "trxrd") -> int:
+    """One campaign (see module); returns the exit status. An entry point: it sets this
     process's Channel Access variables for the simulator it starts."""
-    from .simulated_devices.physics.config import load_config
     from .simulated_devices.process import SimulatedBeamline, isolated_ca_env
 
+    if experiment not in ("trxrd", "ued"):
+        raise ValueError(f"unknown experiment {experiment!r}: trxrd or ued")
     env = isolated_ca_env()
     os.environ.update(env)                        # before pyepics / ophyd connect
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     root = out / "data"
     t_start = time.monotonic()
-    cfg = load_config()
-    print(f"trxrd demo: simulated beamline ({detector}), data and catalog in {root}", flush=True)
-    with SimulatedBeamline("TRX:", data_dir=out / "sim", detector=detector, ca_env=env) as sim:
-        return _campaign(sim, cfg, out, root, t_start, json_path)
+    sample = UED_SAMPLE if experiment == "ued" else None
+    overrides = {"heating_cell": {"speedup": HEATING_SPEEDUP}}
+    print(f"trxrd demo ({experiment}): simulated beamline ({detector}, sample {sample or 'default'}), data and "
+          f"catalog in {root}", flush=True)
+    with SimulatedBeamline("TRX:", data_dir=out / "sim", detector=detector, ca_env=env, sample=sample,
+                           overrides=overrides) as sim:
+        cfg = sim.config()
+        campaign = _ued_campaign if experiment == "ued" else _campaign
+        summary = campaign(sim, cfg, out, root)
+    summary["timing"]["total_s"] = time.monotonic() - t_start
+    json_path = Path(json_path) if json_path else out / "summary.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(summary, indent=2, default=float))
+    print(f"summary: {json_path}\ncatalog: {root / 'catalog'} (TRXRD_DATA={root} trxrd runs)\n"
+          f"done in {summary['timing']['total_s']:.0f} s")
+    return 0
 
 
-def _campaign(sim, cfg, out, root, t_start, json_path) -> int:
-    from .acquisition.plans.delays import dense_then_log
+def _open(sim, cfg, root, **reduction):
+    """The beamline session on the simulator, with the sample and live reduction."""
     from .session import SessionConfig, open_session
 
     logging.getLogger("tiled").setLevel(logging.WARNING)
@@ -116,86 +146,256 @@ def _campaign(sim, cfg, out, root, t_start, json_path) -> int:
     session = open_session(SessionConfig(prefix=sim.prefix, data_root=root, plots=False,
                                          spot_fwhm_um=(laser["spot_fwhm_x_um"], laser["spot_fwhm_y_um"])),
                            verbose=False)
-    RE, cat, bl, plans = session.RE, session.catalog, session.beamline, session.plans
-    RE.unsubscribe(session.tokens["bec"])                 # the progress bars and this log suffice
+    session.RE.unsubscribe(session.tokens["bec"])                 # the progress bars and this log suffice
     session.set_sample(name=s["name"], size_nm=s["size_nm"], ligand=s["ligand"], solvent=s["solvent"],
                        sigma_cm2=s["sigma_cm2"])
-    bl.pilatus.exposure_s = EXPOSURE_S
+    session.beamline.pilatus.exposure_s = EXPOSURE_S
+    session.reduction.set(sim.waxs_dir / "waxs.poni", mask=sim.waxs_dir / "waxs_mask.edf", **reduction)
+    print(f"pump spot {session.beamline.att.spot_fwhm_x_um.get():g} x {session.beamline.att.spot_fwhm_y_um.get():g} "
+          f"um (the simulator's sample file plays the knife-edge measurement)")
+    return session
+
+
+def _find_time_zero(session, cfg, windows, step_ps=None, window_ps=None, frames=1) -> dict:
+    """Run find_time_zero from the session's (wrong) time zero; print old, found and true."""
+    from .simulated_devices.physics import laser
+
+    bl, d = session.beamline, cfg["delay"]
+    old = bl.delay.time_zero_mm.get()
+    width, step = window_ps or TIME_ZERO_WINDOW[0], step_ps or TIME_ZERO_WINDOW[1]
+    true_offset = float(laser.stage_delay_ps(old, d["stage_time_zero_mm"], d["n_passes"]))
+    print(f"    starting from time zero {old:.4f} mm: the true onset is at "
+          f"{-true_offset:+.1f} ps on this axis; scanning {width:g} ps in {step:g} ps steps", flush=True)
+    session.RE(session.plans["find_time_zero"]([bl.pilatus], q_windows=windows, window_ps=width, step_ps=step,
+                                               center_ps=0.0, frames_per_point=frames))
+    new = bl.delay.time_zero_mm.get()
+    error_ps = float(laser.stage_delay_ps(new, d["stage_time_zero_mm"], d["n_passes"]))
+    print(f"    time zero: old {old:.4f} mm, found {new:.4f} mm, true {d['stage_time_zero_mm']:.4f} mm "
+          f"(found - true = {error_ps:+.2f} ps)")
+    return {"old_mm": old, "found_mm": new, "true_mm": d["stage_time_zero_mm"], "error_ps": error_ps}
+
+
+def _campaign(sim, cfg, out, root) -> dict:
+    from .acquisition.plans.delays import dense_then_log
+    from .reduction.heat import MATERIALS, SOLVENT_CONDUCTIVITY, interface_conductance
+    from .reduction.plots import draw_reflections
+    from .simulated_devices.physics import pump_probe
+
+    s = cfg["sample"]
     window = window_112(s["size_nm"])
-    session.reduction.set(sim.waxs_dir / "waxs.poni", mask=sim.waxs_dir / "waxs_mask.edf",
-                          windows=[window], model="biexp")      # saved: `trxrd reduce` uses it
-    live = session.reduction.live
-    integrator, pump_probe = live.integrator, live.pump_probe
-    time_zero_mm = bl.delay.time_zero_mm.get()
-    truth = _truth(cfg, time_zero_mm)
-    print(f"live reduction: (112) window {window[0]:.3f}-{window[1]:.3f} A^-1, PONI {sim.waxs_dir / 'waxs.poni'}")
-    print(f"pump spot {bl.att.spot_fwhm_x_um.get():g} x {bl.att.spot_fwhm_y_um.get():g} um (the simulator's "
-          f"sample file plays the knife-edge measurement)")
-    print(f"time zero used: {time_zero_mm:.4f} mm (the device's default, not calibrated); the simulator's "
-          f"true time zero ({truth['time_zero_mm']:.4f} mm) is at {truth['t0_ps']:+.1f} ps on this axis, "
-          f"and the fit's t0 should find it")
-    timing = {}
+    session = _open(sim, cfg, root, windows=[window], model="biexp", reflections=[f"112:{window[0]}:{window[1]}"],
+                    structure="tetragonal")
+    try:
+        RE, bl, plans = session.RE, session.beamline, session.plans
+        live = session.reduction.live
+        print(f"live reduction: (112) window {window[0]:.3f}-{window[1]:.3f} A^-1 (signal and per-reflection fits), "
+              f"PONI {sim.waxs_dir / 'waxs.poni'}")
+        timing = {}
 
-    print("\n1/3 fluence calibration (waveplate scan, power meter)", flush=True)
-    t = time.monotonic()
-    uids = list(RE(plans["calibrate_fluence"]()))
-    timing["calibration_s"] = time.monotonic() - t
-    att = bl.att
-    att.sigma_cm2.put(s["sigma_cm2"])
-    max_fluence = att.max_fluence()
-    print(f"    max fluence {max_fluence:.2f} mJ/cm^2 = <N> {att.n_per_fluence() * max_fluence:.0f}")
+        print("\n1/5 fluence calibration (waveplate scan, power meter)", flush=True)
+        t = time.monotonic()
+        uids = list(RE(plans["calibrate_fluence"]()))
+        timing["calibration_s"] = time.monotonic() - t
+        att = bl.att
+        max_fluence = att.max_fluence()
+        print(f"    max fluence {max_fluence:.2f} mJ/cm^2 = <N> {att.n_per_fluence() * max_fluence:.0f}")
+        RE(bps.mv(att.fluence, round(240.0 / att.n_per_fluence(), 4)))      # well above any melting threshold
 
-    print(f"\n2/3 fluence scan at +{FLUENCE_DELAY_PS:.0f} ps", flush=True)
-    t = time.monotonic()
-    fluences = [round(float(f), 4) for f in np.linspace(0.04, 0.92, NUM_FLUENCES) * max_fluence]
-    uids += RE(plans["fluence_scan"]([bl.pilatus], fluences, delay_ps=FLUENCE_DELAY_PS))
-    fluence_result = session.reduction.result          # waits until the reduction caught up
-    timing["fluence_scan_s"] = time.monotonic() - t
-    threshold = fluence_result.fit
-    print(f"    {threshold.summary()}")
+        print("\n2/5 find time zero", flush=True)
+        t = time.monotonic()
+        time_zero = _find_time_zero(session, cfg, [window])
+        timing["time_zero_s"] = time.monotonic() - t
+        time_zero_mm = bl.delay.time_zero_mm.get()
 
-    n_pump = min(4.0 * threshold.threshold, 0.9 * att.n_per_fluence() * max_fluence)
-    pump_fluence = round(n_pump / att.n_per_fluence(), 4)
-    delays = dense_then_log(DENSE[0], DENSE[1], DENSE[2], LOG_TAIL[0], LOG_TAIL[1])
-    print(f"\n3/3 delay scan: {len(delays)} delays -200 ps .. 10 ns x {REPEATS} repeats, on/off pairs, "
-          f"at {pump_fluence:.3f} mJ/cm^2 (<N> = {n_pump:.0f})", flush=True)
-    RE(bps.mv(att.fluence, pump_fluence))
-    t = time.monotonic()
-    uids += RE(plans["delay_scan"]([bl.pilatus], delays, repeats=REPEATS))
-    timing["delay_scan_s"] = time.monotonic() - t
-    delay_result = session.reduction.result
-    timing["reduction_caught_up_s"] = time.monotonic() - t - timing["delay_scan_s"]
-    kinetics = delay_result.fit
-    timing["delay_scan_frames"] = integrator.frames
-    timing["integration_frames_per_s"] = integrator.frames / integrator.busy_s
-    timing["delay_scan_frames_per_s"] = integrator.frames / timing["delay_scan_s"]
-    timing["kinetics_refits"] = len(pump_probe.refit_s)
-    timing["kinetics_refit_s"] = float(np.median(pump_probe.refit_s))
+        print(f"\n3/5 static heating series {', '.join(f'{v:g}' for v in HEATING_SERIES_C)} C (the simulated cell "
+              f"runs {HEATING_SPEEDUP:g}x faster than real time): the (112) position becomes the thermometer", flush=True)
+        t = time.monotonic()
+        RE(bps.mv(bl.jet, cfg["liquid_jet"]["flow_rate_ml_min"]))
+        uids += RE(plans["temperature_series"]([bl.pilatus], list(HEATING_SERIES_C), frames=2, tolerance_c=1.0,
+                                               settle_time_s=1.0))
+        session.reduction.set_thermometer(-1)
+        cal = session.reduction.settings.thermometer_calibration
+        print(f"    thermometer: d ln q(112) / dT = {cal.expansion_per_k:.3e} +- {cal.expansion_per_k_err:.1e} per K "
+              f"(simulator: a {s['alpha_a_per_k']:.2e}, c {s['alpha_c_per_k']:.2e} per K); cooling back to 25 C")
+        RE(bps.abs_set(bl.cell, cfg["heating_cell"]["ambient_c"], wait=True, tolerance_c=3.0, settle_time_s=1.0))
+        live = session.reduction.live                 # set_thermometer installed the reduction anew
+        timing["heating_series_s"] = time.monotonic() - t
 
-    fit = {**kinetics.as_dict(), "model": kinetics.model, "threshold_excitations": {
-        "value": float(threshold.threshold), "stderr": float(threshold.threshold_err),
-        "range": [float(v) for v in threshold.threshold_range]}}
-    print(f"\nresults (simulator truth from its sample file; t0 on the session's delay axis, time zero "
-          f"{time_zero_mm:.4f} mm)\n  {'':<22} {'fitted':>10} {'':>12} {'truth':>10}")
-    for name, key, unit in (("tau1 (recrystallise)", "tau1_ps", "ps"), ("tau2 (cool)", "tau2_ps", "ps"),
-                            ("t0", "t0_ps", "ps"), ("IRF FWHM", "irf_fwhm_ps", "ps")):
-        print(_row(name, *kinetics.params.get(key, (None, None)), truth[key], unit))
-    print(_row("melting threshold <N>", threshold.threshold, threshold.threshold_err,
-               truth["threshold_excitations"], "excitations per NC"))
-    figures = _save_figures(out, delay_result, fluence_result)
-    summary = {"truth": truth, "fit": fit, "timing": timing, "time_zero_mm_used": time_zero_mm,
-               "raw_runs": uids,
-               "kinetics": delay_result.as_dict(), "fluence": fluence_result.as_dict("excitations")}
-    json_path = Path(json_path) if json_path else out / "summary.json"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(summary, indent=2))
-    print(f"\nlive integration {timing['integration_frames_per_s']:.0f} frames/s of CPU "
-          f"({timing['delay_scan_frames']} frames in {timing['delay_scan_s']:.0f} s of delay scan, "
-          f"{timing['delay_scan_frames_per_s']:.1f} frames/s end to end; reduction caught up "
-          f"{timing['reduction_caught_up_s']:.1f} s after the scan); {timing['kinetics_refits']} kinetics "
-          f"refits, median {timing['kinetics_refit_s'] * 1e3:.0f} ms")
-    print(f"figures: {', '.join(str(p) for p in figures)}\nsummary: {json_path}\n"
-          f"catalog: {root / 'catalog'} ({len(cat)} runs; TRXRD_DATA={root} trxrd runs)\n"
-          f"done in {time.monotonic() - t_start:.0f} s")
-    session.close()
-    return 0
+        print(f"\n4/5 fluence scan at +{FLUENCE_DELAY_PS:.0f} ps", flush=True)
+        t = time.monotonic()
+        fluences = [round(float(f), 4) for f in np.linspace(0.04, 0.92, NUM_FLUENCES) * max_fluence]
+        uids += RE(plans["fluence_scan"]([bl.pilatus], fluences, delay_ps=FLUENCE_DELAY_PS))
+        fluence_result = session.reduction.result          # waits until the reduction caught up
+        fluence_lattice = session.reduction.reflections
+        timing["fluence_scan_s"] = time.monotonic() - t
+        threshold = fluence_result.fit
+        print(f"    {threshold.summary()}")
+
+        n_pump = min(4.0 * threshold.threshold, 0.9 * att.n_per_fluence() * max_fluence)
+        pump_fluence = round(n_pump / att.n_per_fluence(), 4)
+        delays = dense_then_log(DENSE[0], DENSE[1], DENSE[2], LOG_TAIL[0], LOG_TAIL[1])
+        print(f"\n5/5 delay scan: {len(delays)} delays -200 ps .. 10 ns x {REPEATS} repeats, on/off pairs, "
+              f"at {pump_fluence:.3f} mJ/cm^2 (<N> = {n_pump:.0f})", flush=True)
+        RE(bps.mv(att.fluence, pump_fluence))
+        integrator, pump_probe_live = live.integrator, live.pump_probe
+        t = time.monotonic()
+        uids += RE(plans["delay_scan"]([bl.pilatus], delays, repeats=REPEATS))
+        timing["delay_scan_s"] = time.monotonic() - t
+        delay_result = session.reduction.result
+        delay_lattice = session.reduction.reflections
+        timing["reduction_caught_up_s"] = time.monotonic() - t - timing["delay_scan_s"]
+        kinetics = delay_result.fit
+        timing.update(delay_scan_frames=integrator.frames, integration_frames_per_s=integrator.frames / integrator.busy_s,
+                      delay_scan_frames_per_s=integrator.frames / timing["delay_scan_s"],
+                      kinetics_refits=len(pump_probe_live.refit_s),
+                      kinetics_refit_s=float(np.median(pump_probe_live.refit_s)),
+                      reflection_update_s=float(np.median(live.reflections.update_s)))
+
+        truth = _truth(cfg, time_zero_mm)
+        pp = cfg["pump_probe"]
+        tau2, tau2_err = kinetics.params["tau2_ps"]
+        material, kappa = MATERIALS["CuInSe2"], SOLVENT_CONDUCTIVITY[s["solvent"]]
+        radius = s["size_nm"] / 2
+        g, g_err = interface_conductance(tau2, tau2_err, radius, solvent_conductivity_w_mk=kappa, **material)
+        g_true, _ = interface_conductance(pp["tau2_ps"], None, radius, solvent_conductivity_w_mk=kappa, **material)
+        fit = {**kinetics.as_dict(), "model": kinetics.model, "threshold_excitations": {
+            "value": float(threshold.threshold), "stderr": float(threshold.threshold_err),
+            "range": [float(v) for v in threshold.threshold_range]},
+            "interface_conductance_w_m2k": {"value": g, "stderr": g_err}}
+        print(f"\nresults (simulator truth from its sample file; t0 on the session's delay axis, time zero "
+              f"{time_zero_mm:.4f} mm as found)\n  {'':<22} {'fitted':>10} {'':>12} {'truth':>10}")
+        for name, key, unit in (("tau1 (recrystallise)", "tau1_ps", "ps"), ("tau2 (cool)", "tau2_ps", "ps"),
+                                ("t0", "t0_ps", "ps"), ("IRF FWHM", "irf_fwhm_ps", "ps")):
+            print(_row(name, *kinetics.params.get(key, (None, None)), truth[key], unit))
+        print(_row("melting threshold <N>", threshold.threshold, threshold.threshold_err,
+                   truth["threshold_excitations"], "excitations per NC"))
+        print(_row("G (interface)", g / 1e6, None if g_err is None else g_err / 1e6, g_true / 1e6, "MW m^-2 K^-1",
+                   "{:.3f}"))
+        print(f"  (G: sphere of R = {radius:g} nm, CuInSe2 rho c, {s['solvent']} kappa = {kappa} W/m/K; the truth is "
+              f"G of the simulator's tau2 through the same model, docs/science.md 12)")
+
+        delay_truth = [float(pump_probe.lattice_heating_k(x - truth["t0_ps"], att.n_per_fluence() * pump_fluence, pp))
+                       for x in delay_lattice.x]
+        print(f"\nlattice temperature rise dT(t) at <N> = {n_pump:.0f} (thermometer: (112) position; * = extrapolated)\n"
+              f"  {'delay (ps)':>12} {'dT (K)':>10} {'':>8} {'truth (K)':>10}")
+        rows_t = []
+        for x, r, tr in zip(delay_lattice.x, delay_lattice.temperature_rise, delay_truth):
+            rows_t.append({"delay_ps": float(x), **r, "truth_k": tr})
+        for row in rows_t:
+            if row["delay_ps"] in (min(rows_t, key=lambda r: abs(r["delay_ps"] - v))["delay_ps"]
+                                   for v in (-100.0, 0.0, 40.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)):
+                print(_row_t(row["delay_ps"], row, row["truth_k"]))
+        fluence_truth = [float(pump_probe.lattice_heating_k(FLUENCE_DELAY_PS - truth["t0_ps"], n, pp))
+                         for n in fluence_lattice.x]
+        print(f"\ndT at +{FLUENCE_DELAY_PS:.0f} ps vs <N>\n  {'<N>':>12} {'dT (K)':>10} {'':>8} {'truth (K)':>10}")
+        rows_f = [{"excitations": float(n), **r, "truth_k": tr}
+                  for n, r, tr in zip(fluence_lattice.x, fluence_lattice.temperature_rise, fluence_truth)]
+        for row in rows_f[::2]:
+            print(_row_t(row["excitations"], row, row["truth_k"]))
+
+        figures = _save_figures(out, delay_result, fluence_result)
+        for name, series, label in (("temperature_delay.png", delay_lattice, "delay (ps)"),
+                                    ("temperature_fluence.png", fluence_lattice, "<N> excitations per NC")):
+            figures.append(_save(out / name, lambda fig, series=series, label=label: draw_reflections(
+                fig, series, x_label=label), size=(14, 4)))
+        print(f"\nlive integration {timing['integration_frames_per_s']:.0f} frames/s of CPU "
+              f"({timing['delay_scan_frames']} frames in {timing['delay_scan_s']:.0f} s of delay scan, "
+              f"{timing['delay_scan_frames_per_s']:.1f} frames/s end to end; reduction caught up "
+              f"{timing['reduction_caught_up_s']:.1f} s after the scan); {timing['kinetics_refits']} kinetics "
+              f"refits, median {timing['kinetics_refit_s'] * 1e3:.0f} ms; per-reflection update "
+              f"{timing['reflection_update_s'] * 1e3:.0f} ms per point\nfigures: {', '.join(str(p) for p in figures)}")
+        summary = {"experiment": "trxrd", "truth": {**truth, "interface_conductance_w_m2k": g_true}, "fit": fit,
+                   "time_zero": time_zero, "timing": timing, "time_zero_mm_used": time_zero_mm, "raw_runs": uids,
+                   "thermometer": cal.as_dict(), "temperature_rise_delay": rows_t, "temperature_rise_fluence": rows_f,
+                   "kinetics": delay_result.as_dict(), "fluence": fluence_result.as_dict("excitations")}
+        return summary
+    finally:
+        session.close()
+
+
+def _row_t(x, row, truth) -> str:
+    value = "-" if row["value"] is None else f"{row['value']:.1f}"
+    err = "" if row["stderr"] is None else f"+- {row['stderr']:.1f}"
+    return f"  {x:>12.1f} {value:>10}{'*' if row['extrapolated'] else ' '} {err:>8} {truth:>10.1f}"
+
+
+def _save(path: Path, draw, size=(7, 4.5)) -> Path:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
+    draw(fig)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+UED_SAMPLE = "pbse-90k"
+UED_REFLECTIONS = ("111", "200", "220", "311", "222", "400")
+UED_REPEATS = 3
+UED_LITERATURE_A = 6.12                 # PbSe at 300 K (A): the windows do not use the simulator's lattice
+UED_DELAYS = (np.linspace(-10.0, -4.5, 4), np.arange(-4.0, 6.01, 0.5), np.geomspace(7.0, 40.0, 10))
+
+
+def _ued_campaign(sim, cfg, out, root) -> dict:
+    from .reduction.plots import draw_reflections
+    from .reduction.reflections import reflections_for_lattice
+
+    s, lat = cfg["sample"], cfg["lattice_dynamics"]
+    fwhm = 2 * np.pi * 0.9 / (s["size_nm"] * 10.0)
+    refl = reflections_for_lattice(UED_REFLECTIONS, UED_LITERATURE_A, half_width=round(1.25 * fwhm, 3))
+    strongest = next(r for r in refl if r.label == "200")
+    session = _open(sim, cfg, root, windows=[(strongest.q_min, strongest.q_max)], model="exp",
+                    reflections=[f"{r.label}:{r.q_min}:{r.q_max}" for r in refl], structure="cubic")
+    try:
+        RE, bl, plans = session.RE, session.beamline, session.plans
+        print(f"base temperature {bl.cell.temperature.get():.1f} C ({bl.cell.temperature.get() + 273.15:.0f} K); "
+              f"reflections {', '.join(f'{r.label} {r.q_min}-{r.q_max}' for r in refl)} A^-1 (nominal a = "
+              f"{UED_LITERATURE_A} A, +-1.25 Scherrer FWHM of {s['size_nm']:g} nm)")
+        timing = {}
+        print("\n1/3 fluence calibration", flush=True)
+        uids = list(RE(plans["calibrate_fluence"]()))
+        n_pump = lat["reference_excitations"]
+        RE(bps.mv(bl.att.fluence, round(n_pump / bl.att.n_per_fluence(), 4)))
+        print(f"    pump at <N> = {n_pump:g} ({bl.att.fluence.position:.3f} mJ/cm^2)")
+        print("\n2/3 time zero from the intensity of every reflection, coarse then fine; the lattice responds within a few ps, "
+              "so the onset found lies a little late: the per-reflection fits refine it", flush=True)
+        t = time.monotonic()
+        windows = [(r.q_min, r.q_max) for r in refl]         # the Debye-Waller loss of every reflection
+        time_zero = _find_time_zero(session, cfg, windows, step_ps=4.0, window_ps=120.0)
+        time_zero["fine"] = _find_time_zero(session, cfg, windows, step_ps=1.0, window_ps=24.0)
+        timing["time_zero_s"] = time.monotonic() - t
+        delays = sorted({round(float(v), 3) for part in UED_DELAYS for v in part})
+        print(f"\n3/3 delay scan: {len(delays)} delays {delays[0]:g} .. {delays[-1]:g} ps x {UED_REPEATS} repeats",
+              flush=True)
+        t = time.monotonic()
+        uids += RE(plans["delay_scan"]([bl.pilatus], delays, repeats=UED_REPEATS))
+        timing["delay_scan_s"] = time.monotonic() - t
+        series = session.reduction.reflections
+        timing["reduction_caught_up_s"] = time.monotonic() - t - timing["delay_scan_s"]
+        timing["reflection_update_s"] = float(np.median(session.reduction.live.reflections.update_s))
+        scale = n_pump / lat["reference_excitations"]
+        truth = {}
+        for k, fam in enumerate(lat["families"]):
+            truth[fam] = {"tau_shift_ps": lat["tau_expansion_ps"][k], "shift_max": -scale * lat["expansion"][k],
+                          "tau_du2_ps": lat["tau_du2_ps"][k], "du2_max_A2": scale * lat["du2_a2"][k]}
+        print(f"\nanisotropy table (fit +- error | simulator truth; shared t0 {series.common['t0_ps']:+.2f} ps, IRF "
+              f"{series.common['irf_fwhm_ps']:.2f} ps (truth {cfg['pump_probe']['irf_fwhm_ps']:g}))")
+        print(f"  {'hkl':>4} {'tau shift (ps)':>22} {'dq/q max (1e-3)':>24} {'tau <du2> (ps)':>22} {'<du2> max (1e-3 A^2)':>26}")
+        rows = []
+        for row in series.anisotropy():
+            tr = truth[row["hkl"]]
+            cells = []
+            for key, scale_out in (("tau_shift_ps", 1), ("shift_max", 1e3), ("tau_du2_ps", 1), ("du2_max_A2", 1e3)):
+                v, e = row[key]["value"], row[key]["stderr"]
+                cells.append(f"{'-' if v is None else f'{v * scale_out:.2f}'} +- {'-' if e is None else f'{e * scale_out:.2f}'}"
+                             f" | {tr[key] * scale_out:.2f}")
+            print(f"  {row['hkl']:>4} {cells[0]:>22} {cells[1]:>24} {cells[2]:>22} {cells[3]:>26}")
+            rows.append({**row, "truth": tr})
+        figure = _save(out / "reflections.png", lambda fig: draw_reflections(
+            fig, series, truth={h: (v["tau_shift_ps"], v["tau_du2_ps"]) for h, v in truth.items()}), size=(14, 4.5))
+        print(f"\nper-reflection update {timing['reflection_update_s'] * 1e3:.0f} ms per point ({len(refl)} reflections); "
+              f"reduction caught up {timing['reduction_caught_up_s']:.1f} s after the scan\nfigure: {figure}")
+        summary = {"experiment": "ued", "sample": s["name"], "time_zero": time_zero, "timing": timing,
+                   "raw_runs": uids, "anisotropy": rows, "reflections": series.as_dict(), "common": series.common}
+        return summary
+    finally:
+        session.close()
