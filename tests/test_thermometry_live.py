@@ -9,6 +9,8 @@ from bluesky import plan_stubs as bps
 
 from conftest import SAMPLE
 
+pytestmark = [pytest.mark.ioc, pytest.mark.hot]        # leaves the cell at 90 C, cooling on its own
+
 REFLECTION = "112:1.78:1.98"     # (112) of CuInSe2 +- 1.2 Scherrer FWHM of 7 nm, from the literature lattice
 
 

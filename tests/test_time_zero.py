@@ -5,6 +5,8 @@ from bluesky import plan_stubs as bps
 
 from conftest import SAMPLE
 
+pytestmark = pytest.mark.ioc
+
 
 @pytest.fixture
 def session(sim, tmp_path):
