@@ -83,9 +83,10 @@ def _number(row: dict, key: str, line: int, path: Path) -> float:
     return value
 
 
-def read_frame_table(path, n_frames: int) -> dict:
-    """The frame table, checked against *n_frames*, sorted by frame index: arrays ``frame``,
-    ``delay_ps``, ``pump_on`` (bool) and, when the columns exist, ``i0`` and ``fluence_mj_cm2``."""
+def read_frame_table(path, n_frames: int, *, required=("frame", "delay_ps", "pump")) -> dict:
+    """The frame table, checked against *n_frames*, sorted by frame index: arrays of the
+    *required* columns (``pump`` becomes ``pump_on``, bool) and, when they exist, ``i0``,
+    ``fluence_mj_cm2`` and ``temperature_c``."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"frame table not found: {path}")
@@ -97,23 +98,24 @@ def read_frame_table(path, n_frames: int) -> dict:
             rows = list(reader)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ValueError(f"frame table {path} is not a CSV text file ({exc})") from None
-    missing = [c for c in ("frame", "delay_ps", "pump") if c not in columns]
+    missing = [c for c in required if c not in columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (have: {', '.join(columns)})")
-    optional = [c for c in ("i0", "fluence_mj_cm2") if c in columns]
-    out = {key: [] for key in ("frame", "delay_ps", "pump_on", *optional)}
+    numbers = [c for c in required if c not in ("frame", "pump")]
+    numbers += [c for c in ("i0", "fluence_mj_cm2", "temperature_c") if c in columns and c not in numbers]
+    out = {key: [] for key in ("frame", *numbers, *(("pump_on",) if "pump" in required else ()))}
     for line, row in enumerate(rows, start=2):
         frame = _number(row, "frame", line, path)
         if frame != int(frame) or not 0 <= frame < n_frames:
             raise ValueError(f"{path} line {line}: frame {row['frame']!r} is not an index of the "
                              f"{n_frames} frames given (0 .. {n_frames - 1})")
-        pump = (row.get("pump") or "").strip().lower()
-        if pump not in ("on", "off"):
-            raise ValueError(f"{path} line {line}: pump must be 'on' or 'off', got {row.get('pump')!r}")
         out["frame"].append(int(frame))
-        out["delay_ps"].append(_number(row, "delay_ps", line, path))
-        out["pump_on"].append(pump == "on")
-        for key in optional:
+        if "pump" in required:
+            pump = (row.get("pump") or "").strip().lower()
+            if pump not in ("on", "off"):
+                raise ValueError(f"{path} line {line}: pump must be 'on' or 'off', got {row.get('pump')!r}")
+            out["pump_on"].append(pump == "on")
+        for key in numbers:
             out[key].append(_number(row, key, line, path))
     if "i0" in out and any(v <= 0 for v in out["i0"]):
         raise ValueError(f"{path}: i0 must be > 0 in every row")

@@ -455,3 +455,18 @@ def temperature_rise_series(series: ReflectionSeries, calibration: ThermometerCa
                     "reference_temperature_c": t_ref})
     series.temperature_rise = out
     return out
+
+
+def load_thermometers(path) -> dict:
+    """The thermometers of a file written by ``trxrd thermometer --out``: {hkl: calibration}."""
+    import json
+    from pathlib import Path
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ValueError(f"thermometer file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+        return {str(h): ThermometerCalibration.from_dict(c) for h, c in data["calibrations"].items()}
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path} is not a thermometer file (trxrd thermometer --out): {exc}") from None

@@ -35,7 +35,6 @@ def session(sim, tmp_path):
 
 @pytest.mark.slow
 def test_heating_series_thermometer_then_temperature_rise(sim, session):
-    from trxrd.acquisition.devices.delay import stage_position_mm
     from trxrd.simulated_devices.physics.pump_probe import lattice_heating_k
 
     bl, RE, p = session.beamline, session.RE, session.plans

@@ -480,3 +480,28 @@ class CatalogWriter:
         with self._lock:
             self._errors.setdefault(run, []).append(error)
         logger.error("%s", message)
+
+
+def run_thermometers(cat, run) -> dict:
+    """The thermometers ({hkl: ThermometerCalibration}) of a ``thermometer`` run, or of the one
+    made from a heating-series *run*; ``ValueError`` when there is none."""
+    import json as _json
+
+    from tiled.queries import Key
+
+    from . import datakeys as dk
+    from .reduction.thermometry import ThermometerCalibration
+
+    if run.start.get("plan_name") != dk.THERMOMETER_PLAN:
+        linked = list(cat.search(Key(dk.RAW_UID) == run.start["uid"]).search(
+            Key("plan_name") == dk.THERMOMETER_PLAN).values())
+        if not linked:
+            raise ValueError(f"run {run.start['uid'][:8]} ({run.start.get('plan_name')}) has no thermometer: "
+                             "a temperature_series reduced with reflections makes one")
+        run = linked[-1]
+    if "calibration" not in run:
+        raise ValueError(f"thermometer run {run.start['uid'][:8]} has no calibration (it ended: "
+                         f"{run.stop.get('exit_status') if run.stop else 'not closed'})")
+    table = run["calibration"].read()
+    return {str(h): ThermometerCalibration.from_dict(_json.loads(str(c)))
+            for h, c in zip(table["hkl"].values, table["calibration"].values)}

@@ -209,6 +209,83 @@ def _kinetics(args) -> int:
     return 0
 
 
+def _parse_reflections(texts):
+    from .reduction.reflections import parse_reflection
+
+    return [parse_reflection(t) for t in texts]
+
+
+def _load_thermometer(args) -> dict:
+    """``--thermometer``: a file (``trxrd thermometer --out``) or a thermometer / heating-series run."""
+    from .catalog import run_thermometers
+    from .reduction.reflections import load_thermometers
+
+    source = args.thermometer
+    if Path(source).suffix == ".json" or Path(source).exists():
+        return load_thermometers(source)
+    cat = _catalog(args)
+    return run_thermometers(cat, _lookup(cat, source))
+
+
+def _reflections(args) -> int:
+    from .reduction.offline import reflections_files
+    from .reduction.reflections import thermometer_reflection
+
+    reflections = _parse_reflections(args.reflection)
+    thermometer = None
+    if args.thermometer:
+        calibrations = _load_thermometer(args)
+        labels = {r.label for r in reflections}
+        usable = [c for h, c in calibrations.items() if h in labels]
+        if not usable:
+            raise ValueError(f"the thermometer is for reflection(s) {', '.join(calibrations)}, none of which is "
+                             f"given with --reflection ({', '.join(sorted(labels))})")
+        thermometer = usable[0]
+        print(f"thermometer: reflection {thermometer_reflection(thermometer)}, "
+              f"{thermometer.temperature_range_c[0]:g} .. {thermometer.temperature_range_c[1]:g} C")
+    series = reflections_files(args.frames, args.poni, args.table, reflections, mask=args.mask, npt=args.npt,
+                               structure=args.structure, thermometer=thermometer, irf_fwhm_ps=args.irf_fwhm,
+                               reference=args.reference, sample=args.sample)
+    print(f"{series.x.size} delays; shared t0 {series.common['t0_ps']:+.3g} ps, IRF {series.common['irf_fwhm_ps']:.3g} ps")
+    print(f"  {'hkl':>5} {'tau shift (ps)':>18} {'dq/q max':>22} {'tau <du2> (ps)':>18} {'<du2> max (A^2)':>24}")
+    for row in series.anisotropy():
+        cells = [f"{_pm(row[k])}" for k in ("tau_shift_ps", "shift_max", "tau_du2_ps", "du2_max_A2")]
+        print(f"  {row['hkl']:>5} {cells[0]:>18} {cells[1]:>22} {cells[2]:>18} {cells[3]:>24}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(series.as_dict(), indent=2))
+        print(f"result: {args.json}")
+    if args.plot:
+        from matplotlib.figure import Figure
+
+        from .reduction.plots import draw_reflections
+
+        fig = Figure(figsize=(14, 4.5))
+        draw_reflections(fig, series)
+        fig.savefig(args.plot, dpi=110)
+        print(f"figure: {args.plot}")
+    return 0
+
+
+def _pm(d) -> str:
+    if d["value"] is None:
+        return "-"
+    return f"{d['value']:.4g}" + ("" if d["stderr"] is None else f" +- {d['stderr']:.2g}")
+
+
+def _thermometer(args) -> int:
+    from .reduction.offline import thermometer_files
+
+    calibrations, points = thermometer_files(args.frames, args.poni, args.table, _parse_reflections(args.reflection),
+                                             mask=args.mask, npt=args.npt, degree=args.degree, sample=args.sample)
+    for h, cal in calibrations.items():
+        print(f"{h}: d ln q / dT = {cal.expansion_per_k:.4g} +- {cal.expansion_per_k_err:.2g} per K over "
+              f"{cal.temperature_range_c[0]:g} .. {cal.temperature_range_c[1]:g} C, redchi {cal.redchi:.3g}")
+    out = {"calibrations": {h: c.as_dict() for h, c in calibrations.items()}, "points": points}
+    Path(args.out).write_text(json.dumps(out, indent=2))
+    print(f"thermometer: {args.out} (trxrd reflections --thermometer {args.out}; set_thermometer('{args.out}'))")
+    return 0
+
+
 def _reduction_settings(args):
     """Reduction settings: those saved by set_reduction (the data root's state.json), else
     TRXRD_PONI / TRXRD_MASK / TRXRD_WINDOWS, overridden by the arguments; checked."""
@@ -441,6 +518,35 @@ def build_parser() -> argparse.ArgumentParser:
     kin.add_argument("--json", metavar="OUT", help="write the fit and the signal as JSON")
     kin.add_argument("--plot", metavar="OUT.png", help="write the difference map and the fitted trace")
     kin.set_defaults(func=_kinetics)
+
+    refl = sub.add_parser("reflections", help="per-reflection shifts, <du^2>, widths and time constants from "
+                                              "detector files + a frame table")
+    _frame_options(refl)
+    refl.add_argument("--table", required=True, help="CSV, one row per frame: frame,delay_ps,pump(on/off)[,i0]")
+    refl.add_argument("--reflection", action="append", required=True, metavar="HKL:QMIN:QMAX",
+                      help="reflection and its q window in A^-1, e.g. 200:1.98:2.12 (repeat)")
+    refl.add_argument("--structure", choices=("cubic", "tetragonal"), default="cubic",
+                      help="lattice parameters per delay: cubic a, or tetragonal a, c, V")
+    refl.add_argument("--thermometer", metavar="FILE|UID",
+                      help="thermometer (trxrd thermometer --out, or a heating-series run): adds dT")
+    refl.add_argument("--sample", help="the sample's name: a thermometer measured on another is refused")
+    refl.add_argument("--catalog", metavar="URI", help=catalog_help)
+    refl.add_argument("--irf-fwhm", type=float, metavar="PS", help="fix the IRF FWHM (ps); default fitted")
+    refl.add_argument("--reference", choices=("interleaved", "negative_delay", "interpolate"),
+                      default="interleaved", help="how pump-on frames pair with pump-off frames")
+    refl.add_argument("--json", metavar="OUT", help="write the per-reflection result as JSON")
+    refl.add_argument("--plot", metavar="OUT.png", help="write the per-reflection figure")
+    refl.set_defaults(func=_reflections)
+
+    therm = sub.add_parser("thermometer", help="a lattice thermometer from the frames of a static heating series")
+    _frame_options(therm)
+    therm.add_argument("--table", required=True, help="CSV, one row per frame: frame,temperature_c[,i0]")
+    therm.add_argument("--reflection", action="append", required=True, metavar="HKL:QMIN:QMAX",
+                       help="reflection and its q window in A^-1 (repeat)")
+    therm.add_argument("--degree", type=int, default=1, help="polynomial degree of position vs T (default 1)")
+    therm.add_argument("--sample", help="the sample's name, stored with the thermometer")
+    therm.add_argument("--out", required=True, metavar="thermometer.json", help="where to write the thermometer")
+    therm.set_defaults(func=_thermometer)
 
     red = sub.add_parser("reduce", help="re-reduce a stored run; the result is stored linked to it")
     red.add_argument("run", metavar="UID", help="uid (or 5+ first characters), scan_id, or -1")

@@ -47,9 +47,7 @@ from bluesky import plans as bp
 from bluesky import preprocessors as bpp
 from bluesky.callbacks.best_effort import BestEffortCallback
 from bluesky.simulators import check_limits, summarize_plan
-from tiled.queries import Key
 
-from . import datakeys as dk
 from .acquisition.beamline import Beamline, connect_beamline
 from .acquisition.plans.delays import dense_then_log, linear_delays, log_delays
 from .acquisition.plans.fluence import calibrate_fluence
@@ -60,12 +58,11 @@ from .acquisition.plans.raster import raster_scan
 from .acquisition.plans.temperature import anneal_profile, temperature_series
 from .acquisition.plans.time_zero import find_time_zero
 from .acquisition.progress import install_progress
-from .catalog import CatalogWriter, open_catalog
+from .catalog import CatalogWriter, open_catalog, run_thermometers
 from .reduction.callbacks.live import LiveReduction
 from .reduction.kinetics import onset_problem
 from .reduction.pump_probe import fit_time_zero
-from .reduction.reflections import thermometer_reflection
-from .reduction.thermometry import ThermometerCalibration
+from .reduction.reflections import load_thermometers
 from .reduction.settings import ReductionSettings, parse_window
 from .state import StateFile
 from .validation import finite
@@ -279,32 +276,11 @@ class SessionReduction:
         return self.set(thermometer=cal.as_dict())
 
     def _thermometers(self, source) -> dict:
-        path = Path(str(source)).expanduser()
-        if isinstance(source, (str, Path)) and path.suffix == ".json" and path.is_file():
-            try:
-                data = json.loads(path.read_text())
-                cals = data["calibrations"] if "calibrations" in data else {"": data}
-                return {k or thermometer_reflection(ThermometerCalibration.from_dict(v)):
-                        ThermometerCalibration.from_dict(v) for k, v in cals.items()}
-            except (KeyError, TypeError, json.JSONDecodeError) as exc:
-                raise ValueError(f"{path} is not a thermometer file: {exc}") from None
+        if isinstance(source, (str, Path)) and (Path(source).suffix == ".json" or Path(source).is_file()):
+            return load_thermometers(source)
         self.wait()                            # the heating series reduced and stored first
         self._session.writer.flush()
-        cat = self._session.catalog
-        run = cat[source]
-        if run.start.get("plan_name") != dk.THERMOMETER_PLAN:
-            linked = list(cat.search(Key(dk.RAW_UID) == run.start["uid"]).search(
-                Key("plan_name") == dk.THERMOMETER_PLAN).values())
-            if not linked:
-                raise ValueError(f"run {run.start['uid'][:8]} ({run.start.get('plan_name')}) has no thermometer: "
-                                 "a temperature_series reduced with reflections makes one")
-            run = linked[-1]
-        if "calibration" not in run:
-            raise ValueError(f"thermometer run {run.start['uid'][:8]} has no calibration (it ended: "
-                             f"{run.stop.get('exit_status') if run.stop else 'not closed'})")
-        table = run["calibration"].read()
-        return {str(h): ThermometerCalibration.from_dict(json.loads(str(c)))
-                for h, c in zip(table["hkl"].values, table["calibration"].values)}
+        return run_thermometers(self._session.catalog, self._session.catalog[source])
 
     @property
     def lag(self) -> int:

@@ -10,8 +10,6 @@ EXAMPLE::
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .response import convolve_irf, exponential
