@@ -280,7 +280,7 @@ def _parameters(start, n_components, vary_t0, vary_irf, t_range, irf_max, offset
 
 def fit_kinetics(delay_ps, signal, signal_err=None, *, n_components: int = 2, t0_ps: float | None = None,
                  vary_t0: bool = True, irf_fwhm_ps: float | None = None, vary_irf: bool | None = None,
-                 offset: bool = False) -> KineticsFit:
+                 offset: bool = False, scale_covar: bool = False) -> KineticsFit:
     """Fit n_components exponentials (convolved with a Gaussian IRF) to signal(delay_ps).
 
     signal_err: 1-sigma errors (weights 1/err), or None for an unweighted fit.
@@ -288,6 +288,9 @@ def fit_kinetics(delay_ps, signal, signal_err=None, *, n_components: int = 2, t0
     irf_fwhm_ps: None = free (starts 80 ps and the data's rise time, bounded to [0.1 ps, delay
     span]); a number = fixed at that value unless vary_irf=True (then a start value).
     offset=True adds a step (long-lived) term. Taus come out ordered, tau1 <= tau2 <= ...
+    scale_covar=True scales the covariance by the reduced chi-square even with signal_err
+    (errors from the scatter about the fit, for points whose errors are correlated or not known
+    to better than a common factor).
     """
     t, y, w = _as_data(delay_ps, signal, signal_err)
     n_components = _positive_int(n_components, "n_components")
@@ -349,7 +352,7 @@ def fit_kinetics(delay_ps, signal, signal_err=None, *, n_components: int = 2, t0
     best = None
     for start in _grid_starts(t, y, w, n_components, t0_list, irf_list, tau_grid, offset):
         params = _parameters(start, n_components, vary_t0, vary_irf, t_range, irf_max, offset)
-        result = lmfit.minimize(residual, params, method="leastsq", scale_covar=signal_err is None,
+        result = lmfit.minimize(residual, params, method="leastsq", scale_covar=signal_err is None or scale_covar,
                                 max_nfev=MAX_NFEV_PER_PARAM * (nvarys + 1))
         if best is None or result.chisqr < best.chisqr:
             best = result

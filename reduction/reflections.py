@@ -221,6 +221,7 @@ class ReflectionSeries:
     lattice: list
     fits: dict = field(default_factory=dict)
     common: dict = field(default_factory=dict)
+    error_scale: dict = field(default_factory=dict)
     temperature_rise: list | None = None
 
     def values(self, label: str, name: str) -> np.ndarray:
@@ -317,9 +318,10 @@ def _median(values) -> float | None:
 
 
 def _joint_onset(series, first: dict, t0_ps, irf_fwhm_ps) -> tuple[float, float]:
-    """Time zero and IRF of one joint fit of every reflection's shift (its own amplitude, step
-    and tau each, t0 and IRF shared), started from the medians of the single fits; the medians
-    when the joint fit fails."""
+    """Time zero, IRF and the per-reflection shift fits of one joint fit of every reflection's
+    shift (its own amplitude, step and tau each, t0 and IRF shared, covariance scaled by the
+    reduced chi-square, so each tau's error includes what t0 and the IRF leave uncertain),
+    started from the single fits; the medians of those (and no joint fits) when it fails."""
     t0_start = t0_ps if t0_ps is not None else _median(f.params["t0_ps"] for f in first.values())
     irf_start = irf_fwhm_ps if irf_fwhm_ps is not None else _median(f.params["irf_fwhm_ps"] for f in first.values())
     t0_start = float(np.median([f.value("t0_ps") for f in first.values()])) if t0_start is None else t0_start
@@ -332,6 +334,9 @@ def _joint_onset(series, first: dict, t0_ps, irf_fwhm_ps) -> tuple[float, float]
     for k, (label, fit) in enumerate(first.items()):
         y, e = series.values(label, "shift"), series.values(label, "shift_err")
         w = 1.0 / e if np.all(np.isfinite(e) & (e > 0)) else np.ones_like(y)
+        # each reflection weighed by its own scatter about its single fit: their errors are
+        # overstated by different factors (section 11 of docs/science.md)
+        w = w / math.sqrt(fit.redchi) if fit.redchi > 0 and math.isfinite(fit.redchi) else w
         data.append((k, y, w))
         params.add(f"a{k}", value=fit.value("a1"))
         params.add(f"tau{k}", value=fit.value("tau1_ps"), min=TAU_MIN_PS)
@@ -343,17 +348,31 @@ def _joint_onset(series, first: dict, t0_ps, irf_fwhm_ps) -> tuple[float, float]
                                                    amplitudes=[v[f"a{k}"]], taus_ps=[v[f"tau{k}"]],
                                                    offset=v[f"off{k}"])) * w for k, y, w in data])
 
-    result = lmfit.minimize(residual, params, method="leastsq")
+    result = lmfit.minimize(residual, params, method="leastsq")        # covariance scaled by redchi
     if not result.success or not all(np.isfinite([result.params["t0_ps"].value, result.params["irf_fwhm_ps"].value])):
-        return t0_start, irf_start
-    return float(result.params["t0_ps"].value), float(result.params["irf_fwhm_ps"].value)
+        return t0_start, irf_start, {}
+
+    def param(name):
+        p = result.params[name]
+        return float(p.value), (float(p.stderr) if p.stderr is not None and np.isfinite(p.stderr) else None)
+
+    fits = {}
+    for k, label in enumerate(first):
+        fits[label] = KineticsFit(
+            model="exp", n_components=1, params={"t0_ps": param("t0_ps"), "irf_fwhm_ps": param("irf_fwhm_ps"),
+                                                  "a1": param(f"a{k}"), "tau1_ps": param(f"tau{k}"),
+                                                  "offset": param(f"off{k}")},
+            redchi=float(result.redchi), chisqr=float(result.chisqr), aic=float(result.aic), bic=float(result.bic),
+            ndata=int(result.ndata), nvarys=int(result.nvarys), success=bool(result.success),
+            message=str(result.message))
+    return float(result.params["t0_ps"].value), float(result.params["irf_fwhm_ps"].value), fits
 
 
 def _fit_one(series, label, value, err, **kwargs) -> KineticsFit | None:
     y, e = series.values(label, value), series.values(label, err)
     weights = e if np.all(np.isfinite(e) & (e > 0)) else None
     try:
-        return fit_kinetics(series.x, y, weights, n_components=1, offset=True, **kwargs)
+        return fit_kinetics(series.x, y, weights, n_components=1, offset=True, scale_covar=True, **kwargs)
     except ValueError:
         return None
 
@@ -363,10 +382,12 @@ def fit_reflection_kinetics(series: ReflectionSeries, *, t0_ps: float | None = N
     """Per reflection, a single exponential with the IRF and a step (the long-lived level)
     fitted to the shift and to <du^2> vs delay: ``tau1_ps`` is the time constant, ``offset``
     the amplitude reached. Time zero and the IRF are common to all reflections: given, or
-    from one joint fit of every reflection's shift (the best-determined observable), started
-    from the medians of single free fits; then every
-    fit is made with them fixed (``series.common``). Fills ``series.fits``; a fit that cannot be
-    made is left out."""
+    from one joint fit of every reflection's shift (the best-determined observable; its
+    per-reflection results are the shift fits), started from single free fits; the <du^2>
+    fits are made with them fixed (``series.common``) and ``error_scale`` holds sqrt(reduced
+    chi-square) of each single shift fit. Errors are scaled by the reduced chi-square: the pump-on and reference fits of a point share their baseline and shape, so
+    the points' own errors (taken as independent) overstate the scatter of a shift about 2x
+    (tests/test_coverage.py). Fills ``series.fits``; a fit that cannot be made is left out."""
     if series.x.size < MIN_FIT_POINTS:
         raise ValueError(f"{series.x.size} delay points are too few for a per-reflection fit "
                          f"(need at least {MIN_FIT_POINTS})")
@@ -380,12 +401,18 @@ def fit_reflection_kinetics(series: ReflectionSeries, *, t0_ps: float | None = N
                  if (f := _fit_one(series, r.label, "shift", "shift_err", **free)) is not None}
         if not first:
             raise ValueError("no reflection's shift could be fitted: no time zero or IRF to share")
-        t0_ps, irf_fwhm_ps = _joint_onset(series, first, t0_ps, irf_fwhm_ps)
+        series.error_scale = {label: math.sqrt(f.redchi) for label, f in first.items()
+                              if f.redchi > 0 and math.isfinite(f.redchi)}
+        t0_ps, irf_fwhm_ps, joint = _joint_onset(series, first, t0_ps, irf_fwhm_ps)
+    else:
+        joint = {}
     series.common = {"t0_ps": float(t0_ps), "irf_fwhm_ps": float(irf_fwhm_ps)}
     for r in series.reflections:
         fits = {key: _fit_one(series, r.label, value, err, t0_ps=t0_ps, vary_t0=False, irf_fwhm_ps=irf_fwhm_ps,
                               vary_irf=False)
                 for key, value, err in (("shift", "shift", "shift_err"), ("du2", "du2_A2", "du2_err"))}
+        if r.label in joint:
+            fits["shift"] = joint[r.label]
         series.fits[r.label] = {k: v for k, v in fits.items() if v is not None}
     return series
 
@@ -422,7 +449,10 @@ def temperature_rise_series(series: ReflectionSeries, calibration: ThermometerCa
     (True when either temperature lies outside the calibrated range by more than its error: a linear calibration is
     extrapolated and says so; a curved one gives None beyond 20 % of its span). The error
     combines both positions' errors and the slope's. ``ValueError`` when the thermometer is for another
-    sample or a reflection this series does not have."""
+    sample or a reflection this series does not have. After ``fit_reflection_kinetics`` the
+    position errors are scaled by the scatter of that reflection's shifts about their fit
+    (``error_scale``): the pump-on and reference positions share baseline and shape errors, which
+    cancel in their difference."""
     label = thermometer_reflection(calibration)
     labels = [r.label for r in series.reflections]
     if label not in labels:
@@ -430,11 +460,12 @@ def temperature_rise_series(series: ReflectionSeries, calibration: ThermometerCa
     if sample is not None and calibration.sample is not None and calibration.sample != sample:
         raise ValueError(f"the thermometer was measured on {calibration.sample!r}, this scan is on {sample!r}")
     lo, hi = calibration.temperature_range_c
+    scale = series.error_scale.get(label, 1.0)
     c0, c1 = calibration.coefficients[:2]
     var_c1 = calibration.covariance[1, 1]
     out = []
     for p in series.points:
-        q_on, q_ref, q_err = p[label]["q_on"], p[label]["q_ref"], p[label]["q_err"]
+        q_on, q_ref, q_err = p[label]["q_on"], p[label]["q_ref"], p[label]["q_err"] * scale
         err = q_err if math.isfinite(q_err) else None
         if calibration.degree == 1:         # a straight line extrapolates as far as it is trusted
             t_on = calibration.reference_temperature_c + (q_on - c0) / c1

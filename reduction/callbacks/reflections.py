@@ -114,11 +114,8 @@ class LiveReflections(LivePumpProbe):
         field = "delay" if self.kind == "delay" else "excitations"
         sums = self.accumulator.points
         x = np.array([sums[k].x.get(field, np.nan) / sums[k].n for k in keys])
-        series = ReflectionSeries(self.reflections, x, [self.measured[k][0] for k in keys],
-                                  [self.measured[k][1] for k in keys])
-        if self.thermometer is not None:
-            temperature_rise_series(series, self.thermometer)
-        return series
+        return ReflectionSeries(self.reflections, x, [self.measured[k][0] for k in keys],
+                                [self.measured[k][1] for k in keys])
 
     def update(self, started: float) -> None:
         t0 = time.perf_counter()
@@ -129,6 +126,8 @@ class LiveReflections(LivePumpProbe):
                 self._emit_fits(series)
             except ValueError as exc:
                 logger.info("no per-reflection fit yet with %d points: %s", series.x.size, exc)
+        if series is not None and self.thermometer is not None:
+            temperature_rise_series(series, self.thermometer)       # after the fits: their error scale
         self.result = series
         self.refit_s.append(time.perf_counter() - t0)
         self.refit.record(self.accumulator.pairs, started, self.refit_s[-1])
