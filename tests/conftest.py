@@ -151,3 +151,20 @@ def bl(sim, tmp_path_factory):
     ns.pilatus.exposure_s = 0.05
     ns.devices = dict(delay=ns.delay, shutter=ns.shutter, att=ns.att, jet=ns.jet, i0=ns.i0)
     return ns
+
+
+def sim_session(sim, data_root, **reduction):
+    """A beamline session on the test simulator (its spot, the test sample) with live reduction
+    on the simulator's calibration and the (112) window; *reduction* adds settings."""
+    from trxrd.session import SessionConfig, open_session
+    from trxrd.simulated_devices.physics.beamline import window_for
+
+    laser = sim.cfg["laser"]
+    session = open_session(SessionConfig(prefix=sim.prefix, data_root=data_root,
+                                         spot_fwhm_um=(laser["spot_fwhm_x_um"], laser["spot_fwhm_y_um"])),
+                           verbose=False)
+    session.set_sample(**SAMPLE)
+    session.window = window_for("112", sim.cfg)
+    session.reduction.set(sim.waxs_dir / "waxs.poni", mask=sim.waxs_dir / "waxs_mask.edf",
+                          windows=[session.window], **reduction)
+    return session

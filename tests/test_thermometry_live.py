@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from bluesky import plan_stubs as bps
 
-from conftest import SAMPLE
+from conftest import SAMPLE, sim_session
 
 pytestmark = [pytest.mark.ioc, pytest.mark.hot]        # leaves the cell at 90 C, cooling on its own
 
@@ -16,16 +16,7 @@ REFLECTION = "112:1.78:1.98"     # (112) of CuInSe2 +- 1.2 Scherrer FWHM of 7 nm
 
 @pytest.fixture
 def session(sim, tmp_path):
-    from trxrd.session import SessionConfig, open_session
-    from trxrd.simulated_devices.physics.beamline import window_for
-
-    laser = sim.cfg["laser"]
-    session = open_session(SessionConfig(prefix=sim.prefix, data_root=tmp_path,
-                                         spot_fwhm_um=(laser["spot_fwhm_x_um"], laser["spot_fwhm_y_um"])),
-                           verbose=False)
-    session.set_sample(**SAMPLE)
-    session.reduction.set(sim.waxs_dir / "waxs.poni", mask=sim.waxs_dir / "waxs_mask.edf",
-                          windows=[window_for("112", sim.cfg)], reflections=[REFLECTION], structure="tetragonal")
+    session = sim_session(sim, tmp_path, reflections=[REFLECTION], structure="tetragonal")
     session.beamline.pilatus.exposure_s = 0.1
     yield session
     session.beamline.cell.setpoint.put(sim.cfg["heating_cell"]["ambient_c"])     # cools on its own

@@ -3,25 +3,15 @@ the delay axis' time zero moves to it and is saved; without a significant onset 
 import pytest
 from bluesky import plan_stubs as bps
 
-from conftest import SAMPLE
+from conftest import sim_session
 
 pytestmark = pytest.mark.ioc
 
 
 @pytest.fixture
 def session(sim, tmp_path):
-    from trxrd.session import SessionConfig, open_session
-    from trxrd.simulated_devices.physics.beamline import window_for
-
-    laser = sim.cfg["laser"]
-    session = open_session(SessionConfig(prefix=sim.prefix, data_root=tmp_path,
-                                         spot_fwhm_um=(laser["spot_fwhm_x_um"], laser["spot_fwhm_y_um"])),
-                           verbose=False)
-    session.set_sample(**SAMPLE)
+    session = sim_session(sim, tmp_path, save=False)
     session.RE(session.plans["calibrate_fluence"]())
-    session.window = window_for("112", sim.cfg)
-    session.reduction.set(sim.waxs_dir / "waxs.poni", mask=sim.waxs_dir / "waxs_mask.edf",
-                          windows=[session.window], save=False)
     session.beamline.pilatus.exposure_s = 0.05
     session.beamline.delay.optical.settle_time = 0.005
     yield session

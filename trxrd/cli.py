@@ -300,6 +300,8 @@ def _reduction_settings(args):
             settings[key] = getattr(args, key)
     if args.window:
         settings["windows"] = [parse_window(w) for w in args.window]
+    if args.reflection:
+        settings["reflections"] = args.reflection
     if not settings.get("poni"):
         raise ValueError("no calibration: give --poni (and --mask), or save one with set_reduction(...) "
                          "in the session, or set TRXRD_PONI")
@@ -310,7 +312,7 @@ def _reduction_settings(args):
 
 def _reduce(args) -> int:
     from .catalog import CatalogWriter
-    from .reduction.callbacks import live_reduction
+    from .reduction.callbacks.live import live_reduction, reflection_reduction
     from .reduction.callbacks.replay import replay_run
 
     settings = _reduction_settings(args)
@@ -318,6 +320,7 @@ def _reduce(args) -> int:
     run = _lookup(cat, args.run)
     writer = CatalogWriter(cat, backup_directory=_data_root() / "spool")
     integrator, pump_probe = live_reduction(settings, store=writer)
+    reflection_reduction(settings, integrator, store=writer)
     try:
         for name, doc in replay_run(run, image_key=settings.image_key):
             integrator(name, doc)
@@ -341,7 +344,7 @@ def _proxy(args) -> int:
 
 
 def _live(args) -> int:
-    from .reduction.callbacks import live_reduction
+    from .reduction.callbacks.live import live_reduction, reflection_reduction
     from .reduction.callbacks.remote import dispatcher
 
     settings = _reduction_settings(args)
@@ -355,6 +358,7 @@ def _live(args) -> int:
     if out:
         out.mkdir(parents=True, exist_ok=True)
     integrator, pump_probe = live_reduction(settings, store=store, plot=args.plot)
+    reflection_reduction(settings, integrator, store=store, plot=args.plot)
 
     def report(name, doc):
         if name == "start":
@@ -453,6 +457,8 @@ def _reduction_options(parser) -> None:
     parser.add_argument("--poni", help="calibration (default: the saved reduction settings / $TRXRD_PONI)")
     parser.add_argument("--mask", help="mask image (default: the saved settings / $TRXRD_MASK)")
     parser.add_argument("--window", action="append", metavar="QMIN:QMAX", help="q window (A^-1), repeatable")
+    parser.add_argument("--reflection", action="append", metavar="HKL:QMIN:QMAX",
+                        help="reflection fitted per point (default: the saved settings), repeatable")
     parser.add_argument("--npt", type=int, help="q bins (default: saved settings, else 1000)")
     parser.add_argument("--model", choices=("exp", "biexp", "auto"), help="kinetics model (default: saved, else auto)")
 

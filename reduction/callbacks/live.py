@@ -25,7 +25,7 @@ from __future__ import annotations
 from ..settings import ReductionSettings
 from .buffer import BufferedCallback
 from .integrator import LiveIntegrator
-from .plot import LivePumpProbePlot
+from .plot import LivePumpProbePlot, LiveReflectionsPlot
 from .pump_probe import LivePumpProbe, RefitPolicy
 from .reflections import LiveReflections, LiveThermometer
 
@@ -47,9 +47,11 @@ def live_reduction(settings: ReductionSettings, *, store=None, plot=False, refit
     return integrator, pump_probe
 
 
-def reflection_reduction(settings: ReductionSettings, integrator, *, store=None, refit: RefitPolicy | None = None):
+def reflection_reduction(settings: ReductionSettings, integrator, *, store=None, plot=False,
+                         refit: RefitPolicy | None = None):
     """With reflections in *settings*: (LiveReflections, LiveThermometer) fed by *integrator*,
-    their derived runs to *store*; else (None, None)."""
+    their derived runs to *store*, *plot* as in ``live_reduction`` (a figure of its own); else
+    (None, None)."""
     if not settings.reflections:
         return None, None
     reflections = LiveReflections(settings.parsed_reflections, structure=settings.structure,
@@ -60,6 +62,8 @@ def reflection_reduction(settings: ReductionSettings, integrator, *, store=None,
         integrator.subscribe(callback)
         if store is not None:
             callback.subscribe(store)
+    if plot:
+        reflections.subscribe(LiveReflectionsPlot(reflections, None if plot is True else plot))
     return reflections, thermometer
 
 
@@ -83,7 +87,8 @@ class LiveReduction:
                  refit: RefitPolicy | None = None):
         self.settings = settings
         self.integrator, self.pump_probe = live_reduction(settings, store=store, plot=plot, refit=refit)
-        self.reflections, self.thermometer = reflection_reduction(settings, self.integrator, store=store, refit=refit)
+        self.reflections, self.thermometer = reflection_reduction(settings, self.integrator, store=store,
+                                                                  plot=bool(plot), refit=refit)
         self.buffer = BufferedCallback(self.integrator, max_queued=max_queued, name="live-reduction")
 
     def __call__(self, name: str, doc: dict) -> None:

@@ -16,7 +16,7 @@ import time
 
 from bluesky.callbacks.mpl_plotting import QtAwareCallback
 
-from ..plots import draw_grid, draw_pump_probe
+from ..plots import draw_grid, draw_pump_probe, draw_reflections
 
 
 class LivePumpProbePlot(QtAwareCallback):
@@ -45,6 +45,8 @@ class LivePumpProbePlot(QtAwareCallback):
     def stop(self, doc):
         self._draw()
 
+    TITLE, SIZE = "trxrd pump-probe", (11, 4.5)
+
     def _draw(self) -> None:
         result = self.pump_probe.result
         if result is None:
@@ -53,10 +55,24 @@ class LivePumpProbePlot(QtAwareCallback):
         if self.figure is None:
             import matplotlib.pyplot as plt
 
-            self.figure = plt.figure("trxrd pump-probe", figsize=(11, 4.5))
+            self.figure = plt.figure(self.TITLE, figsize=self.SIZE)
+        self.draw(result)
+        self.figure.canvas.draw_idle()
+        self.figure.canvas.flush_events()
+
+    def draw(self, result) -> None:
         if self.pump_probe.kind == "grid":
             draw_grid(self.figure, result)
         else:
             draw_pump_probe(self.figure, result, self.pump_probe.kind)
-        self.figure.canvas.draw_idle()
-        self.figure.canvas.flush_events()
+
+
+class LiveReflectionsPlot(LivePumpProbePlot):
+    """The live per-reflection figure of a ``LiveReflections``: shift and <du^2> per reflection
+    with their fits, dT (extrapolated points hollow) and the anisotropy bars."""
+
+    TITLE, SIZE = "trxrd reflections", (14, 4.5)
+
+    def draw(self, result) -> None:
+        draw_reflections(self.figure, result, x_label="delay (ps)" if self.pump_probe.kind == "delay"
+                         else "<N> excitations per NC")
