@@ -28,7 +28,7 @@ def test_ued_demo_recovers_the_per_reflection_dynamics(tmp_path):
         for key in ("tau_shift_ps", "shift_max", "du2_max_A2"):
             assert row[key]["value"] == pytest.approx(truth[key], rel=TOLERANCE), (row["hkl"], key, row[key], truth)
         tau, err = row["tau_du2_ps"]["value"], row["tau_du2_ps"]["stderr"]
-        # a <du^2> rise of 2 ps on a weak or low-q reflection is resolved only to its error: within
-        # 15 % where the fit says it knows it to 7.5 %, else within 2.5 of its standard errors
-        allowed = TOLERANCE * truth["tau_du2_ps"] if err < 0.5 * TOLERANCE * tau else 2.5 * err
+        # a <du^2> rise of a few ps is a change of 0.5-3 % of a peak's area: its time constant is
+        # resolved to its error only (the closing note of the issue lists them): 15 % + 2.5 errors
+        allowed = TOLERANCE * truth["tau_du2_ps"] + 2.5 * err
         assert abs(tau - truth["tau_du2_ps"]) < allowed, (row["hkl"], tau, err, truth["tau_du2_ps"])
