@@ -54,7 +54,7 @@ def test_heating_series_thermometer_then_temperature_rise(sim, session):
     assert rise[1]["value"] == pytest.approx(true_40, rel=0.15), (rise[1], true_40)
     # the cell stayed at 90 C, the top of the calibration: the pump-on lattice is hotter, which is flagged
     assert rise[1]["stderr"] < 0.1 * true_40 and rise[1]["extrapolated"] and rise[1]["temperature_c"] > 150
-    assert rise[2]["value"] < rise[1]["value"]                                              # it cools
+    assert rise[3]["value"] < 0.5 * rise[1]["value"]                   # it cools (tau2 2.5 ns): at 3 ns
     run = [r for r in session.catalog.values() if r.start.get("plan_name") == "reflections"][-1]
     points = run["points"].read()
     assert np.allclose(points["temperature_rise_k"].values, [r["value"] for r in rise])
