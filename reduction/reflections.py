@@ -24,9 +24,11 @@ EXAMPLE::
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import lmfit
 import numpy as np
@@ -245,8 +247,8 @@ class ReflectionSeries:
         for r in self.reflections:
             fits = self.fits.get(r.label, {})
             row = {"hkl": r.label, "family": r.family, "q0": float(np.nanmedian(self.values(r.label, "q_ref")))}
-            for what, key in (("shift", "shift"), ("du2", "du2")):
-                fit = fits.get(key)
+            for what in ("shift", "du2"):
+                fit = fits.get(what)
                 row[f"tau_{what}_ps"] = _param(fit, "tau1_ps")
                 row[f"{what}_max" + ("_A2" if what == "du2" else "")] = _param(fit, "offset")
             rows.append(row)
@@ -312,20 +314,20 @@ def measure_series(q_inv_angstrom, x, d_intensity, d_intensity_err, reference, r
     return ReflectionSeries(reflections, np.asarray(x, dtype=float), points, lattice)
 
 
-def _median(values) -> float | None:
-    vals = [v for v, e in values if e is not None and math.isfinite(e) and e > 0]
-    return float(np.median(vals)) if vals else None
+def _median(values) -> float:
+    """Median of the (value, stderr) pairs whose error is known, else of all values."""
+    values = list(values)
+    known = [v for v, e in values if e is not None and math.isfinite(e) and e > 0]
+    return float(np.median(known or [v for v, _ in values]))
 
 
-def _joint_onset(series, first: dict, t0_ps, irf_fwhm_ps) -> tuple[float, float]:
+def _joint_onset(series, first: dict, t0_ps, irf_fwhm_ps) -> tuple[float, float, dict]:
     """Time zero, IRF and the per-reflection shift fits of one joint fit of every reflection's
     shift (its own amplitude, step and tau each, t0 and IRF shared, covariance scaled by the
     reduced chi-square, so each tau's error includes what t0 and the IRF leave uncertain),
     started from the single fits; the medians of those (and no joint fits) when it fails."""
     t0_start = t0_ps if t0_ps is not None else _median(f.params["t0_ps"] for f in first.values())
     irf_start = irf_fwhm_ps if irf_fwhm_ps is not None else _median(f.params["irf_fwhm_ps"] for f in first.values())
-    t0_start = float(np.median([f.value("t0_ps") for f in first.values()])) if t0_start is None else t0_start
-    irf_start = float(np.median([f.value("irf_fwhm_ps") for f in first.values()])) if irf_start is None else irf_start
     params = lmfit.Parameters()
     span = float(series.x.max() - series.x.min())
     params.add("t0_ps", value=t0_start, min=float(series.x.min()), max=float(series.x.max()), vary=t0_ps is None)
@@ -490,9 +492,6 @@ def temperature_rise_series(series: ReflectionSeries, calibration: ThermometerCa
 
 def load_thermometers(path) -> dict:
     """The thermometers of a file written by ``trxrd thermometer --out``: {hkl: calibration}."""
-    import json
-    from pathlib import Path
-
     path = Path(path).expanduser()
     if not path.is_file():
         raise ValueError(f"thermometer file not found: {path}")
