@@ -16,6 +16,7 @@ EXAMPLE::
 """
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from . import crystal, laser, pump_probe
 from .config import load_config
 from .detector import DetectorGeometry
+from .film import PlateletFilmModel
 from .jet import JetModel
 from .response import convolve_irf, rise
 from .synthesis import SynthesisModel
@@ -31,6 +33,8 @@ from .thermal import HeatingCellModel
 
 class BeamlineModel:
     """State of every simulated instrument plus the sample, and the frames it produces."""
+
+    FILM_CHUNK_S = 1.0      # model seconds: the platelet film follows the cell at least this finely
 
     def __init__(self, cfg: dict | None = None, waxs_detector: str | None = None, seed: int | None = None):
         self.cfg = cfg or load_config()
@@ -46,6 +50,8 @@ class BeamlineModel:
         self.jet = JetModel(self.cfg["liquid_jet"])
         self.cell = HeatingCellModel(self.cfg["heating_cell"], self.rng)
         self.synthesis = SynthesisModel(self.cfg["synthesis"])
+        self.film = PlateletFilmModel(self.cfg["platelet_film"], cell_c=self.cell.cell_c)
+        self.film_on_cell = self.cfg["saxs"]["model"] == "stacked_platelets"
         self.injected_ml = 0.0
         self.injection_start: float | None = None   # wall-clock time of the first infused drop
         self.flux = 1.0
@@ -70,13 +76,31 @@ class BeamlineModel:
 
     # ---- time evolution -------------------------------------------------------------
     def advance(self, now: float | None = None) -> None:
-        """Advance the jet and the heating cell to wall-clock time *now* (monotonic)."""
+        """Advance the jet and the heating cell (and a platelet film on it) to wall-clock time
+        *now* (monotonic)."""
         now = time.monotonic() if now is None else now
         dt = max(0.0, now - self._last_advance)
         self._last_advance = now
         if dt > 0:
             self.jet.advance(dt)
-            self.cell.advance(dt)
+            if self.film_on_cell:
+                self._advance_cell_and_film(dt)
+            else:
+                self.cell.advance(dt)
+
+    def _advance_cell_and_film(self, wall_dt_s: float) -> None:
+        """The cell and the film in chunks of at most FILM_CHUNK_S model seconds, the film held at
+        the cell's mean temperature over each chunk."""
+        model_dt_s = wall_dt_s * self.cfg["heating_cell"]["speedup"]
+        n = max(1, math.ceil(model_dt_s / self.FILM_CHUNK_S))
+        for _ in range(n):
+            before_c = self.cell.cell_c
+            self.cell.advance(wall_dt_s / n)
+            self.film.advance(model_dt_s / n, 0.5 * (before_c + self.cell.cell_c))
+
+    def film_fused(self) -> bool:
+        """Whether a platelet film on the cell ([saxs] model = "stacked_platelets") has fused."""
+        return self.film_on_cell and self.film.fused
 
     # ---- derived state ---------------------------------------------------------------
     def delay_ps(self) -> float:
@@ -121,7 +145,9 @@ class BeamlineModel:
         heat = float(pump_probe.lattice_heating_k(t, n_exc, pp)) if pumped else 0.0
         dt_static = self.cell.cell_c - s["reference_temperature_c"]
         rocksalt = s["structure"] == "rocksalt"
-        if rocksalt:            # the lattice responds per reflection family (reflections), not isotropically
+        cubic = s["structure"] in ("rocksalt", "zincblende")
+        fused = s["structure"] == "zincblende" and self.film_fused()
+        if cubic:               # rock salt responds per reflection family (reflections), zinc blende not at all
             a = c = s["a_angstrom"] * (1 + s["alpha_a_per_k"] * dt_static)
         else:
             a = s["a_angstrom"] * (1 + s["alpha_a_per_k"] * (dt_static + heat))
@@ -131,8 +157,10 @@ class BeamlineModel:
             "fluence_mj_cm2": self.fluence_mj_cm2(), "excitations": n_exc,
             "melted_fraction": melt, "lattice_heating_k": heat,
             "cell_temperature_c": self.cell.cell_c, "a_angstrom": a, "c_angstrom": c,
-            "du2_angstrom2": s["du2_per_k_a2"] * max(dt_static + (0.0 if rocksalt else heat), 0.0),
+            "du2_angstrom2": s["du2_per_k_a2"] * max(dt_static + (0.0 if cubic else heat), 0.0),
             "sample_fraction": self.sample_fraction(),
+            "film_fused": fused,
+            "crystallite_size_nm": self.cfg["platelet_film"]["fused_size_nm"] if fused else s["size_nm"],
             "reflections": self.reflection_response(t, n_exc if pumped else 0.0) if rocksalt else {},
         }
 
@@ -155,12 +183,14 @@ class BeamlineModel:
     def waxs_profile(self, q: np.ndarray, truth: dict) -> np.ndarray:
         """I(q) in counts/s/pixel at nominal flux (before solid angle and polarisation)."""
         s = self.cfg["sample"]
-        fwhm = crystal.scherrer_fwhm_q(s["size_nm"], s["scherrer_k"])
+        fwhm = crystal.scherrer_fwhm_q(truth.get("crystallite_size_nm", s["size_nm"]), s["scherrer_k"])
         sample = truth["sample_fraction"]
         melt = truth["melted_fraction"]
         if s["structure"] == "rocksalt":
             bragg = (1.0 - melt) * crystal.rocksalt_profile(q, truth["a_angstrom"], fwhm, truth["du2_angstrom2"],
                                                             truth["reflections"])
+        elif s["structure"] == "zincblende":
+            bragg = (1.0 - melt) * crystal.zincblende_profile(q, truth["a_angstrom"], fwhm, truth["du2_angstrom2"])
         else:
             bragg = crystal.powder_profile(q, truth["a_angstrom"], truth["c_angstrom"], fwhm,
                                            1.0 - melt, truth["du2_angstrom2"])
@@ -200,13 +230,17 @@ class BeamlineModel:
         tr = self.truth()
         key = tuple(round(float(tr[k]), 6) for k in (
             "melted_fraction", "a_angstrom", "c_angstrom", "du2_angstrom2", "sample_fraction")) + tuple(
-            round(v, 9) for r in tr["reflections"].values() for v in r.values())
+            round(v, 9) for r in tr["reflections"].values() for v in r.values()) + (tr["film_fused"],)
         expected = self._expected("waxs", key, lambda: self.waxs.expected_image(
             self._q_fine, self.waxs_profile(self._q_fine, tr)))
         return self.waxs.noisy_frame(expected * np.float32(exposure_s * self.draw_flux()), self.rng)
 
     # ---- SAXS ------------------------------------------------------------------------
     def saxs_truth(self, now: float | None = None) -> dict:
+        """Ground truth of what SAXS sees: the platelet film's stacking (model
+        "stacked_platelets") or the synthesis after injection."""
+        if self.film_on_cell:
+            return {**self.film.state(self.cell.cell_c), "cell_temperature_c": self.cell.cell_c}
         t = self.reaction_time_s(now)
         st = self.synthesis.state(t, self.cell.cell_c, self.injected_ml)
         return {"reaction_time_s": t, "mantle_temperature_c": self.cell.cell_c,
@@ -215,6 +249,11 @@ class BeamlineModel:
     def saxs_frame(self, exposure_s: float) -> np.ndarray:
         self.advance()
         tr = self.saxs_truth()
+        if self.film_on_cell:
+            key = ("stacked_platelets", round(tr["stacking_nm"], 5), tr["fused"])
+            expected = self._expected("saxs", key, lambda: self.saxs.expected_image(
+                self._q_fine, self.film.saxs_intensity(self._q_fine)))
+            return self.saxs.noisy_frame(expected * np.float32(exposure_s * self.draw_flux()), self.rng)
         key = tuple(round(float(tr[k]), 5) for k in ("radius_nm", "sigma_nm", "concentration_um"))
         q = self._q_fine
         expected = self._expected("saxs", key, lambda: self.saxs.expected_image(

@@ -60,18 +60,24 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     return cfg
 
 
-STRUCTURES = ("chalcopyrite", "rocksalt")
+STRUCTURES = ("chalcopyrite", "rocksalt", "zincblende")
+CUBIC_STRUCTURES = ("rocksalt", "zincblende")
+SAXS_MODELS = ("synthesis", "stacked_platelets")
 DYNAMICS_LISTS = ("expansion", "tau_expansion_ps", "du2_a2", "tau_du2_ps", "broadening")
 
 
 def _check(cfg: dict) -> None:
-    """What one key cannot say alone: the structure, and the per-family lists of
-    ``lattice_dynamics`` (one number per family, finite, time constants > 0)."""
+    """What one key cannot say alone: the structure, the SAXS model, the per-family lists of
+    ``lattice_dynamics`` (one number per family, finite, time constants > 0) and the
+    ligand-loss table of ``platelet_film``."""
     s = cfg["sample"]
     if s["structure"] not in STRUCTURES:
         raise ValueError(f"sample.structure must be one of {STRUCTURES}, got {s['structure']!r}")
-    if s["structure"] == "rocksalt" and s["c_angstrom"] != s["a_angstrom"]:
-        raise ValueError("a rock-salt sample is cubic: set sample.c_angstrom equal to sample.a_angstrom")
+    if s["structure"] in CUBIC_STRUCTURES and s["c_angstrom"] != s["a_angstrom"]:
+        raise ValueError(f"a {s['structure']} sample is cubic: set sample.c_angstrom equal to sample.a_angstrom")
+    if cfg["saxs"]["model"] not in SAXS_MODELS:
+        raise ValueError(f"saxs.model must be one of {SAXS_MODELS}, got {cfg['saxs']['model']!r}")
+    _check_film(cfg["platelet_film"])
     lat = cfg["lattice_dynamics"]
     families = lat["families"]
     if len(set(families)) != len(families) or not all(isinstance(f, str) and f.isdigit() and len(f) == 3
@@ -88,6 +94,26 @@ def _check(cfg: dict) -> None:
             raise ValueError(f"lattice_dynamics.{key}: time constants must be > 0 ps")
     if not lat["reference_excitations"] > 0:
         raise ValueError("lattice_dynamics.reference_excitations must be > 0")
+
+
+def _check_film(film: dict) -> None:
+    temps, dists = film["loss_temperatures_c"], film["stacking_distance_nm"]
+    for key, values in (("loss_temperatures_c", temps), ("stacking_distance_nm", dists)):
+        if len(values) < 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                      for v in values):
+            raise ValueError(f"platelet_film.{key} needs at least two finite numbers, got {values!r}")
+    if len(temps) != len(dists):
+        raise ValueError(f"platelet_film: one stacking_distance_nm per loss temperature ({len(temps)}), got {dists!r}")
+    if any(b <= a for a, b in zip(temps, temps[1:])):
+        raise ValueError(f"platelet_film.loss_temperatures_c must increase, got {temps!r}")
+    if min(dists) <= 0:
+        raise ValueError(f"platelet_film.stacking_distance_nm must be > 0 nm, got {dists!r}")
+    for key in ("thickness_nm", "form_counts_per_s", "n_stack", "loss_time_s", "fused_size_nm"):
+        if not film[key] > 0:
+            raise ValueError(f"platelet_film.{key} must be > 0, got {film[key]!r}")
+    for key in ("thickness_spread_nm", "peak_height", "background_counts_per_s", "fusion_time_s"):
+        if film[key] < 0:
+            raise ValueError(f"platelet_film.{key} must be >= 0, got {film[key]!r}")
 
 
 def sample_names() -> list[str]:

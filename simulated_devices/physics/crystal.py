@@ -1,5 +1,6 @@
-"""Powder diffraction of the simulated nanocrystals: chalcopyrite CuInSe2 (tetragonal, I-42d)
-and rock-salt PbSe (cubic, Fm-3m), the latter with a response per reflection family.
+"""Powder diffraction of the simulated nanocrystals: chalcopyrite CuInSe2 (tetragonal, I-42d),
+rock-salt PbSe (cubic, Fm-3m), the latter with a response per reflection family, and
+zinc-blende CdSe (cubic, F-43m).
 
 EXAMPLE::
 
@@ -43,6 +44,22 @@ ROCKSALT_REFLECTIONS: dict[tuple[int, int, int], float] = {
     (4, 0, 0): 9.0,
     (3, 3, 1): 6.0,
     (4, 2, 0): 17.0,
+}
+
+# Zinc-blende CdSe: approximate relative integrated intensities of a powder pattern, multiplicity
+# included. All-odd reflections scatter with |f_Cd + i f_Se|, all-even ones with h + k + l = 4n
+# with f_Cd + f_Se, those with h + k + l = 4n + 2 only with f_Cd - f_Se (weak: 200, 222, 420).
+ZINCBLENDE_REFLECTIONS: dict[tuple[int, int, int], float] = {
+    (1, 1, 1): 100.0,
+    (2, 0, 0): 3.0,
+    (2, 2, 0): 65.0,
+    (3, 1, 1): 45.0,
+    (2, 2, 2): 2.0,
+    (4, 0, 0): 9.0,
+    (3, 3, 1): 14.0,
+    (4, 2, 0): 2.0,
+    (4, 2, 2): 14.0,
+    (5, 1, 1): 8.0,
 }
 
 # Named reflection groups a beamline user integrates over.
@@ -119,4 +136,23 @@ def rocksalt_profile(q_inv_angstrom: np.ndarray, a_angstrom: float, fwhm_q: floa
             continue
         dw = math.exp(-(du2_angstrom2 + r.get("du2_a2", 0.0)) * q0 * q0)
         out[window] += (intensity / ref) * dw * (fwhm_q / width) * np.exp(-0.5 * ((q[window] - q0) / sigma) ** 2)
+    return out
+
+
+def zincblende_profile(q_inv_angstrom: np.ndarray, a_angstrom: float, fwhm_q: float,
+                       du2_angstrom2: float = 0.0) -> np.ndarray:
+    """Gaussian Bragg peaks of a zinc-blende powder of lattice parameter *a_angstrom*,
+    normalised so that the (111) peak maximum is 1 (at du2_angstrom2 = 0); integrated
+    intensities follow exp(-<du^2> q^2)."""
+    q = np.asarray(q_inv_angstrom, dtype=float)
+    out = np.zeros_like(q)
+    ref = ZINCBLENDE_REFLECTIONS[(1, 1, 1)]
+    sigma = fwhm_q / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    for hkl, intensity in ZINCBLENDE_REFLECTIONS.items():
+        q0 = reflection_q(hkl, a_angstrom, a_angstrom)
+        window = np.abs(q - q0) < 8.0 * sigma
+        if not window.any():
+            continue
+        dw = math.exp(-du2_angstrom2 * q0 * q0)
+        out[window] += (intensity / ref) * dw * np.exp(-0.5 * ((q[window] - q0) / sigma) ** 2)
     return out
