@@ -89,7 +89,7 @@ def connect_beamline(prefix: str, *, frames_root: Path | str, timeout: float = 1
         stage=SampleStage(prefix, name="sample"),
         i0=I0Monitor(prefix, name="i0"),
         pilatus=PilatusDetector(prefix + "PIL:", name="pilatus", write_dir=frames_root / "pilatus"),
-        saxs=PilatusDetector(prefix + "SAXS:", name="saxs", write_dir=frames_root / "saxs"),
+        saxs=PilatusDetector(prefix + "SAXS:", name="saxs", write_dir=frames_root / "saxs", geometry="saxs"),
     )
     missing = []
     for name, dev in bl.devices().items():

@@ -179,3 +179,73 @@ def draw_reflections(fig, series, *, x_label: str = "delay (ps)", truth: dict | 
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def draw_saxs(fig, rows, series: dict | None = None, last=None):
+    """Synthesis figure into *fig* from per-frame rows ({"time_s", "fit": SphereFit or None}):
+    r(t) and sigma/r(t) with error bars, relative concentration and yield vs time with their 98 %
+    times (*series*, from ``saxs.saxs_series``), and I(q) of the last frame with its fit (*last*:
+    (q A^-1, I - background, model)); the injection (t = 0) marked."""
+    fig.clear()
+    axes = fig.subplots(1, 4)
+    ok = [r for r in rows if r.get("fit") is not None and r["fit"].particles]
+    t = np.array([r["time_s"] for r in ok])
+    r_mean = np.array([r["fit"].value("r_mean_nm") for r in ok])
+    r_err = np.array([r["fit"].stderr("r_mean_nm") for r in ok])
+    sig = np.array([r["fit"].value("sigma_nm") for r in ok])
+    sig_err = np.array([r["fit"].stderr("sigma_nm") for r in ok])
+    axes[0].errorbar(t, r_mean, r_err, fmt="o", ms=2, color="C0")
+    axes[0].set_ylabel("mean radius r (nm)")
+    rel = sig / r_mean if len(ok) else t
+    axes[1].errorbar(t, 100 * rel, 100 * rel * np.hypot(sig_err / sig, r_err / r_mean) if len(ok) else t,
+                     fmt="o", ms=2, color="C1")
+    axes[1].set_ylabel("size dispersion sigma / r (%)")
+    if series is not None:
+        conc = [r.get("concentration_rel") for r in ok]
+        yld = [r.get("yield_rel") for r in ok]
+        axes[2].plot(t, [np.nan if v is None else v for v in conc], ".", ms=3, label="concentration")
+        axes[2].plot(t, [np.nan if v is None else v for v in yld], ".", ms=3, label="yield (volume)")
+        for key, color in (("t98_concentration_s", "C0"), ("t98_yield_s", "C1")):
+            if series.get(key) is not None:
+                axes[2].axvline(series[key], color=color, ls="--", lw=1, label=f"98 % at {series[key]:.1f} s")
+        axes[2].axhline(0.98, color="0.6", lw=0.5)
+        axes[2].legend(fontsize=7)
+    axes[2].set_ylabel("relative to final")
+    for ax in axes[:3]:
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_xlabel("time since injection (s)")
+    axes[0].annotate("injection", (0, 1), xycoords=("data", "axes fraction"), fontsize=7, va="top")
+    ax = axes[3]
+    if last is not None:
+        q, y, model = last[:3]
+        ax.loglog(q * 10, np.clip(y, 1e-12, None), ".", ms=2, label="data - background")
+        if model is not None:
+            ax.loglog(q * 10, model, "-", color="C3", lw=1, label="sphere fit")
+        ax.legend(fontsize=7)
+    ax.set_xlabel("q (nm$^{-1}$)")
+    ax.set_ylabel("I(q)")
+    fig.tight_layout()
+    return fig
+
+
+def draw_stacking(fig, rows):
+    """Anneal figure into *fig* from per-frame rows ({"time_s", "temperature_c", "fit":
+    StackingFit}): the stacking period d vs temperature, and d and the temperature vs time."""
+    fig.clear()
+    ax_t, ax_d = fig.subplots(1, 2)
+    ok = [r for r in rows if r["fit"].found]
+    t = np.array([r["time_s"] for r in ok])
+    temp = np.array([r["temperature_c"] for r in ok])
+    d = np.array([r["fit"].d_nm[0] for r in ok])
+    d_err = np.array([r["fit"].d_nm[1] for r in ok])
+    ax_t.errorbar(temp, d, d_err, fmt="o", ms=2)
+    ax_t.set_xlabel("temperature (C)")
+    ax_t.set_ylabel("stacking period d (nm)")
+    ax_d.errorbar(t, d, d_err, fmt="o", ms=2, color="C0")
+    ax_d.set_xlabel("time (s)")
+    ax_d.set_ylabel("stacking period d (nm)", color="C0")
+    twin = ax_d.twinx()
+    twin.plot([r["time_s"] for r in rows], [r["temperature_c"] for r in rows], "-", color="C3", lw=1)
+    twin.set_ylabel("temperature (C)", color="C3")
+    fig.tight_layout()
+    return fig

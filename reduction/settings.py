@@ -169,3 +169,121 @@ class ReductionSettings:
         values.update({k: v for k, v in changes.items() if v is not None})
         return ReductionSettings.from_dict(values)
 
+
+
+@dataclass(frozen=True)
+class SaxsSettings:
+    """What the live SAXS reduction needs (injection series: spheres per frame; anneals:
+    the stacking peak); every value is checked when the object is made.
+
+    Parameters
+    ----------
+    poni : path
+        pyFAI calibration of the SAXS detector.
+    mask : path, optional
+        Mask image (non-zero = masked).
+    npt : int
+        q bins of the integration.
+    q_min, q_max : float, optional
+        Range of the sphere fit (A^-1; ``parse_q`` strings such as "0.2nm-1" accepted); default
+        the whole detector.
+    distribution : {"schulz", "gaussian"}
+        Number distribution of radii.
+    background : "auto" or path
+        "auto": the mean of the frames before the injection; or an image / HDF5 file of
+        background frames (their mean, integrated with this calibration; normalised by I0 the
+        same way when the runs record it, so take it with the same monitor).
+    background_i0 : float, optional
+        I0 of the background frames (A), needed when the runs record I0 (their frames are
+        divided by it; so is the background then).
+    contrast_cm2, absolute_factor : float, optional
+        With a contrast (SLD difference, cm^-2) the concentration is also given in uM, the
+        intensity times *absolute_factor* being in cm^-1.
+    stacking_q : (qmin, qmax), optional
+        Range searched for the stacking peak of a platelet film during anneals (A^-1); None:
+        anneals are not reduced.
+    image_key : str
+        SAXS image of runs that do not name theirs.
+
+    EXAMPLE::
+
+        SaxsSettings("saxs.poni", mask="saxs_mask.edf", q_min="0.2nm-1", q_max=0.35, distribution="schulz")
+    """
+
+    poni: Path
+    mask: Path | None = None
+    npt: int = 400
+    q_min: float | None = None
+    q_max: float | None = None
+    distribution: str = "schulz"
+    background: str = "auto"
+    background_i0: float | None = None
+    contrast_cm2: float | None = None
+    absolute_factor: float = 1.0
+    stacking_q: tuple | None = None
+    image_key: str = "saxs_image"
+
+    def __post_init__(self):
+        from .saxs import DISTRIBUTIONS, parse_q
+
+        for name in ("poni", "mask"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            path = Path(value).expanduser().resolve()
+            if not path.is_file():
+                raise ValueError(f"{'PONI' if name == 'poni' else 'mask'} file not found: {path}")
+            object.__setattr__(self, name, path)
+        if isinstance(self.npt, bool) or not isinstance(self.npt, int) or self.npt < MIN_NPT:
+            raise ValueError(f"npt must be an integer >= {MIN_NPT} q bins, got {self.npt!r}")
+        for name in ("q_min", "q_max"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, parse_q(getattr(self, name), name))
+        if self.q_min is not None and self.q_max is not None and not self.q_min < self.q_max:
+            raise ValueError(f"q_min {self.q_min} must be below q_max {self.q_max} (A^-1)")
+        if self.distribution not in DISTRIBUTIONS:
+            raise ValueError(f"unknown distribution {self.distribution!r}; choose one of {', '.join(DISTRIBUTIONS)}")
+        if self.background != "auto":
+            path = Path(self.background).expanduser().resolve()
+            if not path.is_file():
+                raise ValueError(f"background must be 'auto' or a file of background frames; not found: {path}")
+            object.__setattr__(self, "background", str(path))
+        if self.background_i0 is not None:
+            b = self.background_i0
+            if isinstance(b, bool) or not isinstance(b, (int, float)) or not (math.isfinite(b) and b > 0):
+                raise ValueError(f"background_i0 must be a positive I0 (A), got {b!r}")
+            if self.background == "auto":
+                raise ValueError("background_i0 goes with a background file, not with background='auto'")
+        if self.contrast_cm2 is not None:
+            c = self.contrast_cm2
+            if isinstance(c, bool) or not isinstance(c, (int, float)) or not (math.isfinite(c) and c != 0):
+                raise ValueError(f"contrast_cm2 must be a non-zero SLD difference in cm^-2, got {c!r}")
+        a = self.absolute_factor
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not (math.isfinite(a) and a > 0):
+            raise ValueError(f"absolute_factor must be a positive number, got {a!r}")
+        if self.stacking_q is not None:
+            if isinstance(self.stacking_q, str):
+                object.__setattr__(self, "stacking_q", tuple(parse_q(v, "stacking_q") for v in self.stacking_q.split(":")))
+            low, high = (parse_q(v, "stacking_q") for v in self.stacking_q)
+            if not low < high:
+                raise ValueError(f"stacking_q {self.stacking_q}: need QMIN < QMAX (A^-1)")
+            object.__setattr__(self, "stacking_q", (low, high))
+        if not (isinstance(self.image_key, str) and self.image_key):
+            raise ValueError(f"image_key must be a data key name, got {self.image_key!r}")
+
+    def as_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["poni"] = str(self.poni)
+        out["mask"] = None if self.mask is None else str(self.mask)
+        out["stacking_q"] = None if self.stacking_q is None else list(self.stacking_q)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SaxsSettings":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown SAXS setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        if not values.get("poni"):
+            raise ValueError("SAXS settings need the SAXS detector's PONI file (poni=...)")
+        return cls(**{k: v for k, v in values.items() if v is not None})

@@ -83,8 +83,14 @@ FIELDS = {
     "i0": Field("A", "incident X-ray flux of the frame (ion chamber)"),
     "shutter": Field("", "pump shutter state read back: 'Open' or 'Closed'"),
     "jet_flow": Field("mL/min", "liquid-jet flow"),
-    "image": Field("counts", "the detector frame (a datum in raw runs)"),
-    "temperature": Field("C", "heating-cell temperature read back (static heating series)"),
+    "image": Field("counts", "the (WAXS) detector frame (a datum in raw runs)"),
+    "temperature": Field("C", "heating-cell (or mantle) temperature read back"),
+    "saxs_image": Field("counts", "the SAXS detector frame (a datum in raw runs)"),
+    "reaction_time": Field("s", "time since the injection at mid-exposure (negative before it)"),
+    "delivered": Field("mL", "volume delivered by the syringe pump"),
+    "anneal_time": Field("s", "time since the anneal profile began, when the frame was taken"),
+    "segment": Field("", "index of the anneal segment (ramp, hold or cool)"),
+    "segment_kind": Field("", "kind of the anneal segment: 'ramp', 'hold' or 'cool'"),
 }
 
 #: fields whose data keys come from the devices (listed in KEY_MAP of the start document)
@@ -99,8 +105,22 @@ INTEGRATE_PLAN = "integrate"         # plan_name of a reduced run (I(q) per fram
 PUMP_PROBE_PLAN = "pump_probe"       # plan_name of a pump-probe reduction (dI, signal, fits)
 REFLECTIONS_PLAN = "reflections"     # plan_name of a per-reflection reduction (shifts, <du^2>, taus)
 THERMOMETER_PLAN = "thermometer"     # plan_name of a thermometer calibration (static heating series)
+SAXS_PLAN = "saxs"                   # plan_name of a SAXS sphere reduction (r, sigma, concentration per frame)
+STACKING_PLAN = "stacking"           # plan_name of a stacking-peak reduction (platelet period per frame)
 HEATING_PLANS = ("temperature_series",)
+INJECTION_PLANS = ("injection_series",)
+ANNEAL_PLANS = ("anneal_profile", "temperature_series")
 Q, INTENSITY, SIGMA, RAW_SEQ_NUM = "q", "intensity", "sigma", "raw_seq_num"
+
+
+def image_fields(detectors) -> dict[str, str]:
+    """{"image": data key, "saxs_image": data key} of the first WAXS and the first SAXS
+    detector among *detectors* (their ``geometry`` attribute), for KEY_MAP."""
+    out = {}
+    for det in detectors:
+        if hasattr(det, "image_key"):
+            out.setdefault("saxs_image" if getattr(det, "geometry", "waxs") == "saxs" else "image", det.image_key)
+    return out
 
 
 def plan_fields(plan_name: str) -> tuple[str, ...]:

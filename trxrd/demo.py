@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -111,22 +112,25 @@ def run_demo(out_dir: str | Path = "demo-output", detector: str = "pilatus300k",
     process's Channel Access variables for the simulator it starts."""
     from .simulated_devices.process import SimulatedBeamline, isolated_ca_env
 
-    if experiment not in ("trxrd", "ued"):
-        raise ValueError(f"unknown experiment {experiment!r}: trxrd or ued")
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}: {', '.join(EXPERIMENTS)}")
     env = isolated_ca_env()
     os.environ.update(env)                        # before pyepics / ophyd connect
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     root = out / "data"
     t_start = time.monotonic()
-    sample = UED_SAMPLE if experiment == "ued" else None
+    sample = {"ued": UED_SAMPLE, "anneal": ANNEAL_SAMPLE}.get(experiment)
     overrides = {"heating_cell": {"speedup": HEATING_SPEEDUP}}
+    if experiment == "saxs":
+        overrides["synthesis"] = dict(SAXS_CHEMISTRY)
     print(f"trxrd demo ({experiment}): simulated beamline ({detector}, sample {sample or 'default'}), data and "
           f"catalog in {root}", flush=True)
     with SimulatedBeamline("TRX:", data_dir=out / "sim", detector=detector, ca_env=env, sample=sample,
                            overrides=overrides) as sim:
         cfg = sim.config()
-        campaign = _ued_campaign if experiment == "ued" else _campaign
+        campaign = {"trxrd": _campaign, "ued": _ued_campaign, "saxs": _saxs_campaign,
+                    "anneal": _anneal_campaign}[experiment]
         summary = campaign(sim, cfg, out, root)
     summary["timing"]["total_s"] = time.monotonic() - t_start
     json_path = Path(json_path) if json_path else out / "summary.json"
@@ -328,6 +332,7 @@ def _save(path: Path, draw, size=(7, 4.5)) -> Path:
     return path
 
 
+EXPERIMENTS = ("trxrd", "ued", "saxs", "anneal")
 UED_SAMPLE = "pbse-90k"
 UED_REFLECTIONS = ("111", "200", "220", "311", "222", "400")
 UED_REPEATS = 3
@@ -397,5 +402,207 @@ def _ued_campaign(sim, cfg, out, root) -> dict:
         summary = {"experiment": "ued", "sample": s["name"], "time_zero": time_zero, "timing": timing,
                    "raw_runs": uids, "anisotropy": rows, "reflections": series.as_dict(), "common": series.common}
         return summary
+    finally:
+        session.close()
+
+
+# -- in-situ SAXS of a hot injection ---------------------------------------------------------------------
+# The simulated chemistry runs about 4x faster than the sample file's defaults, so ~60 s of recording
+# covers nucleation, growth and size focusing (published: minutes).
+SAXS_CHEMISTRY = {"growth_time_s": 8.0, "nucleation_time_s": 2.5, "focusing_time_s": 10.0}
+SAXS_RUN = {"mantle_temp_c": 240.0, "inject_ml": 1.0, "rate_ml_min": 60.0, "frame_period_s": 0.1,
+            "duration_s": 60.0, "pre_injection_s": 3.0, "exposure_s": 0.05}
+SAXS_REPORT_TIMES_S = (1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 58.0)
+
+
+def _open_saxs(sim, root, sample: dict, **saxs):
+    """A beamline session on the simulator with live SAXS reduction only."""
+    from .session import SessionConfig, open_session
+
+    logging.getLogger("tiled").setLevel(logging.WARNING)
+    session = open_session(SessionConfig(prefix=sim.prefix, data_root=root, plots=False), verbose=False)
+    session.RE.unsubscribe(session.tokens["bec"])
+    session.set_sample(**sample)
+    session.saxs_reduction.set(sim.saxs_dir / "saxs.poni", mask=sim.saxs_dir / "saxs_mask.edf", **saxs)
+    return session
+
+
+def saxs_truth(cfg: dict, times_s, mantle_c: float, rate_ml_min: float, inject_ml: float) -> dict:
+    """The simulator's synthesis at *times_s* after the injection (mean radius, sigma, number
+    concentration, scattered volume conc x <V>), and t98 of concentration and volume against
+    their values over the last 10 % of *times_s* (as the reduction defines them)."""
+    from .simulated_devices.physics.synthesis import SynthesisModel, radius_distribution
+
+    model = SynthesisModel(cfg["synthesis"])
+    t = np.asarray(times_s, dtype=float)
+    rows = [model.state(x, mantle_c, min(inject_ml, rate_ml_min / 60.0 * max(x, 0.0))) for x in t]
+
+    def mean_volume(st):
+        r = np.linspace(max(st["radius_nm"] - 8 * st["sigma_nm"], 0.01), st["radius_nm"] + 10 * st["sigma_nm"], 801)
+        p = radius_distribution(r, st["radius_nm"], st["sigma_nm"], cfg["synthesis"]["distribution"])
+        return float(np.trapezoid(p * 4 / 3 * np.pi * r**3, r))
+
+    conc = np.array([st["concentration_um"] for st in rows])
+    volume = conc * np.array([mean_volume(st) for st in rows])
+    tail = t >= t.max() - 0.1 * (t.max() - t.min())
+
+    def t98(v):
+        final = float(np.median(v[tail]))
+        below = np.flatnonzero(v < 0.98 * final)
+        return float(t[below[-1] + 1]) if len(below) and below[-1] + 1 < len(t) else float(t[0])
+
+    return {"time_s": t, "radius_nm": np.array([st["radius_nm"] for st in rows]),
+            "sigma_nm": np.array([st["sigma_nm"] for st in rows]), "concentration_um": conc,
+            "t98_concentration_s": t98(conc), "t98_yield_s": t98(volume)}
+
+
+def _saxs_campaign(sim, cfg, out, root) -> dict:
+    from matplotlib.figure import Figure
+
+    from .reduction.plots import draw_saxs
+
+    syn = cfg["synthesis"]
+    sample = {"name": "CdSe NCs, hot injection (oleic acid, octadecene)", "size_nm": 2 * syn["r_final_nm"],
+              "ligand": "oleic acid", "solvent": "octadecene", "sigma_cm2": 1e-15}
+    session = _open_saxs(sim, root, sample)
+    try:
+        RE, bl, plans = session.RE, session.beamline, session.plans
+        live = session.saxs_reduction.live
+        run = SAXS_RUN
+        print(f"live SAXS reduction: {session.saxs_reduction!r}\nthe simulated chemistry is accelerated "
+              f"(growth time {syn['growth_time_s']:g} s, nucleation {syn['nucleation_time_s']:g} s, focusing "
+              f"{syn['focusing_time_s']:g} s) and the mantle heats {HEATING_SPEEDUP:g}x faster than real time", flush=True)
+        print(f"\n1/1 injection_series: mantle {run['mantle_temp_c']:g} C, {run['inject_ml']:g} mL at "
+              f"{run['rate_ml_min']:g} mL/min, a SAXS frame every {run['frame_period_s']:g} s for "
+              f"{run['pre_injection_s']:g} s before and {run['duration_s']:g} s after the injection", flush=True)
+        t = time.monotonic()
+        uids = list(RE(plans["injection_series"](bl.saxs, **run)))
+        timing = {"acquisition_s": time.monotonic() - t}
+        report = session.saxs_reduction.report
+        timing["reduction_caught_up_s"] = time.monotonic() - t - timing["acquisition_s"]
+        frames = report["frames"]
+        fit_s = live.saxs.fit_s
+        timing.update(frames=len(frames), frames_per_s=len(frames) / timing["acquisition_s"],
+                      fit_ms_median=1e3 * float(np.median(fit_s)),
+                      integration_frames_per_s=live.integrator.frames / live.integrator.busy_s)
+        mantle = float(np.nanmedian([r["temperature_c"] for r in live.saxs.rows if r["time_s"] >= 0]))
+        times = [f["time_s"] for f in frames if f["time_s"] >= 0]
+        truth = saxs_truth(cfg, times, mantle, run["rate_ml_min"], run["inject_ml"])
+        print(f"\nresults (fit +- error | simulator truth; mantle {mantle:.1f} C)\n"
+              f"  {'t (s)':>6} {'r (nm)':>20} {'sigma (nm)':>20} {'conc (rel.)':>12} {'conc truth (uM)':>16}")
+        rows = []
+        by_time = [f for f in frames if f["time_s"] >= 0]
+        for target in SAXS_REPORT_TIMES_S:
+            k = int(np.argmin(np.abs(np.array(times) - target)))
+            f = by_time[k]
+            tr = {key: float(truth[key][k]) for key in ("radius_nm", "sigma_nm", "concentration_um")}
+            rows.append({**f, "truth": tr})
+            if not f["particles"]:
+                print(f"  {f['time_s']:>6.1f}   no particles ({f.get('reason', '')})")
+                continue
+            r, sg = f["r_mean_nm"], f["sigma_nm"]
+            print(f"  {f['time_s']:>6.1f} {r['value']:>8.3f} +- {r['stderr']:.3f} | {tr['radius_nm']:.3f} "
+                  f"{sg['value']:>6.3f} +- {sg['stderr']:.3f} | {tr['sigma_nm']:.3f} "
+                  f"{f['concentration_rel'] if f['concentration_rel'] is not None else float('nan'):>12.3f} "
+                  f"{tr['concentration_um']:>16.2f}")
+        law = report["growth_law"]
+        print(f"\n  t98 concentration {report['t98_concentration_s']} s (truth {truth['t98_concentration_s']:.1f} s), "
+              f"t98 yield {report['t98_yield_s']} s (truth {truth['t98_yield_s']:.1f} s)")
+        if law:
+            print(f"  growth law dr/dt = k / r^n: n = {law['n']['value']:.2f} +- {law['n']['stderr']:.2f}, "
+                  f"k = {law['k']['value']:.3g} +- {law['k']['stderr']:.2g} nm^(n+1)/s (the simulator's law is "
+                  f"k / r^{syn['growth_exponent']:g} x (1 - (r / {syn['r_final_nm']:g} nm)^3): the depletion term "
+                  f"steepens the apparent n)")
+        fig = Figure(figsize=(15, 4))
+        draw_saxs(fig, live.saxs.rows, report, live.saxs.last)
+        fig.savefig(out / "saxs.png", dpi=110)
+        print(f"\n{timing['frames']} frames in {timing['acquisition_s']:.0f} s ({timing['frames_per_s']:.1f} frames/s "
+              f"end to end); live fit median {timing['fit_ms_median']:.1f} ms per frame, integration "
+              f"{timing['integration_frames_per_s']:.0f} frames/s of CPU; reduction caught up "
+              f"{timing['reduction_caught_up_s']:.1f} s after the run\nfigure: {out / 'saxs.png'}")
+        return {"experiment": "saxs", "raw_runs": uids, "timing": timing, "report": report, "rows": rows,
+                "truth": {"t98_concentration_s": truth["t98_concentration_s"], "t98_yield_s": truth["t98_yield_s"],
+                          "time_s": truth["time_s"].tolist(), "radius_nm": truth["radius_nm"].tolist(),
+                          "sigma_nm": truth["sigma_nm"].tolist(), "concentration_um": truth["concentration_um"].tolist()}}
+    finally:
+        session.close()
+
+
+ANNEAL_SAMPLE = "cdse-npl-film"
+# Holds of the published anneal, each ANNEAL_HOLD_S of wall time: with the cell HEATING_SPEEDUP x faster
+# than real time that is ~8 ligand-loss times of the sample file (a 30 min hold at the beamline).
+ANNEAL_HOLDS_C = (80.0, 250.0, 300.0, 340.0, 350.0)
+ANNEAL_HOLD_S = 10.0
+ANNEAL_RATE_C_MIN = 20.0
+ANNEAL_PERIOD_S = 0.5
+ANNEAL_STACKING_Q = (0.08, 0.8)          # A^-1: periods from 7.9 nm down to 0.8 nm
+
+
+def film_truth(cfg: dict, times_s, temperatures_c) -> np.ndarray:
+    """The simulator's stacking period (nm; NaN once fused) replayed on a recorded temperature trace
+    (wall s; the cell's model time is speedup x wall time)."""
+    from .simulated_devices.physics.film import PlateletFilmModel
+
+    film = PlateletFilmModel(cfg["platelet_film"], cell_c=float(temperatures_c[0]))
+    speedup = cfg["heating_cell"]["speedup"]
+    out, last = [], float(times_s[0])
+    for t, temp in zip(times_s, temperatures_c):
+        film.advance((float(t) - last) * speedup, float(temp))
+        last = float(t)
+        out.append(math.nan if film.fused else film.stacking_nm)
+    return np.array(out)
+
+
+def _anneal_campaign(sim, cfg, out, root) -> dict:
+    from matplotlib.figure import Figure
+
+    from .reduction.plots import draw_stacking
+
+    s = cfg["sample"]
+    sample = {"name": s["name"], "size_nm": s["size_nm"], "ligand": s["ligand"], "solvent": s["solvent"],
+              "sigma_cm2": s["sigma_cm2"]}
+    session = _open_saxs(sim, root, sample, stacking_q=ANNEAL_STACKING_Q)
+    try:
+        RE, bl, plans = session.RE, session.beamline, session.plans
+        live = session.saxs_reduction.live
+        steps, previous = [], cfg["heating_cell"]["ambient_c"]
+        for temp in ANNEAL_HOLDS_C:
+            steps += [("ramp", temp, ANNEAL_RATE_C_MIN), ("hold", temp, ANNEAL_HOLD_S)]
+            previous = temp
+        steps.append(("cool", cfg["heating_cell"]["ambient_c"] + 35.0, ANNEAL_RATE_C_MIN))
+        bl.saxs.exposure_s = 0.2
+        print(f"live SAXS reduction: {session.saxs_reduction!r}\nthe simulated cell runs {HEATING_SPEEDUP:g}x faster "
+              f"than real time: each {ANNEAL_HOLD_S:g} s hold is {ANNEAL_HOLD_S * HEATING_SPEEDUP / 60:.0f} min of the "
+              f"film's time ({cfg['platelet_film']['loss_time_s']:g} s ligand-loss time)", flush=True)
+        print(f"\n1/1 anneal_profile: ramps at {ANNEAL_RATE_C_MIN:g} C/min to holds at "
+              f"{', '.join(f'{t:g}' for t in ANNEAL_HOLDS_C)} C, then cool; a SAXS frame every {ANNEAL_PERIOD_S:g} s",
+              flush=True)
+        t = time.monotonic()
+        uids = list(RE(plans["anneal_profile"](steps, detectors=[bl.saxs], period_s=ANNEAL_PERIOD_S)))
+        timing = {"acquisition_s": time.monotonic() - t}
+        segments = session.saxs_reduction.segments
+        rows = live.stacking.rows
+        truth = film_truth(cfg, [r["time_s"] for r in rows], [r["temperature_c"] for r in rows])
+        timing.update(frames=len(rows), fit_ms_median=1e3 * float(np.median(live.stacking.fit_s)))
+        print(f"\nstacking period at the end of each hold (fit +- error | simulator truth, the film model replayed "
+              f"on the recorded temperatures)\n  {'hold (C)':>9} {'d (nm)':>18} {'truth (nm)':>11}  frames with a peak")
+        holds = []
+        for seg in segments:
+            if seg["kind"] != "hold":
+                continue
+            end = max(k for k, r in enumerate(rows) if r["segment"] == seg["segment"])
+            tr = truth[end]
+            d = seg["d_end_nm"]
+            holds.append({**{k: v for k, v in seg.items() if k != "trajectory"}, "truth_nm": None if np.isnan(tr) else float(tr)})
+            value = "no peak (fused)" if d["value"] is None else f"{d['value']:.3f} +- {d['stderr']:.4f}"
+            print(f"  {seg['temperature_c'][1]:>9.1f} {value:>18} {'fused' if np.isnan(tr) else f'{tr:.3f}':>11}  "
+                  f"{seg['frames_with_peak']}/{seg['frames']}")
+        fig = Figure(figsize=(11, 4))
+        draw_stacking(fig, rows)
+        fig.savefig(out / "stacking.png", dpi=110)
+        print(f"\n{timing['frames']} frames in {timing['acquisition_s']:.0f} s; stacking fit median "
+              f"{timing['fit_ms_median']:.1f} ms per frame\nfigure: {out / 'stacking.png'}")
+        return {"experiment": "anneal", "raw_runs": uids, "timing": timing, "holds": holds,
+                "segments": segments}
     finally:
         session.close()

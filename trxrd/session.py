@@ -59,11 +59,11 @@ from .acquisition.plans.temperature import anneal_profile, temperature_series
 from .acquisition.plans.time_zero import find_time_zero
 from .acquisition.progress import install_progress
 from .catalog import CatalogWriter, open_catalog, run_thermometers
-from .reduction.callbacks.live import LiveReduction
+from .reduction.callbacks.live import LiveReduction, LiveSaxsReduction
 from .reduction.kinetics import onset_problem
 from .reduction.pump_probe import fit_time_zero
 from .reduction.reflections import load_thermometers
-from .reduction.settings import ReductionSettings, parse_window
+from .reduction.settings import ReductionSettings, SaxsSettings, parse_window
 from .state import StateFile
 from .validation import finite
 
@@ -294,6 +294,83 @@ class SessionReduction:
         return f"live reduction: {s.poni}, windows {[list(w) for w in s.windows]} A^-1, model {s.model}"
 
 
+class SessionSaxs:
+    """The session's live SAXS reduction (SAXS frames -> I(q) -> spheres per frame during an
+    ``injection_series``; the stacking peak during ``anneal_profile`` / ``temperature_series``),
+    on its own thread like the pump-probe chain, stored linked to each raw run. ``set_saxs(...)``
+    configures it (saved for the next session).
+
+    EXAMPLE::
+
+        set_saxs("/data/calib/saxs.poni", mask="/data/calib/saxs_mask.edf", q_min=0.03, q_max=0.35,
+                 stacking_q=(0.12, 0.8))
+        RE(injection_series(saxs, mantle_temp_c=240, inject_ml=1.0, rate_ml_min=60, duration_s=60))
+        saxs_reduction.report["t98_concentration_s"]
+    """
+
+    def __init__(self, session: "Session"):
+        self._session = session
+        self.settings: SaxsSettings | None = None
+        self.live: LiveSaxsReduction | None = None
+        self._token = None
+
+    def set(self, poni=None, *, save: bool = True, **options) -> "SessionSaxs":
+        """(Re)install the SAXS reduction; options as in ``SaxsSettings`` (checked now)."""
+        if poni is None and self.settings is None:
+            raise ValueError("set_saxs needs the SAXS detector's calibration: set_saxs(poni, mask=...)")
+        values = self.settings.as_dict() if self.settings is not None else {}
+        values.update({k: v for k, v in options.items() if v is not None})
+        if poni is not None:
+            values["poni"] = poni
+        return self.install(SaxsSettings.from_dict(values), save=save)
+
+    def install(self, settings: SaxsSettings, *, save: bool = True) -> "SessionSaxs":
+        s = self._session
+        live = LiveSaxsReduction(settings, store=s.writer, plot=s.plots)
+        self.off()
+        self.settings, self.live = settings, live
+        self._token = s.RE.subscribe(live)
+        if save:
+            s.state.update("saxs", settings.as_dict())
+        return self
+
+    def off(self) -> None:
+        """Stop reducing new runs (what is queued is finished first)."""
+        if self._token is not None:
+            self._session.RE.unsubscribe(self._token)
+            self._token = None
+        if self.live is not None:
+            self.live.close()
+            self.live = None
+
+    def wait(self, timeout: float = 300.0) -> None:
+        if self.live is not None:
+            self.live.wait(timeout)
+
+    @property
+    def report(self) -> dict | None:
+        """The last injection series' result (the JSON of ``trxrd saxs``), after catching up."""
+        if self.live is None:
+            return None
+        self.wait()
+        return self.live.saxs.report
+
+    @property
+    def segments(self) -> list | None:
+        """The last anneal's stacking period per segment, after catching up."""
+        if self.live is None or self.live.stacking is None:
+            return None
+        self.wait()
+        return self.live.stacking.segments
+
+    def __repr__(self):
+        if self.settings is None:
+            return "live SAXS reduction off: set_saxs(poni, mask=...)"
+        s = self.settings
+        return (f"live SAXS reduction: {s.poni}, {s.distribution} spheres, background {s.background}"
+                + (f", stacking peak in {s.stacking_q[0]:g}-{s.stacking_q[1]:g} A^-1" if s.stacking_q else ""))
+
+
 @dataclass
 class Session:
     """One beamline session (see module): use :func:`open_session` to make one."""
@@ -308,10 +385,12 @@ class Session:
     plots: bool = False
     sample: Sample | None = None
     reduction: SessionReduction = field(init=False)
+    saxs_reduction: SessionSaxs = field(init=False)
     tokens: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.reduction = SessionReduction(self)
+        self.saxs_reduction = SessionSaxs(self)
 
     # -- sample and metadata ------------------------------------------------------------------------
     def set_sample(self, **fields) -> Sample:
@@ -369,13 +448,15 @@ class Session:
         """What the IPython profile puts in the user's namespace."""
         return dict(session=self, RE=self.RE, cat=self.catalog, bec=self.bec, beamline=self.beamline,
                     set_sample=self.set_sample, set_reduction=self.reduction.set, reduction=self.reduction,
-                    set_thermometer=self.reduction.set_thermometer,
+                    set_thermometer=self.reduction.set_thermometer, set_saxs=self.saxs_reduction.set,
+                    saxs_reduction=self.saxs_reduction,
                     bps=bps, bp=bp, bpp=bpp, summarize_plan=summarize_plan, check_limits=check_limits,
                     **self.beamline.devices(), **self.plans)
 
     def close(self) -> None:
         """Finish the live reduction, flush the catalog writer (raises a pending catalog error)."""
         self.reduction.off()
+        self.saxs_reduction.off()
         self.writer.close()
 
 
@@ -485,6 +566,13 @@ def open_session(config: SessionConfig | None = None, *, verbose: bool = True) -
             reduction_line = repr(session.reduction)
         except (ValueError, OSError) as exc:    # a moved calibration must not stop the session
             reduction_line = f"live reduction: OFF, the saved settings fail ({exc}); set_reduction(...)"
+    saxs_line = repr(session.saxs_reduction)
+    if saved.get("saxs"):
+        try:
+            session.saxs_reduction.install(SaxsSettings.from_dict(saved["saxs"]), save=False)
+            saxs_line = repr(session.saxs_reduction)
+        except (ValueError, OSError) as exc:
+            saxs_line = f"live SAXS reduction: OFF, the saved settings fail ({exc}); set_saxs(...)"
     if verbose:
         print(f"trxrd session: prefix {config.prefix!r}, data {root}, catalog "
               f"{config.catalog_uri or root / 'catalog'}\n"
@@ -492,5 +580,6 @@ def open_session(config: SessionConfig | None = None, *, verbose: bool = True) -
               f"  plans:   {', '.join(session.plans)}\n"
               f"  {sample_line}\n"
               f"  {reduction_line}\n"
+              f"  {saxs_line}\n"
               f"  {'; '.join(device_lines)}")
     return session

@@ -49,19 +49,26 @@ class PilatusDetector(SingleTrigger, _PilatusBase):
         catalog's readable storage.
     exposure_s : float, optional
         Exposure per frame (s).
+    geometry : {"waxs", "saxs"}
+        Which scattering the detector records; plans name its image accordingly
+        (``image`` or ``saxs_image`` in ``trxrd.datakeys``), so each live reduction takes its own.
 
     EXAMPLE::
 
         pilatus = PilatusDetector("TRX:PIL:", name="pilatus", write_dir="/data/frames/pilatus")
         pilatus.exposure_s = 0.1
+        saxs = PilatusDetector("TRX:SAXS:", name="saxs", write_dir="/data/frames/saxs", geometry="saxs")
     """
 
     hdf5 = Cpt(HDF5FileStore, "HDF1:", write_path_template="/", root="/")
 
     def __init__(self, prefix: str, *, name: str, write_dir: str | Path, exposure_s: float | None = None,
-                 **kwargs):
+                 geometry: str = "waxs", **kwargs):
+        if geometry not in ("waxs", "saxs"):
+            raise ValueError(f"{name}: geometry must be 'waxs' or 'saxs', got {geometry!r}")
         kwargs.setdefault("read_attrs", ["hdf5"])
         super().__init__(prefix, name=name, **kwargs)
+        self.geometry = geometry
         write_dir = Path(write_dir).resolve()
         self.hdf5.write_path_template = f"{write_dir}/%Y/%m/%d/"
         self.hdf5.reg_root = str(write_dir.anchor)

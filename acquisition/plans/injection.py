@@ -11,8 +11,11 @@ frame starts right after it; frames go on until ``duration_s`` after time zero.
 
 Every ``primary`` event: the SAXS frame (datum), ``reaction_time_s`` (s; mid-exposure time
 of the frame relative to time zero, negative before the injection, from the plan's clock at
-the trigger plus half the exposure), the mantle temperature (C) and the delivered volume
-(mL). One ``injection`` stream event at the end records what happened, all in epoch s:
+the trigger plus half the exposure), the mantle temperature (C), the delivered volume
+(mL) and, with an ``i0`` monitor, the frame's incident flux. The start document maps these
+to their ``trxrd.datakeys`` names (``saxs_image``, ``reaction_time``, ``temperature``,
+``delivered``, ``i0``) for the live SAXS reduction.
+One ``injection`` stream event at the end records what happened, all in epoch s:
 ``injection_time_zero`` (the reference of ``reaction_time_s``), ``injection_command_time``
 (Infuse written), ``injection_pump_start_time`` (the pump's time stamp of the first drop),
 ``injection_end_time``, and ``injection_delivered_ml``.
@@ -47,6 +50,7 @@ from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
 from bluesky.utils import MsgGenerator
 
+from ... import datakeys as dk
 from ...validation import finite
 from ..devices.clock import PlanClock
 from ._labels import LabelSignal
@@ -60,7 +64,7 @@ FRAME_OVERHEAD_S = 0.02      # first guess of a frame's time beyond its exposure
 def injection_series(saxs_detector, *, cell, syringe, mantle_temp_c: float, inject_ml: float,
                      rate_ml_min: float, frame_period_s: float = 0.1, duration_s: float,
                      pre_injection_s: float = 5.0, exposure_s: float | None = None,
-                     settle_time_s: float | None = None, md: dict | None = None) -> MsgGenerator[str]:
+                     settle_time_s: float | None = None, i0=None, md: dict | None = None) -> MsgGenerator[str]:
     """SAXS frames before and after a hot injection (see the module for the data).
 
     Parameters
@@ -83,6 +87,8 @@ def injection_series(saxs_detector, *, cell, syringe, mantle_temp_c: float, inje
         Per frame (s); default half the period.
     settle_time_s : float, optional
         The mantle's settle rule (default: the cell's).
+    i0 : readable, optional
+        Incident-flux monitor read with every frame (the SAXS reduction normalises by it).
     md : dict, optional
         Metadata for the start document; must hold ``sample``.
 
@@ -113,12 +119,14 @@ def injection_series(saxs_detector, *, cell, syringe, mantle_temp_c: float, inje
                          f"than duration_s = {duration} s: record longer or inject faster")
     args = dict(saxs_detector=saxs_detector.name, cell=cell.name, syringe=syringe.name, mantle_temp_c=mantle,
                 inject_ml=volume, rate_ml_min=rate, frame_period_s=period, duration_s=duration,
-                pre_injection_s=pre, exposure_s=exposure, settle_rule=rule)
+                pre_injection_s=pre, exposure_s=exposure, settle_rule=rule, i0=None if i0 is None else i0.name)
     plan_md("injection_series", args, md)             # sample and md checked now, before any message
 
     clock = PlanClock(name="injection_clock")
     reaction = LabelSignal(name="reaction_time_s", value=math.nan, units="s")
-    readables = [saxs_detector, reaction, cell.temperature, syringe.delivered]
+    readables = [saxs_detector, reaction, cell.temperature, syringe.delivered] + ([i0] if i0 is not None else [])
+    keys = {"saxs_image": saxs_detector.image_key, "reaction_time": reaction.name, "temperature": cell.temperature.name,
+            "delivered": syringe.delivered.name, **({"i0": i0.name} if i0 is not None else {})}
     stamps = {key: LabelSignal(name=f"injection_{key}", value=math.nan, units=unit)
               for key, unit in (("time_zero", "s"), ("command_time", "s"), ("pump_start_time", "s"),
                                 ("end_time", "s"), ("delivered_ml", "mL"))}
@@ -175,7 +183,7 @@ def injection_series(saxs_detector, *, cell, syringe, mantle_temp_c: float, inje
         zero_epoch = yield from bps.rd(clock.zero_epoch)
         yield from bps.mv(stamps["time_zero"], zero_epoch + t0)
         run_md = plan_md("injection_series", args, md, hints={"dimensions": [([reaction.name], "primary")]},
-                         reaction_time_zero=zero_epoch + t0)
+                         reaction_time_zero=zero_epoch + t0, **{dk.KEY_MAP: keys})
         yield from bpp.run_wrapper(frames(t0), md=run_md)
 
     def cleanup():

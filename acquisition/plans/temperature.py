@@ -112,11 +112,10 @@ def temperature_series(detectors: Sequence[Readable], temperatures_c: Iterable[f
     frames = count(frames, "frames")
     args = dict(detectors=[d.name for d in detectors], temperatures_c=temps, cell=cell.name,
                 frames=frames, **rule)
-    images = [d.image_key for d in detectors if hasattr(d, "image_key")]
     md = plan_md("temperature_series", args, md,
                  hints={"dimensions": [([cell.setpoint.name], "primary")]},
                  num_points=len(temps) * frames, settle_rule=rule,
-                 **{dk.KEY_MAP: {"temperature": cell.temperature.name, **({"image": images[0]} if images else {})}})
+                 **{dk.KEY_MAP: {"temperature": cell.temperature.name, **dk.image_fields(detectors)}})
     index = LabelSignal(name="temperature_index", value=0)
     frame = LabelSignal(name="frame", value=0)
     readables = detectors + [cell, index, frame]
@@ -244,13 +243,16 @@ def anneal_profile(steps: Sequence, *, cell, detectors: Sequence[Readable] = (),
     seg_list = [{"kind": s.kind, **asdict(s)} for s in segments]
     args = dict(steps=seg_list, cell=cell.name, detectors=[d.name for d in detectors], period_s=period)
     wsp_key = cell.working_setpoint.name
-    md = plan_md("anneal_profile", args, md, hints={"dimensions": [(["time"], "primary")]},
-                 segments=seg_list, **{ANNEAL_KEYS: {"working_setpoint": wsp_key,
-                                                     "temperature": cell.temperature.name}})
     seg_index = LabelSignal(name="anneal_segment", value=0)
     seg_kind = LabelSignal(name="anneal_segment_kind", value="")
     planned = LabelSignal(name="anneal_time_s", value=0.0, units="s")
     clock = PlanClock(name="anneal_clock")
+    md = plan_md("anneal_profile", args, md, hints={"dimensions": [(["time"], "primary")]},
+                 segments=seg_list, **{ANNEAL_KEYS: {"working_setpoint": wsp_key,
+                                                     "temperature": cell.temperature.name},
+                                       dk.KEY_MAP: {"temperature": cell.temperature.name,
+                                                    "anneal_time": clock.elapsed.name, "segment": seg_index.name,
+                                                    "segment_kind": seg_kind.name, **dk.image_fields(detectors)}})
     readables = detectors + [cell, seg_index, seg_kind, planned, clock]
     schedule = {"next": 0.0}                 # clock time (s) of the next event
 

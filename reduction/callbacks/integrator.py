@@ -3,7 +3,8 @@
 The frame is read through the run's own resource/datum documents (the detector's HDF5 file,
 as the catalog reads it); events that already carry the frame (a replay of a stored run) are
 used as they are. Which image to reduce: the one the run's plan names in its start document
-(``trxrd.datakeys.KEY_MAP``), else ``image_key``. For each raw run with that image, one
+(``trxrd.datakeys.KEY_MAP``) under *image_field* (``image``: WAXS, ``saxs_image``: SAXS), else
+``image_key``. For each raw run with that image, one
 reduced run is emitted to the subscribers (catalog writer, live pump-probe): its start document
 links the raw run (``raw_uid``) and records the calibration; its ``primary`` stream has one event
 per frame with ``q`` (A^-1), ``intensity``, ``sigma`` (Poisson, 1 sigma), the raw sequence number
@@ -44,12 +45,13 @@ class LiveIntegrator(DerivedRunPublisher):
     """Integrates the frames of ``image_key`` and publishes I(q) as a reduced run (see module)."""
 
     def __init__(self, poni, mask=None, *, npt: int = 1000, image_key: str = "pilatus_image",
-                 stream: str = "primary", root_map: dict | None = None):
+                 image_field: str = "image", stream: str = "primary", root_map: dict | None = None):
         super().__init__()
         self.integration = AzimuthalIntegration(poni, mask=mask, npt=npt)
         self.poni = Path(poni).resolve()
         self.mask = None if mask is None or not isinstance(mask, (str, Path)) else Path(mask).resolve()
         self.image_key = image_key          # for runs that do not name their image
+        self.image_field = image_field      # which image of the run's KEY_MAP
         self.stream = stream
         self._keys: dict[str, str] = {}     # field -> raw data key, of the current run
         self._image: str | None = None
@@ -67,7 +69,7 @@ class LiveIntegrator(DerivedRunPublisher):
             self._keys = dk.key_map(doc)
         except ValueError:              # not a pump-probe run: integrate its frames only
             self._keys = {}
-        self._image = self._keys.get("image") or self.image_key
+        self._image = self._keys.get(self.image_field) or self.image_key
         self._descriptors = set()
         self.frames = 0
         self.busy_s = 0.0
@@ -99,7 +101,7 @@ class LiveIntegrator(DerivedRunPublisher):
             dk.RAW_SEQ_NUM: {"source": "reduction", "dtype": "integer", "shape": []},
         }
         self._copy = {f: key for f, key in self._keys.items()
-                      if f != "image" and key in doc["data_keys"]}
+                      if f not in ("image", "saxs_image") and key in doc["data_keys"]}
         for f, key in self._copy.items():
             self._data_keys[f] = {k: v for k, v in doc["data_keys"][key].items()
                                   if k in ("dtype", "shape", "precision")}

@@ -22,12 +22,15 @@ EXAMPLE::
 """
 from __future__ import annotations
 
-from ..settings import ReductionSettings
+import numpy as np
+
+from ..settings import ReductionSettings, SaxsSettings
 from .buffer import BufferedCallback
 from .integrator import LiveIntegrator
-from .plot import LivePumpProbePlot, LiveReflectionsPlot
+from .plot import LivePumpProbePlot, LiveReflectionsPlot, LiveSaxsPlot, LiveStackingPlot
 from .pump_probe import LivePumpProbe, RefitPolicy
 from .reflections import LiveReflections, LiveThermometer
+from .saxs import LiveSaxs, LiveStacking
 
 
 def live_reduction(settings: ReductionSettings, *, store=None, plot=False, refit: RefitPolicy | None = None):
@@ -110,4 +113,67 @@ class LiveReduction:
 
     def close(self) -> None:
         """Reduce what is queued, then stop the thread."""
+        self.buffer.close()
+
+
+def saxs_background(settings: SaxsSettings, integrator: LiveIntegrator):
+    """(q, I, sigma) of the background file of *settings* (the mean of its frames, divided by
+    ``background_i0`` when given), or None for "auto"."""
+    if settings.background == "auto":
+        return None
+    from ..io import load_frames
+
+    frames = load_frames([settings.background])
+    q, intensity, sigma = integrator.integration.integrate_many(
+        frames, monitors=None if settings.background_i0 is None else [settings.background_i0] * len(frames))
+    return q, intensity.mean(axis=0), np.sqrt((sigma**2).sum(axis=0)) / len(frames)
+
+
+def saxs_reduction(settings: SaxsSettings, *, store=None, plot=False):
+    """The SAXS chain in the caller's thread: (integrator, saxs, stacking); *stacking* is None
+    without ``stacking_q``. *store* receives the derived runs; *plot* as in ``live_reduction``."""
+    integrator = LiveIntegrator(settings.poni, mask=settings.mask, npt=settings.npt, image_key=settings.image_key,
+                                image_field="saxs_image")
+    saxs = LiveSaxs(settings, background=saxs_background(settings, integrator))
+    stacking = LiveStacking(settings) if settings.stacking_q else None
+    for callback in (integrator, saxs, stacking):
+        if callback is not None and store is not None:
+            callback.subscribe(store)
+    for callback, figure in ((saxs, LiveSaxsPlot), (stacking, LiveStackingPlot)):
+        if callback is not None:
+            integrator.subscribe(callback)
+            if plot:
+                callback.subscribe(figure(callback, None if plot is True else plot))
+    return integrator, saxs, stacking
+
+
+class LiveSaxsReduction:
+    """The SAXS chain behind a bounded queue on its own thread, like ``LiveReduction``.
+
+    EXAMPLE::
+
+        live = LiveSaxsReduction(SaxsSettings("saxs.poni", mask="saxs_mask.edf", stacking_q=(0.1, 0.8)),
+                                 store=writer)
+        RE.subscribe(live)
+        RE(injection_series(saxs, ...))
+        live.wait(60); live.saxs.report["t98_concentration_s"]
+    """
+
+    def __init__(self, settings: SaxsSettings, *, store=None, plot=False, max_queued: int = 50_000):
+        self.settings = settings
+        self.integrator, self.saxs, self.stacking = saxs_reduction(settings, store=store, plot=plot)
+        self.buffer = BufferedCallback(self.integrator, max_queued=max_queued, name="live-saxs")
+
+    def __call__(self, name: str, doc: dict) -> None:
+        self.buffer(name, doc)
+
+    def wait(self, timeout: float | None = 300.0) -> None:
+        """Block until every document sent so far is reduced (``TimeoutError`` if not in time)."""
+        self.buffer.wait(timeout)
+
+    @property
+    def backlog(self) -> int:
+        return self.buffer.backlog
+
+    def close(self) -> None:
         self.buffer.close()

@@ -16,7 +16,7 @@ import time
 
 from bluesky.callbacks.mpl_plotting import QtAwareCallback
 
-from ..plots import draw_grid, draw_pump_probe, draw_reflections
+from ..plots import draw_grid, draw_pump_probe, draw_reflections, draw_saxs, draw_stacking
 
 
 class LivePumpProbePlot(QtAwareCallback):
@@ -76,3 +76,25 @@ class LiveReflectionsPlot(LivePumpProbePlot):
     def draw(self, result) -> None:
         draw_reflections(self.figure, result, x_label="delay (ps)" if self.pump_probe.kind == "delay"
                          else "<N> excitations per NC")
+
+
+class LiveSaxsPlot(LivePumpProbePlot):
+    """The live figure of a ``LiveSaxs``: r(t), sigma/r(t), concentration and yield with their 98 %
+    times (recomputed at each redraw, at most every ``redraw_s``), I(q) of the latest frame with its fit."""
+
+    TITLE, SIZE = "trxrd SAXS", (15, 4)
+
+    def draw(self, saxs) -> None:
+        from ..saxs import saxs_series
+
+        rows = [r for r in saxs.rows if r["fit"] is not None]
+        draw_saxs(self.figure, saxs.rows, saxs_series(rows) if len(rows) > 5 else None, saxs.last)
+
+
+class LiveStackingPlot(LivePumpProbePlot):
+    """The live figure of a ``LiveStacking``: d(T), and d(t) with the temperature trace."""
+
+    TITLE, SIZE = "trxrd stacking", (11, 4)
+
+    def draw(self, stacking) -> None:
+        draw_stacking(self.figure, stacking.rows)

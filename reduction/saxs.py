@@ -1,0 +1,654 @@
+"""In-situ SAXS of nanocrystals: polydisperse homogeneous spheres fitted per frame (mean
+radius, size dispersion, scale ~ number density x contrast^2, flat background), the series
+derived from them (number concentration, scattering volume -> yield, t98, growth rate and the
+growth law dr/dt = k / r^n), and the stacking peak of a platelet film (period d = 2 pi / q*,
+correlation length) during an anneal.
+
+Units: q is in A^-1 at every interface (``q_inv_angstrom``); radii, sigma and distances in nm;
+``parse_q`` also takes "0.2nm-1" where SAXS users think in nm^-1.
+
+Model (docs/science.md 13): I(q) = scale * int p(r) V(r)^2 F(qr)^2 dr + background, with p the
+number distribution of radii (Schulz or Gaussian, mean ``r_mean_nm``, standard deviation
+``sigma_nm``), V = 4/3 pi r^3 (nm^3) and F the normalised sphere amplitude 3 (sin x - x cos x)/x^3.
+The integral is a precomputed table of V^2 F^2 on a geometric radius grid (0.4 % steps) for the
+q bins of the data (``SphereTable``), so a fit costs a few ms. The two linear parameters
+(scale, background) are solved exactly at every step (variable projection); the standard errors
+of all four come from the full Jacobian, scaled by the reduced chi-square.
+
+"No particles": a frame is reported without particles when the sphere term does not improve
+chi-square over a flat background by at least ``min_significance`` (5) standard deviations,
+sqrt((chi2_flat - chi2_spheres) / max(redchi, 1)), or when the fitted mean radius is not
+determined to 25 %, or lies at the edge of the radii the q range can see.
+
+EXAMPLE::
+
+    import numpy as np
+    from trxrd.reduction.saxs import SphereTable, fit_spheres, fit_stacking_peak
+    q = np.linspace(0.02, 0.40, 300)                          # A^-1
+    table = SphereTable(q, distribution="schulz")
+    i = table.intensity(2.0, 0.15, scale=1.0, background=50.0)
+    fit = fit_spheres(q, i, np.sqrt(i), table=table)          # seeded by a Guinier estimate
+    fit.value("r_mean_nm"), fit.stderr("r_mean_nm"), fit.particles   # 2.0, ~0, True
+    fit_spheres(q, i, np.sqrt(i), table=table, seed=fit)      # the next frame: seeded by this one
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import optimize, stats
+
+DISTRIBUTIONS = ("schulz", "gaussian")
+NM_PER_ANGSTROM_INV = 10.0            # q (nm^-1) = 10 q (A^-1)
+MIN_SIGNIFICANCE = 5.0                # sigma of the sphere term over a flat background
+MAX_RELATIVE_RADIUS_ERROR = 0.25
+REL_SIGMA_BOUNDS = (0.02, 0.5)        # sigma / r_mean fitted within these
+AVOGADRO = 6.02214076e23
+PARAMS = ("r_mean_nm", "sigma_nm", "scale", "background")
+
+
+def parse_q(text, name: str = "q") -> float:
+    """A q value in A^-1 from "0.02", "0.02A-1" / "0.02/A" or "0.2nm-1" / "0.2/nm" (converted)."""
+    match = re.fullmatch(r"\s*([0-9.eE+-]+)\s*(a\^?-1|1/a|/a|nm\^?-1|1/nm|/nm)?\s*", str(text), re.IGNORECASE)
+    try:
+        value = float(match.group(1)) if match else float("nan")
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} {text!r}: expected a positive q in A^-1 (e.g. 0.02) or nm^-1 (e.g. 0.2nm-1)")
+    unit = (match.group(2) or "").lower()
+    return value / NM_PER_ANGSTROM_INV if "nm" in unit else value
+
+
+# -- form factor and distributions ----------------------------------------------------------------
+def sphere_amplitude(qr) -> np.ndarray:
+    """Normalised sphere amplitude F(x) = 3 (sin x - x cos x) / x^3, F(0) = 1 (series below x = 1e-2)."""
+    x = np.asarray(qr, dtype=float)
+    out = np.empty_like(x)
+    small = np.abs(x) < 1e-2
+    xs = x[small]
+    out[small] = 1.0 - xs**2 / 10.0 + xs**4 / 280.0
+    xb = x[~small]
+    out[~small] = 3.0 * (np.sin(xb) - xb * np.cos(xb)) / xb**3
+    return out
+
+
+def number_distribution(r_nm, r_mean_nm: float, sigma_nm: float, kind: str = "schulz") -> np.ndarray:
+    """Probability density of radii (nm^-1): Schulz (a gamma distribution with this mean and
+    standard deviation) or Gaussian (truncated at r = 0 by the caller's grid)."""
+    r = np.asarray(r_nm, dtype=float)
+    if kind == "schulz":
+        shape = (r_mean_nm / sigma_nm) ** 2                 # z + 1
+        return stats.gamma.pdf(r, shape, scale=sigma_nm**2 / r_mean_nm)
+    if kind == "gaussian":
+        return stats.norm.pdf(r, r_mean_nm, sigma_nm)
+    raise ValueError(f"unknown radius distribution {kind!r}; choose one of {', '.join(DISTRIBUTIONS)}")
+
+
+def _trapezoid_weights(x: np.ndarray) -> np.ndarray:
+    dx = np.diff(x)
+    w = np.zeros_like(x)
+    w[:-1] += dx / 2
+    w[1:] += dx / 2
+    return w
+
+
+class SphereTable:
+    """V(r)^2 F(q r)^2 (nm^6) for the q bins of the data on a geometric radius grid, so the
+    polydisperse intensity is one short matrix-vector product (see module).
+
+    Parameters
+    ----------
+    q_inv_angstrom : array
+        q of the bins to be fitted (A^-1).
+    distribution : {"schulz", "gaussian"}
+    r_max_nm : float, optional
+        Largest radius in the table; default 2.5 pi / q_min (beyond what the data can size).
+    step : float
+        Relative step of the radius grid.
+    """
+
+    def __init__(self, q_inv_angstrom, *, distribution: str = "schulz", r_max_nm: float | None = None,
+                 step: float = 0.004):
+        if distribution not in DISTRIBUTIONS:
+            raise ValueError(f"unknown radius distribution {distribution!r}; choose one of {', '.join(DISTRIBUTIONS)}")
+        q = np.asarray(q_inv_angstrom, dtype=float)
+        if q.ndim != 1 or len(q) < 8 or not np.all(np.isfinite(q)) or q.min() <= 0:
+            raise ValueError("SphereTable needs at least 8 finite q > 0 (A^-1)")
+        self.q = q
+        self.distribution = distribution
+        q_nm = q * NM_PER_ANGSTROM_INV
+        self.r_max_nm = float(r_max_nm or min(100.0, 2.5 * math.pi / q_nm.min()))
+        self.r_min_nm = 0.05
+        n = int(math.ceil(math.log(self.r_max_nm / self.r_min_nm) / math.log1p(step))) + 1
+        self.r = self.r_min_nm * (1.0 + step) ** np.arange(n)
+        self.dr = _trapezoid_weights(self.r)
+        volume = 4.0 / 3.0 * math.pi * self.r**3
+        self.volume = volume
+        self.table = (volume[:, None] ** 2) * sphere_amplitude(np.outer(self.r, q_nm)) ** 2   # (n_r, n_q)
+        # radii the q range can size: from about 1 / q_max (form-factor minima) to ~ 1.3 / q_min (Guinier)
+        self.r_sizable = (1.0 / q_nm.max(), 1.3 / q_nm.min())
+
+    def _weights(self, r_mean_nm: float, sigma_nm: float) -> tuple[slice, np.ndarray]:
+        lo = np.searchsorted(self.r, max(self.r_min_nm, r_mean_nm - 8.0 * sigma_nm))
+        hi = np.searchsorted(self.r, r_mean_nm + 10.0 * sigma_nm) + 1
+        sl = slice(max(0, lo - 1), min(len(self.r), hi))
+        p = number_distribution(self.r[sl], r_mean_nm, sigma_nm, self.distribution)
+        w = p * self.dr[sl]
+        total = w.sum()
+        if not total > 0:
+            raise ValueError(f"radius distribution r = {r_mean_nm} nm, sigma = {sigma_nm} nm lies outside "
+                             f"the table ({self.r_min_nm}-{self.r_max_nm:.1f} nm)")
+        return sl, w / total
+
+    def form(self, r_mean_nm: float, sigma_nm: float) -> np.ndarray:
+        """<V^2 F^2> over the number distribution (nm^6) on the q bins."""
+        sl, w = self._weights(r_mean_nm, sigma_nm)
+        return w @ self.table[sl]
+
+    def mean_volume_nm3(self, r_mean_nm: float, sigma_nm: float) -> float:
+        """Number-averaged particle volume <V> (nm^3)."""
+        sl, w = self._weights(r_mean_nm, sigma_nm)
+        return float(w @ self.volume[sl])
+
+    def intensity(self, r_mean_nm: float, sigma_nm: float, scale: float = 1.0, background: float = 0.0):
+        """scale * <V^2 F^2> + background on the q bins."""
+        return scale * self.form(r_mean_nm, sigma_nm) + background
+
+
+# -- per-frame fit -----------------------------------------------------------------------------------
+@dataclass
+class SphereFit:
+    """Result of one frame: ``params`` {name: (value, stderr)} of ``PARAMS``; ``particles``
+    False means "no particles" (``reason`` says why; the values are then not reported)."""
+
+    params: dict
+    redchi: float
+    chi2: float
+    chi2_flat: float
+    dof: int
+    significance: float
+    particles: bool
+    reason: str = ""
+    distribution: str = "schulz"
+    q_range: tuple = ()
+    mean_volume_nm3: float = math.nan
+    model: np.ndarray | None = field(default=None, repr=False)
+
+    def value(self, name: str) -> float:
+        return self.params[name][0]
+
+    def stderr(self, name: str) -> float:
+        return self.params[name][1]
+
+    @property
+    def volume(self) -> float:
+        """Scattering volume ~ number density x contrast^2 x <V> (scale x <V>, arbitrary units)."""
+        return self.value("scale") * self.mean_volume_nm3 if self.particles else math.nan
+
+    def as_dict(self) -> dict:
+        """The JSON form of ``trxrd saxs`` (values None without particles)."""
+        out = {"particles": bool(self.particles), "significance": _num(self.significance), "redchi": _num(self.redchi)}
+        for name in PARAMS:
+            value, err = self.params[name]
+            keep = self.particles or name == "background"
+            out[name] = {"value": _num(value) if keep else None, "stderr": _num(err) if keep else None}
+        if not self.particles:
+            out["reason"] = self.reason
+        return out
+
+
+def _num(x):
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def _linear(m: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Weighted least squares of y ~ a m + b: (a, b, weighted residuals)."""
+    mw = m * w
+    a11, a12, a22 = mw @ mw, mw @ w, w @ w
+    b1, b2 = mw @ (y * w), w @ (y * w)
+    det = a11 * a22 - a12 * a12
+    if not det > 0:
+        return 0.0, b2 / a22, (y - b2 / a22) * w
+    a = (a22 * b1 - a12 * b2) / det
+    b = (a11 * b2 - a12 * b1) / det
+    return a, b, (y - a * m - b) * w
+
+
+def guinier_radius_nm(q_inv_angstrom, intensity, background: float = 0.0) -> float | None:
+    """Radius of a sphere (nm) from the Guinier slope ln I = ln I0 - q^2 Rg^2 / 3 (R = sqrt(5/3) Rg),
+    over the low-q bins where q Rg < 1.3 (iterated); None when the data show no Guinier regime."""
+    q = np.asarray(q_inv_angstrom, dtype=float) * NM_PER_ANGSTROM_INV
+    y = np.asarray(intensity, dtype=float) - background
+    n = max(6, len(q) // 10)
+    rg = None
+    for _ in range(6):
+        sel = slice(0, n)
+        qq, yy = q[sel], y[sel]
+        good = yy > 0
+        if good.sum() < 4:
+            return None
+        slope = np.polyfit(qq[good] ** 2, np.log(yy[good]), 1)[0]
+        if slope >= 0:
+            return None
+        rg = math.sqrt(-3.0 * slope)
+        n_new = int(np.searchsorted(q, 1.3 / rg))
+        if n_new < 4:
+            break
+        if n_new == n:
+            break
+        n = n_new
+    return None if rg is None else math.sqrt(5.0 / 3.0) * rg
+
+
+def fit_spheres(q_inv_angstrom, intensity, sigma=None, *, table: SphereTable | None = None,
+                distribution: str = "schulz", seed=None, q_range: tuple | None = None,
+                min_significance: float = MIN_SIGNIFICANCE) -> SphereFit:
+    """Fit polydisperse spheres + flat background to one background-subtracted I(q).
+
+    Parameters
+    ----------
+    q_inv_angstrom, intensity, sigma : arrays
+        The pattern (A^-1; any intensity unit; 1-sigma errors, default sqrt(|I|) + 1).
+    table : SphereTable, optional
+        Built for the same q bins (within *q_range*); made here if not given (reuse it per frame).
+    distribution : {"schulz", "gaussian"}
+    seed : SphereFit or dict, optional
+        Start values (the previous frame's fit, or {"r_mean_nm": ..., "sigma_nm": ...}); default
+        a Guinier estimate refined on a few trial radii.
+    q_range : (qmin, qmax), optional
+        A^-1; default all bins.
+    min_significance : float
+        The "no particles" criterion (see module).
+
+    Returns
+    -------
+    SphereFit
+
+    EXAMPLE::
+
+        fit = fit_spheres(q, i, s, table=SphereTable(q))
+        fit.as_dict()["r_mean_nm"]          # {"value": ..., "stderr": ...}
+    """
+    q = np.asarray(q_inv_angstrom, dtype=float)
+    y = np.asarray(intensity, dtype=float)
+    s = np.sqrt(np.abs(y)) + 1.0 if sigma is None else np.asarray(sigma, dtype=float)
+    if q.shape != y.shape or s.shape != y.shape:
+        raise ValueError(f"q, intensity and sigma must have one shape, got {q.shape}, {y.shape}, {s.shape}")
+    sel = np.isfinite(q) & np.isfinite(y) & np.isfinite(s)
+    if q_range is not None:
+        lo, hi = q_range
+        sel &= (q >= lo) & (q <= hi)
+    positive = s[sel & (s > 0)]
+    if len(positive) < 8:
+        raise ValueError("fewer than 8 valid q bins to fit")
+    s = np.where(s > 0, s, positive.min())
+    q, y, s = q[sel], y[sel], s[sel]
+    if table is None:
+        table = SphereTable(q, distribution=distribution)
+    elif table.q.shape != q.shape or not np.allclose(table.q, q):
+        raise ValueError("the SphereTable was built for other q bins than the ones fitted")
+    w = 1.0 / s
+    dof = len(q) - 4
+    flat_b = float(np.sum(y * w * w) / np.sum(w * w))
+    chi2_flat = float(np.sum(((y - flat_b) * w) ** 2))
+    r_lo, r_hi = table.r_min_nm * 4, table.r_max_nm / 2
+
+    def residual(x):
+        mean, rel = x
+        return _linear(table.form(mean, rel * mean), y, w)[2]
+
+    starts = _starts(q, y, seed, table, residual, (r_lo, r_hi))
+    best = None
+    for x0 in starts:
+        x0 = np.clip(x0, [r_lo * 1.001, REL_SIGMA_BOUNDS[0] * 1.001], [r_hi * 0.999, REL_SIGMA_BOUNDS[1] * 0.999])
+        try:
+            res = optimize.least_squares(residual, x0, bounds=([r_lo, REL_SIGMA_BOUNDS[0]], [r_hi, REL_SIGMA_BOUNDS[1]]),
+                                         x_scale=[x0[0], 0.05], diff_step=1e-4, xtol=1e-10, ftol=1e-10)
+        except ValueError:
+            continue
+        if best is None or res.cost < best.cost:
+            best = res
+    if best is None:
+        raise ValueError("the sphere fit failed from every start")
+    mean, rel = best.x
+    sig = rel * mean
+    form = table.form(mean, sig)
+    scale, bg, res = _linear(form, y, w)
+    chi2 = float(res @ res)
+    redchi = chi2 / max(dof, 1)
+    # full Jacobian (weighted) in (mean, sigma, scale, background) for the covariance
+    cols = []
+    for k, h in ((0, 1e-4 * mean), (1, 1e-4 * max(sig, 1e-3))):
+        xp = [mean, sig]
+        xm = [mean, sig]
+        xp[k] += h
+        xm[k] -= h
+        cols.append(scale * (table.form(*xp) - table.form(*xm)) / (2 * h) * w)
+    jac = np.stack(cols + [form * w, w], axis=1)
+    try:
+        cov = np.linalg.inv(jac.T @ jac) * max(redchi, 1e-12)
+        errs = np.sqrt(np.clip(np.diag(cov), 0, None))
+    except np.linalg.LinAlgError:
+        errs = np.full(4, np.nan)
+    values = (mean, sig, scale, bg)
+    params = {name: (float(v), float(e)) for name, v, e in zip(PARAMS, values, errs)}
+    significance = math.sqrt(max(chi2_flat - chi2, 0.0) / max(redchi, 1.0))
+    particles, reason = True, ""
+    if significance < min_significance or not scale > 0:
+        particles = False
+        reason = (f"no particles: the sphere term improves chi2 over a flat background by {significance:.1f} "
+                  f"sigma (< {min_significance:g})")
+    elif not errs[0] < MAX_RELATIVE_RADIUS_ERROR * mean:
+        particles = False
+        reason = f"no particles: the mean radius is not determined to {MAX_RELATIVE_RADIUS_ERROR:.0%}"
+    elif not table.r_sizable[0] <= mean <= table.r_sizable[1] or mean in (r_lo, r_hi):
+        particles = False
+        reason = (f"no particles: r = {mean:.2f} nm is outside the radii this q range sizes "
+                  f"({table.r_sizable[0]:.2f}-{table.r_sizable[1]:.1f} nm)")
+    return SphereFit(params=params, redchi=redchi, chi2=chi2, chi2_flat=chi2_flat, dof=dof,
+                     significance=significance, particles=particles, reason=reason,
+                     distribution=table.distribution, q_range=(float(q.min()), float(q.max())),
+                     mean_volume_nm3=table.mean_volume_nm3(mean, sig), model=scale * form + bg)
+
+
+def _starts(q, y, seed, table, residual, bounds) -> list:
+    """Start values (mean, sigma/mean): the seed, else the best of trial radii around a Guinier estimate."""
+    if isinstance(seed, SphereFit):
+        seed = {"r_mean_nm": seed.value("r_mean_nm"), "sigma_nm": seed.value("sigma_nm")} if seed.particles else None
+    if seed:
+        mean = float(seed["r_mean_nm"])
+        rel = float(seed.get("sigma_nm", 0.1 * mean)) / mean
+        if bounds[0] < mean < bounds[1] and np.isfinite(rel):
+            return [np.array([mean, rel])]
+    tail = y[-max(5, len(y) // 10):]
+    guess = guinier_radius_nm(q, y, float(np.median(tail)))
+    lo, hi = max(bounds[0], table.r_sizable[0]), min(bounds[1], table.r_sizable[1])
+    centre = guess if guess is not None and lo < guess < hi else math.sqrt(lo * hi)
+    trials = [centre * f for f in (0.6, 0.75, 0.9, 1.0, 1.12, 1.3, 1.6) if lo < centre * f < hi] or [centre]
+    costs = []
+    for r in trials:
+        try:
+            costs.append(float(np.sum(residual((r, 0.1)) ** 2)))
+        except ValueError:
+            costs.append(math.inf)
+    order = np.argsort(costs)
+    return [np.array([trials[i], 0.1]) for i in order[:2]]
+
+
+# -- background -----------------------------------------------------------------------------------------
+def subtract_background(intensity, sigma, background, background_sigma, *, monitor=None, background_monitor=None):
+    """I - k B with its error, k = monitor / background_monitor (1 when not given): for frames
+    that are not already monitor-normalised, a background frame measured at another flux."""
+    k = 1.0
+    if monitor is not None or background_monitor is not None:
+        if monitor is None or background_monitor is None or not (monitor > 0 and background_monitor > 0):
+            raise ValueError("give both monitors (> 0) to scale the background, or neither")
+        k = float(monitor) / float(background_monitor)
+    i = np.asarray(intensity, dtype=float) - k * np.asarray(background, dtype=float)
+    s = np.hypot(np.asarray(sigma, dtype=float), k * np.asarray(background_sigma, dtype=float))
+    return i, s
+
+
+# -- derived series ----------------------------------------------------------------------------------
+def absolute_concentration_um(scale, *, contrast_cm2: float, absolute_factor: float = 1.0):
+    """Number concentration (uM) from the fitted scale when the intensity times *absolute_factor*
+    is in cm^-1 and the particles' contrast (scattering-length-density difference) is
+    *contrast_cm2* (cm^-2): n = scale * factor / (drho^2 * 1e-42 cm^6/nm^6)."""
+    if not (contrast_cm2 and np.isfinite(contrast_cm2) and absolute_factor > 0):
+        raise ValueError("absolute concentration needs a finite contrast (cm^-2) and an absolute factor > 0")
+    n_per_cm3 = np.asarray(scale, dtype=float) * absolute_factor / (contrast_cm2**2 * 1e-42)
+    return n_per_cm3 * 1e3 / AVOGADRO * 1e6
+
+
+def time_to_fraction(time_s, values, fraction: float = 0.98, *, final_window_s: float | None = None,
+                     smooth: int = 5) -> float | None:
+    """When *values* reach *fraction* of their final value for good: the first time after the
+    last one at which the running median (over *smooth* frames) is below fraction x final. The
+    final value is the median over the last *final_window_s* (default: the last 10 % of the
+    times, at least 5 frames). None if the series never gets there."""
+    t = np.asarray(time_s, dtype=float)
+    v = np.asarray(values, dtype=float)
+    good = np.isfinite(t) & np.isfinite(v)
+    t, v = t[good], v[good]
+    if len(t) < max(5, smooth):
+        return None
+    order = np.argsort(t)
+    t, v = t[order], v[order]
+    window = final_window_s if final_window_s is not None else 0.1 * (t[-1] - t[0])
+    tail = v[t >= t[-1] - window]
+    final = float(np.median(tail if len(tail) >= 5 else v[-5:]))
+    if not final > 0:
+        return None
+    half = smooth // 2
+    padded = np.pad(v, half, mode="edge")
+    med = np.median(np.lib.stride_tricks.sliding_window_view(padded, smooth), axis=1)
+    below = np.flatnonzero(med < fraction * final)
+    if len(below) == 0:
+        return float(t[0])
+    if below[-1] + 1 >= len(t):
+        return None
+    return float(t[below[-1] + 1])
+
+
+def growth_rate(time_s, r_nm, r_err=None, *, window_s: float = 2.0) -> dict:
+    """dr/dt from weighted straight lines through r(t) in consecutive windows of *window_s*:
+    {"r_nm", "drdt_nm_s", "drdt_err_nm_s", "time_s"} per window (at least 4 frames each)."""
+    t = np.asarray(time_s, dtype=float)
+    r = np.asarray(r_nm, dtype=float)
+    e = np.ones_like(r) if r_err is None else np.asarray(r_err, dtype=float)
+    good = np.isfinite(t) & np.isfinite(r) & np.isfinite(e) & (e > 0)
+    t, r, e = t[good], r[good], e[good]
+    out = {"time_s": [], "r_nm": [], "drdt_nm_s": [], "drdt_err_nm_s": []}
+    if len(t) < 4:
+        return out
+    edges = np.arange(t.min(), t.max() + window_s, window_s)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (t >= lo) & (t < hi)
+        if sel.sum() < 4:
+            continue
+        (slope, icpt), cov = np.polyfit(t[sel], r[sel], 1, w=1.0 / e[sel], cov="unscaled")
+        resid = (r[sel] - (slope * t[sel] + icpt)) / e[sel]
+        scale = max(1.0, float(resid @ resid) / (sel.sum() - 2))
+        tc = float(np.mean(t[sel]))
+        out["time_s"].append(tc)
+        out["r_nm"].append(float(slope * tc + icpt))
+        out["drdt_nm_s"].append(float(slope))
+        out["drdt_err_nm_s"].append(float(math.sqrt(cov[0, 0] * scale)))
+    return out
+
+
+def fit_growth_law(r_nm, drdt_nm_s, drdt_err_nm_s) -> dict | None:
+    """Weighted fit of dr/dt = k / r^n: {"k": {"value", "stderr"} (nm^(n+1)/s), "n": {...},
+    "points": N}; None with fewer than 3 windows of positive growth."""
+    r = np.asarray(r_nm, dtype=float)
+    g = np.asarray(drdt_nm_s, dtype=float)
+    e = np.asarray(drdt_err_nm_s, dtype=float)
+    sel = np.isfinite(r) & np.isfinite(g) & np.isfinite(e) & (e > 0) & (r > 0) & (g > 0)
+    if sel.sum() < 3:
+        return None
+    r, g, e = r[sel], g[sel], e[sel]
+    ln_k0, n0 = np.polyfit(np.log(r), np.log(g), 1)[::-1]
+    try:
+        popt, pcov = optimize.curve_fit(lambda x, k, n: k * x ** (-n), r, g, p0=[math.exp(ln_k0), -n0], sigma=e,
+                                        absolute_sigma=False, maxfev=5000)
+    except (RuntimeError, ValueError):
+        return None
+    errs = np.sqrt(np.clip(np.diag(pcov), 0, None))
+    return {"k": {"value": float(popt[0]), "stderr": float(errs[0])},
+            "n": {"value": float(popt[1]), "stderr": float(errs[1])}, "points": int(sel.sum())}
+
+
+def saxs_series(frames: list[dict], *, contrast_cm2: float | None = None, absolute_factor: float = 1.0,
+                growth_window_s: float = 2.0) -> dict:
+    """The derived series of a synthesis from per-frame results ({"time_s", "fit": SphereFit}):
+    relative number concentration and yield (scattering volume) against their final values,
+    t98 of both, the growth rate and the growth-law fit. Adds "concentration_rel",
+    "yield_rel" (and "concentration_um" with a contrast) to each frame's dict."""
+    with_p = [f for f in frames if f["fit"] is not None and f["fit"].particles and f["time_s"] >= 0]
+    times = np.array([f["time_s"] for f in with_p])
+    scales = np.array([f["fit"].value("scale") for f in with_p])
+    volumes = np.array([f["fit"].volume for f in with_p])
+    t98_c = time_to_fraction(times, scales)
+    t98_y = time_to_fraction(times, volumes)
+    final_c = _final(times, scales)
+    final_v = _final(times, volumes)
+    for f in frames:
+        fit = f["fit"]
+        ok = fit is not None and fit.particles
+        f["concentration_rel"] = fit.value("scale") / final_c if ok and final_c else None
+        f["yield_rel"] = fit.volume / final_v if ok and final_v else None
+        if contrast_cm2 is not None:
+            f["concentration_um"] = (float(absolute_concentration_um(fit.value("scale"), contrast_cm2=contrast_cm2,
+                                                                     absolute_factor=absolute_factor)) if ok else None)
+    rates = growth_rate(times, [f["fit"].value("r_mean_nm") for f in with_p],
+                        [f["fit"].stderr("r_mean_nm") for f in with_p], window_s=growth_window_s)
+    return {"t98_concentration_s": t98_c, "t98_yield_s": t98_y, "growth_rate": rates,
+            "growth_law": fit_growth_law(rates["r_nm"], rates["drdt_nm_s"], rates["drdt_err_nm_s"]),
+            "frames_with_particles": len(with_p)}
+
+
+def _final(times, values) -> float | None:
+    if len(values) < 5:
+        return None
+    tail = values[times >= times.max() - 0.1 * (times.max() - times.min())]
+    return float(np.median(tail if len(tail) >= 5 else values[-5:]))
+
+
+# -- stacking peak of a platelet film --------------------------------------------------------------------
+@dataclass
+class StackingFit:
+    """Stacking peak of one frame: position q* (A^-1), FWHM, area, and from them the period
+    d = 2 pi / q* and the correlation length xi = 2 pi / FWHM (nm); ``found`` False when no
+    significant peak (``reason``)."""
+
+    q_star: tuple
+    fwhm: tuple
+    area: tuple
+    d_nm: tuple
+    xi_nm: tuple
+    redchi: float
+    significance: float
+    found: bool
+    reason: str = ""
+    window: tuple = ()
+
+    def as_dict(self) -> dict:
+        out = {"found": bool(self.found), "redchi": _num(self.redchi), "significance": _num(self.significance)}
+        for name in ("q_star", "fwhm", "area", "d_nm", "xi_nm"):
+            value, err = getattr(self, name)
+            out[name] = {"value": _num(value) if self.found else None, "stderr": _num(err) if self.found else None}
+        if not self.found:
+            out["reason"] = self.reason
+        return out
+
+
+def _lorentzian(q, q0, fwhm, area):
+    g = fwhm / 2.0
+    return area / math.pi * g / ((q - q0) ** 2 + g * g)
+
+
+def fit_stacking_peak(q_inv_angstrom, intensity, sigma=None, *, q_range: tuple, seed: StackingFit | None = None,
+                      min_significance: float = MIN_SIGNIFICANCE) -> StackingFit:
+    """Lorentzian stacking peak on a local power-law background, fitted in a window of +-4
+    FWHM around the peak inside *q_range* (A^-1). The peak is found as the maximum of I q^2
+    (flattens the platelets' q^-2 form factor) unless *seed* (the previous frame's fit) gives
+    it. Significance: area / stderr(area); below *min_significance* the peak is "not found".
+
+    EXAMPLE::
+
+        fit = fit_stacking_peak(q, i, s, q_range=(0.1, 0.8))
+        fit.d_nm                            # (period in nm, stderr)
+    """
+    q = np.asarray(q_inv_angstrom, dtype=float)
+    y = np.asarray(intensity, dtype=float)
+    s = np.sqrt(np.abs(y)) + 1.0 if sigma is None else np.asarray(sigma, dtype=float)
+    lo, hi = q_range
+    if not (0 < lo < hi):
+        raise ValueError(f"stacking q range {q_range}: need 0 < QMIN < QMAX (A^-1)")
+    sel = np.isfinite(y) & np.isfinite(s) & (s > 0) & (q >= lo) & (q <= hi)
+    if sel.sum() < 12:
+        raise ValueError(f"stacking q range {lo}-{hi} A^-1 holds fewer than 12 valid bins")
+    qa, ya, sa = q[sel], y[sel], s[sel]
+    if seed is not None and seed.found and lo < seed.q_star[0] < hi:
+        q0, fw = seed.q_star[0], seed.fwhm[0]
+    else:
+        kratky = ya * qa**2
+        smooth = np.convolve(kratky, np.ones(5) / 5, mode="same")
+        k = int(np.argmax(smooth[2:-2])) + 2
+        q0 = qa[k]
+        half = smooth[k] - 0.5 * (smooth[k] - np.min(smooth))
+        left = np.flatnonzero(smooth[:k] < half)
+        right = np.flatnonzero(smooth[k:] < half)
+        fw = (qa[k + right[0]] if len(right) else qa[-1]) - (qa[left[-1]] if len(left) else qa[0])
+        fw = float(np.clip(fw, 0.02 * q0, 0.5 * q0))
+    result = None
+    for _ in range(2):
+        win = (qa >= q0 - 4 * fw) & (qa <= q0 + 4 * fw)
+        if win.sum() < 10:
+            win = np.argsort(np.abs(qa - q0))[:10]
+            win = np.isin(np.arange(len(qa)), win)
+        qw, yw, sw = qa[win], ya[win], sa[win]
+        bg_slope, bg_icpt = np.polyfit(np.log(qw[[0, -1]]), np.log(np.clip(yw[[0, -1]], 1e-30, None)), 1)
+        b0 = math.exp(bg_icpt) * q0**bg_slope
+        peak_h = max(float(np.interp(q0, qw, yw)) - b0, 1e-12)
+        p0 = [q0, fw, peak_h * math.pi * fw / 2, b0, -bg_slope]
+
+        def model(x, qc, width, area, b, p):
+            return _lorentzian(x, qc, width, area) + b * (x / q0) ** (-p)
+        try:
+            popt, pcov = optimize.curve_fit(model, qw, yw, p0=p0, sigma=sw, absolute_sigma=False, maxfev=4000,
+                                            bounds=([qw[0], 0.2 * fw, 0, 0, -10], [qw[-1], 4 * fw + 1e-9, np.inf, np.inf, 10]))
+        except (RuntimeError, ValueError) as exc:
+            return StackingFit((math.nan,) * 2, (math.nan,) * 2, (math.nan,) * 2, (math.nan,) * 2, (math.nan,) * 2,
+                               math.nan, 0.0, False, f"no stacking peak: the fit failed ({exc})", (lo, hi))
+        result = (popt, pcov, qw, yw, sw, model)
+        q0, fw = float(popt[0]), float(popt[1])
+    popt, pcov, qw, yw, sw, model = result
+    errs = np.sqrt(np.clip(np.diag(pcov), 0, None))
+    resid = (yw - model(qw, *popt)) / sw
+    redchi = float(resid @ resid) / max(len(qw) - 5, 1)
+    qc, width, area = popt[:3]
+    qc_e, width_e, area_e = errs[:3]
+    significance = float(area / area_e) if area_e > 0 else 0.0
+    found, reason = True, ""
+    if not significance >= min_significance:
+        found, reason = False, f"no stacking peak: its area is {significance:.1f} sigma (< {min_significance:g})"
+    elif not qw[0] < qc < qw[-1]:
+        found, reason = False, "no stacking peak: the position ran to the edge of the window"
+    d = 2 * math.pi / (NM_PER_ANGSTROM_INV * qc)
+    xi = 2 * math.pi / (NM_PER_ANGSTROM_INV * width)
+    return StackingFit(q_star=(float(qc), float(qc_e)), fwhm=(float(width), float(width_e)),
+                       area=(float(area), float(area_e)), d_nm=(d, d * qc_e / qc), xi_nm=(xi, xi * width_e / width),
+                       redchi=redchi, significance=significance, found=found, reason=reason,
+                       window=(float(qw[0]), float(qw[-1])))
+
+
+def stacking_segments(frames: list[dict], hold_tail: float = 1.0 / 3.0) -> list[dict]:
+    """Per anneal segment (frames carry "segment", "segment_kind", "time_s", "temperature_c",
+    "fit": StackingFit): its kind, times, temperatures, the d(t) trajectory, and for every
+    segment the period at its end, mean and standard error of d over the last *hold_tail* of its
+    frames with a peak (for a hold: the settled distance)."""
+    out = []
+    keys = sorted({f["segment"] for f in frames})
+    for seg in keys:
+        rows = [f for f in frames if f["segment"] == seg]
+        good = [f for f in rows if f["fit"] is not None and f["fit"].found]
+        d = np.array([f["fit"].d_nm[0] for f in good])
+        entry = {"segment": int(seg), "kind": rows[0].get("segment_kind", ""),
+                 "time_s": [float(rows[0]["time_s"]), float(rows[-1]["time_s"])],
+                 "temperature_c": [float(rows[0]["temperature_c"]), float(rows[-1]["temperature_c"])],
+                 "frames": len(rows), "frames_with_peak": len(good),
+                 "trajectory": [{"time_s": float(f["time_s"]), "temperature_c": float(f["temperature_c"]),
+                                 "d_nm": float(f["fit"].d_nm[0]), "d_err_nm": float(f["fit"].d_nm[1])} for f in good]}
+        if len(good):
+            tail = d[-max(1, int(math.ceil(hold_tail * len(d)))):]
+            entry["d_end_nm"] = {"value": float(np.mean(tail)),
+                                 "stderr": float(np.std(tail, ddof=1) / math.sqrt(len(tail))) if len(tail) > 1
+                                 else float(good[-1]["fit"].d_nm[1])}
+        else:
+            entry["d_end_nm"] = {"value": None, "stderr": None}
+        out.append(entry)
+    return out
