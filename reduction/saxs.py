@@ -403,17 +403,17 @@ def absolute_concentration_um(scale, *, contrast_cm2: float, absolute_factor: fl
     return n_per_cm3 * 1e3 / AVOGADRO * 1e6
 
 
-def time_to_fraction(time_s, values, fraction: float = 0.98, *, final_window_s: float | None = None,
-                     smooth: int = 5) -> float | None:
-    """When *values* reach *fraction* of their final value for good: the first time after the
-    last one at which the running median (over *smooth* frames) is below fraction x final. The
-    final value is the median over the last *final_window_s* (default: the last 10 % of the
-    times, at least 5 frames). None if the series never gets there."""
+def time_to_fraction(time_s, values, fraction: float = 0.98, *, final_window_s: float | None = None) -> float | None:
+    """When *values* (a quantity that only grows, such as a concentration or a yield) reach
+    *fraction* of their final value: the time at which their monotone (isotonic) least-squares
+    fit crosses fraction x final, interpolated between frames. The final value is the median
+    over the last *final_window_s* (default: the last 10 % of the times, at least 5 frames).
+    None if the series never gets there or has fewer than 5 frames."""
     t = np.asarray(time_s, dtype=float)
     v = np.asarray(values, dtype=float)
     good = np.isfinite(t) & np.isfinite(v)
     t, v = t[good], v[good]
-    if len(t) < max(5, smooth):
+    if len(t) < 5:
         return None
     order = np.argsort(t)
     t, v = t[order], v[order]
@@ -422,15 +422,16 @@ def time_to_fraction(time_s, values, fraction: float = 0.98, *, final_window_s: 
     final = float(np.median(tail if len(tail) >= 5 else v[-5:]))
     if not final > 0:
         return None
-    half = smooth // 2
-    padded = np.pad(v, half, mode="edge")
-    med = np.median(np.lib.stride_tricks.sliding_window_view(padded, smooth), axis=1)
-    below = np.flatnonzero(med < fraction * final)
-    if len(below) == 0:
-        return float(t[0])
-    if below[-1] + 1 >= len(t):
+    level = fraction * final
+    rising = optimize.isotonic_regression(v).x
+    above = np.flatnonzero(rising >= level)
+    if len(above) == 0:
         return None
-    return float(t[below[-1] + 1])
+    k = int(above[0])
+    if k == 0:
+        return float(t[0])
+    # between the last frame below and the first at or above, on the monotone fit
+    return float(t[k - 1] + (level - rising[k - 1]) / (rising[k] - rising[k - 1]) * (t[k] - t[k - 1]))
 
 
 def growth_rate(time_s, r_nm, r_err=None, *, window_s: float = 2.0) -> dict:
@@ -550,12 +551,30 @@ def _lorentzian(q, q0, fwhm, area):
     return area / math.pi * g / ((q - q0) ** 2 + g * g)
 
 
+def _find_peak(q: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Position and width (A^-1) of the most prominent bump of log I above a smooth trend
+    (a quadratic in log I vs log q: power laws and a flat background bend it only slowly)."""
+    from scipy.signal import find_peaks, peak_widths
+
+    logq, logy = np.log(q), np.log(np.clip(y, np.max(y) * 1e-9, None))
+    resid = logy - np.polyval(np.polyfit(logq, logy, 2), logq)
+    smooth = np.convolve(resid, np.ones(5) / 5, mode="same")
+    peaks, props = find_peaks(smooth[2:-2], prominence=0)
+    if len(peaks) == 0:
+        k = int(np.argmax(smooth))
+        return float(q[k]), 0.1 * float(q[k])
+    best = int(np.argmax(props["prominences"]))
+    k = int(peaks[best]) + 2
+    width = peak_widths(smooth, [k], rel_height=0.5)[0][0]
+    fw = width * float(np.median(np.diff(q)))
+    return float(q[k]), float(np.clip(fw, 0.02 * q[k], 0.5 * q[k]))
+
+
 def fit_stacking_peak(q_inv_angstrom, intensity, sigma=None, *, q_range: tuple, seed: StackingFit | None = None,
                       min_significance: float = MIN_SIGNIFICANCE) -> StackingFit:
     """Lorentzian stacking peak on a local power-law background, fitted in a window of +-4
-    FWHM around the peak inside *q_range* (A^-1). The peak is found as the maximum of I q^2
-    (flattens the platelets' q^-2 form factor) unless *seed* (the previous frame's fit) gives
-    it. Significance: area / stderr(area); below *min_significance* the peak is "not found".
+    FWHM around the peak inside *q_range* (A^-1). The peak is found as the most prominent
+    bump of log I over a smooth trend unless *seed* (the previous frame's fit with a peak) gives it. Significance: area / stderr(area); below *min_significance* the peak is "not found".
 
     EXAMPLE::
 
@@ -575,15 +594,7 @@ def fit_stacking_peak(q_inv_angstrom, intensity, sigma=None, *, q_range: tuple, 
     if seed is not None and seed.found and lo < seed.q_star[0] < hi:
         q0, fw = seed.q_star[0], seed.fwhm[0]
     else:
-        kratky = ya * qa**2
-        smooth = np.convolve(kratky, np.ones(5) / 5, mode="same")
-        k = int(np.argmax(smooth[2:-2])) + 2
-        q0 = qa[k]
-        half = smooth[k] - 0.5 * (smooth[k] - np.min(smooth))
-        left = np.flatnonzero(smooth[:k] < half)
-        right = np.flatnonzero(smooth[k:] < half)
-        fw = (qa[k + right[0]] if len(right) else qa[-1]) - (qa[left[-1]] if len(left) else qa[0])
-        fw = float(np.clip(fw, 0.02 * q0, 0.5 * q0))
+        q0, fw = _find_peak(qa, ya)
     result = None
     for _ in range(2):
         win = (qa >= q0 - 4 * fw) & (qa <= q0 + 4 * fw)
