@@ -574,7 +574,8 @@ def fit_stacking_peak(q_inv_angstrom, intensity, sigma=None, *, q_range: tuple, 
                       min_significance: float = MIN_SIGNIFICANCE) -> StackingFit:
     """Lorentzian stacking peak on a local power-law background, fitted in a window of +-4
     FWHM around the peak inside *q_range* (A^-1). The peak is found as the most prominent
-    bump of log I over a smooth trend unless *seed* (the previous frame's fit with a peak) gives it. Significance: area / stderr(area); below *min_significance* the peak is "not found".
+    bump of log I over a smooth trend unless *seed* (the previous frame's fit with a peak) gives
+    it. Significance: area / stderr(area); below *min_significance* the peak is "not found".
 
     EXAMPLE::
 
