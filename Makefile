@@ -23,6 +23,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/catalog_rate.py
 	$(PY) benchmarks/delay_scan_rate.py
 	$(PY) benchmarks/frame_time.py
+	$(PY) benchmarks/saxs_fit_rate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -83,10 +83,19 @@ def _number(row: dict, key: str, line: int, path: Path) -> float:
     return value
 
 
-def read_frame_table(path, n_frames: int, *, required=("frame", "delay_ps", "pump")) -> dict:
+def read_frame_table(path, n_frames: int, *, required=("frame", "delay_ps", "pump"), optional=(),
+                     text=()) -> dict:
     """The frame table, checked against *n_frames*, sorted by frame index: arrays of the
     *required* columns (``pump`` becomes ``pump_on``, bool) and, when they exist, ``i0``,
-    ``fluence_mj_cm2`` and ``temperature_c``."""
+    ``fluence_mj_cm2``, ``temperature_c`` and the numeric columns named in *optional*; the
+    columns named in *text* (when they exist) as stripped strings.
+
+    EXAMPLE::
+
+        rows = read_frame_table("anneal.csv", 120, required=("frame",), optional=("time_s", "segment"),
+                                text=("segment_kind",))
+        rows.get("time_s"), rows.get("segment_kind")       # None where the table lacks the column
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"frame table not found: {path}")
@@ -102,8 +111,9 @@ def read_frame_table(path, n_frames: int, *, required=("frame", "delay_ps", "pum
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (have: {', '.join(columns)})")
     numbers = [c for c in required if c not in ("frame", "pump")]
-    numbers += [c for c in ("i0", "fluence_mj_cm2", "temperature_c") if c in columns and c not in numbers]
-    out = {key: [] for key in ("frame", *numbers, *(("pump_on",) if "pump" in required else ()))}
+    numbers += [c for c in ("i0", "fluence_mj_cm2", "temperature_c", *optional) if c in columns and c not in numbers]
+    strings = [c for c in text if c in columns and c not in numbers and c != "frame"]
+    out = {key: [] for key in ("frame", *numbers, *strings, *(("pump_on",) if "pump" in required else ()))}
     for line, row in enumerate(rows, start=2):
         frame = _number(row, "frame", line, path)
         if frame != int(frame) or not 0 <= frame < n_frames:
@@ -117,6 +127,8 @@ def read_frame_table(path, n_frames: int, *, required=("frame", "delay_ps", "pum
             out["pump_on"].append(pump == "on")
         for key in numbers:
             out[key].append(_number(row, key, line, path))
+        for key in strings:
+            out[key].append((row.get(key) or "").strip())
     if "i0" in out and any(v <= 0 for v in out["i0"]):
         raise ValueError(f"{path}: i0 must be > 0 in every row")
     frames = out["frame"]

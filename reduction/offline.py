@@ -1,6 +1,6 @@
 """Offline reduction of detector files from a past beamtime with the same functions as the
-live reduction: ``trxrd integrate``, ``trxrd kinetics``, ``trxrd reflections`` and
-``trxrd thermometer``.
+live reduction: ``trxrd integrate``, ``trxrd kinetics``, ``trxrd reflections``,
+``trxrd thermometer``, ``trxrd saxs`` and ``trxrd stacking``.
 
 EXAMPLE::
 
@@ -12,6 +12,9 @@ EXAMPLE::
     cals = thermometer_files(["heat.h5"], "waxs.poni", "heat.csv", refl)        # {"112": calibration}
     series = reflections_files(["scan.h5"], "waxs.poni", "scan.csv", refl, thermometer=cals["112"])
     series.as_dict()["temperature_rise_K"]
+    saxs = saxs_files(["synthesis.h5"], "saxs.poni", "synthesis.csv", background="auto")   # time_s < 0: solvent
+    saxs.as_dict()["t98_concentration_s"], saxs_figure(saxs).savefig("saxs.png")
+    stacking_files(["anneal.h5"], "saxs.poni", "anneal.csv", q_min=0.1, q_max=0.6).as_dict()["segments"]
 """
 from __future__ import annotations
 
@@ -118,3 +121,315 @@ def thermometer_files(frame_paths, poni, table, reflections, *, mask=None, npt: 
         points.append({"hkl": r.label, "temperature_c": rows["temperature_c"].tolist(), "q": centers.tolist(),
                        "q_err": errs.tolist()})
     return calibrations, points
+
+
+# -- in-situ SAXS and the stacking peak of a platelet film -------------------------------------------
+WAXS_Q_LOW_INV_ANGSTROM = 0.1        # a SAXS geometry reaches below this q (A^-1) ...
+WAXS_Q_HIGH_INV_ANGSTROM = 1.0       # ... and rarely beyond this one
+SAXS_MIN_BINS = 8                    # fit_spheres needs at least this many q bins
+BEFORE_INJECTION = "before injection (background)"
+
+
+def _check_q_range(q_min, q_max) -> None:
+    for name, value in (("--qmin", q_min), ("--qmax", q_max)):
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive q in A^-1, got {value}")
+    if q_min is not None and q_max is not None and not q_min < q_max:
+        raise ValueError(f"--qmin {q_min:g} must be below --qmax {q_max:g} (A^-1): need QMIN < QMAX")
+
+
+def _covered(q, sigma) -> np.ndarray:
+    """Bins of the integration that hold data (finite, sigma > 0 in the mean over the frames)."""
+    s = np.sqrt(np.nanmean(np.asarray(sigma, dtype=float) ** 2, axis=0))
+    return np.isfinite(q) & np.isfinite(s) & (s > 0)
+
+
+def _fit_bins(q, covered, q_min, q_max) -> tuple[np.ndarray, tuple[float, float]]:
+    """The bins inside [q_min, q_max] (default: every covered bin); the range must lie inside the
+    q range of the PONI's integration (half a bin of slack)."""
+    if not covered.any():
+        raise ValueError("no q bin of the integration holds data (every pixel masked?)")
+    q_lo, q_hi = float(q[covered][0]), float(q[covered][-1])
+    half = 0.5 * float(np.median(np.diff(q))) if len(q) > 1 else 0.0
+    lo = q_lo if q_min is None else float(q_min)
+    hi = q_hi if q_max is None else float(q_max)
+    if not lo < hi:
+        raise ValueError(f"q range {lo:.4g}-{hi:.4g} A^-1: need QMIN < QMAX (the detector covers "
+                         f"{q_lo:.4g}-{q_hi:.4g} A^-1)")
+    if lo < q_lo - half or hi > q_hi + half:
+        raise ValueError(f"q range {lo:.4g}-{hi:.4g} A^-1 is outside the q range of this PONI's integration "
+                         f"({q_lo:.4g}-{q_hi:.4g} A^-1)")
+    return covered & (q >= lo) & (q <= hi), (lo, hi)
+
+
+def _mean_pattern(intensity, sigma) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of curves (N, npt) and its 1-sigma error."""
+    n = len(intensity)
+    return np.mean(intensity, axis=0), np.sqrt(np.sum(np.asarray(sigma) ** 2, axis=0)) / n
+
+
+def _saxs_background(background, frames, rows, integ, q, intensity, sigma, background_i0):
+    """The I(q) subtracted from every frame and a description of it (see ``saxs_files``)."""
+    if isinstance(background, str):
+        background = [background]
+    background = list(background)
+    if background == ["auto"]:
+        before = rows["time_s"] < 0
+        if not before.any():
+            raise ValueError("no pre-injection frames (time_s < 0) for --background auto")
+        bg, bg_sigma = _mean_pattern(intensity[before], sigma[before])
+        return bg, bg_sigma, f"auto: mean of the {int(before.sum())} pre-injection frames (time_s < 0)"
+    if "auto" in background:
+        raise ValueError("--background: give 'auto' alone or background frame files")
+    bg_frames = load_frames(background)
+    if bg_frames.shape[1:] != frames.shape[1:]:
+        raise ValueError(f"the background frames are {bg_frames.shape[2]} x {bg_frames.shape[1]} pixels, the "
+                         f"sample frames {frames.shape[2]} x {frames.shape[1]}")
+    monitors = None
+    if "i0" in rows:
+        if background_i0 is None:
+            raise ValueError("the frame table has i0 (frames divided by it): give --background-i0, the monitor "
+                             "of the background frames, so that they are normalised the same way")
+        if not (np.isfinite(background_i0) and background_i0 > 0):
+            raise ValueError(f"--background-i0 must be a positive number, got {background_i0}")
+        monitors = [float(background_i0)] * len(bg_frames)
+    elif background_i0 is not None:
+        raise ValueError("--background-i0 without an i0 column in the frame table: the frames are not "
+                         "monitor-normalised, so neither is the background")
+    q_bg, i_bg, s_bg = integ.integrate_many(bg_frames, monitors=monitors)
+    if q_bg.shape != q.shape or not np.allclose(q_bg, q):
+        raise ValueError("the background frames integrate to other q bins than the sample frames "
+                         "(other invalid pixels?); use the same mask")
+    bg, bg_sigma = _mean_pattern(i_bg, s_bg)
+    return bg, bg_sigma, f"mean of the {len(bg_frames)} frame(s) of {', '.join(str(p) for p in background)}"
+
+
+class SaxsResult:
+    """``saxs_files``: per frame the background-subtracted I(q) on the fitted bins and its
+    ``SphereFit`` (None before injection), and the derived series (``saxs.saxs_series``)."""
+
+    def __init__(self, *, frames, series, q, intensity, sigma, q_range, distribution, background, growth_window_s,
+                 contrast_cm2=None, absolute_factor=1.0):
+        self.frames = frames                # dicts: frame, time_s, fit, concentration_rel, yield_rel, ...
+        self.series = series
+        self.q = q                          # A^-1, the fitted bins
+        self.intensity = intensity          # (N, bins), background subtracted, in frame-table order
+        self.sigma = sigma
+        self.q_range = q_range
+        self.distribution = distribution
+        self.background = background
+        self.growth_window_s = growth_window_s
+        self.contrast_cm2 = contrast_cm2
+        self.absolute_factor = absolute_factor
+
+    def as_dict(self) -> dict:
+        """The JSON of ``trxrd saxs``: the live reduction's report (``callbacks.saxs.report``)
+        plus the fit range, bins, distribution, background and growth window of this run."""
+        from .callbacks.saxs import report
+
+        out = report(self.frames, self.series)
+        out.update(frames_with_particles=self.series["frames_with_particles"], growth_window_s=self.growth_window_s,
+                   q_range_inv_angstrom=[float(v) for v in self.q_range], q_bins=int(len(self.q)),
+                   distribution=self.distribution, background=self.background)
+        if self.contrast_cm2 is not None:
+            out.update(contrast_cm2=self.contrast_cm2, absolute_factor=self.absolute_factor)
+        return out
+
+
+def saxs_files(frame_paths, poni, table, *, mask=None, npt: int = 500, background="auto", background_i0=None,
+               distribution: str = "schulz", q_min: float | None = None, q_max: float | None = None,
+               contrast_cm2: float | None = None, absolute_factor: float = 1.0) -> SaxsResult:
+    """In-situ SAXS of a synthesis from detector files: frames + frame table (``frame``,
+    ``time_s`` since injection, negative before; optional ``i0``, then every frame is divided
+    by it) -> I(q) -> minus the background -> polydisperse spheres fitted per frame from
+    injection on (each fit seeded by the previous frame with particles, else a Guinier start)
+    -> relative concentration and yield, their t98, the growth law (``saxs.saxs_series``).
+
+    Parameters
+    ----------
+    background : "auto" or list of frame files
+        "auto": the mean I(q) of the frames with time_s < 0. Files: the mean of their frames;
+        when the table has ``i0``, *background_i0* (their monitor) normalises them the same way,
+        otherwise they are subtracted as they are (same exposure and flux as the frames).
+    distribution : {"schulz", "gaussian"}
+    q_min, q_max : float, optional
+        Fit range (A^-1); default the bins the detector covers.
+    contrast_cm2, absolute_factor : float, optional
+        Scattering-length-density difference (cm^-2) and the factor to cm^-1: adds the
+        concentration in uM per frame.
+
+    EXAMPLE::
+
+        result = saxs_files(["synthesis.h5"], "saxs.poni", "synthesis.csv", mask="saxs_mask.edf",
+                            q_min=0.02, q_max=0.35)
+        doc = result.as_dict()
+        doc["t98_concentration_s"], doc["frames"][-1]["r_mean_nm"]
+    """
+    from .saxs import DISTRIBUTIONS, SphereTable, fit_spheres, saxs_series, subtract_background
+
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"unknown radius distribution {distribution!r}; choose one of {', '.join(DISTRIBUTIONS)}")
+    _check_q_range(q_min, q_max)
+    if contrast_cm2 is not None and not (np.isfinite(contrast_cm2) and contrast_cm2 != 0):
+        raise ValueError(f"--contrast must be a finite, non-zero scattering-length-density difference (cm^-2), "
+                         f"got {contrast_cm2}")
+    if not (np.isfinite(absolute_factor) and absolute_factor > 0):
+        raise ValueError(f"--absolute-factor must be a positive number, got {absolute_factor}")
+    frames = load_frames(frame_paths)
+    rows = read_frame_table(table, len(frames), required=("frame", "time_s"))
+    integ = _integrator(poni, mask, npt, frames)
+    q, intensity, sigma = integ.integrate_many(frames, monitors=rows.get("i0"))
+    covered = _covered(q, sigma)
+    if not covered.any() or q[covered][0] > WAXS_Q_LOW_INV_ANGSTROM:
+        low = float(q[covered][0]) if covered.any() else float(q[0])
+        raise ValueError(f"this PONI is a WAXS geometry (q from {low:.3g} A^-1): SAXS needs q down to "
+                         f"{WAXS_Q_LOW_INV_ANGSTROM:g} A^-1 or below (a long sample-detector distance)")
+    sel, q_range = _fit_bins(q, covered, q_min, q_max)
+    if sel.sum() < SAXS_MIN_BINS:
+        q_lo, q_hi = float(q[covered][0]), float(q[covered][-1])
+        why = (f"this PONI is a WAXS geometry (q from {q_lo:.3g} to {q_hi:.3g} A^-1): SAXS needs q down to about "
+               f"0.01 A^-1 in bins of about 0.001 A^-1 (a long sample-detector distance)"
+               if q_hi > WAXS_Q_HIGH_INV_ANGSTROM else "raise --npt or widen --qmin/--qmax")
+        raise ValueError(f"the fit range {q_range[0]:.4g}-{q_range[1]:.4g} A^-1 holds {int(sel.sum())} q bins of "
+                         f"this PONI's integration (bins of {np.median(np.diff(q)):.3g} A^-1, need {SAXS_MIN_BINS}): "
+                         + why)
+    bg, bg_sigma, bg_text = _saxs_background(background, frames, rows, integ, q, intensity, sigma, background_i0)
+    sub_i, sub_s = subtract_background(intensity, sigma, bg[None, :], bg_sigma[None, :])
+    q_fit, sub_i, sub_s = q[sel], sub_i[:, sel], sub_s[:, sel]
+    table_q = SphereTable(q_fit, distribution=distribution)
+    per_frame, seed = [], None
+    for k in np.argsort(rows["time_s"], kind="stable"):
+        t = float(rows["time_s"][k])
+        fit = None
+        if t >= 0:
+            fit = fit_spheres(q_fit, sub_i[k], sub_s[k], table=table_q, seed=seed)
+            if seed is not None and not fit.particles:       # the seed may mislead: the Guinier start
+                fresh = fit_spheres(q_fit, sub_i[k], sub_s[k], table=table_q)
+                fit = fresh if fresh.particles or fresh.chi2 < fit.chi2 else fit
+            if fit.particles:
+                seed = fit
+        per_frame.append({"frame": int(rows["frame"][k]), "time_s": t, "fit": fit, "row": int(k),
+                          **({} if t >= 0 else {"reason": BEFORE_INJECTION})})
+    times = rows["time_s"][rows["time_s"] >= 0]
+    step = float(np.median(np.diff(np.sort(times)))) if len(times) > 1 else 0.0
+    window_s = max(2.0, 4.5 * step)          # dr/dt from windows of at least 4 frames
+    series = saxs_series(per_frame, contrast_cm2=contrast_cm2, absolute_factor=absolute_factor,
+                         growth_window_s=window_s)
+    return SaxsResult(frames=per_frame, series=series, q=q_fit, intensity=sub_i, sigma=sub_s, q_range=q_range,
+                      distribution=distribution, background=bg_text, growth_window_s=window_s,
+                      contrast_cm2=contrast_cm2, absolute_factor=absolute_factor)
+
+
+class StackingResult:
+    """``stacking_files``: per frame its ``StackingFit`` with the table's time / temperature /
+    segment, the segments (``saxs.stacking_segments``) and the I(q) fitted."""
+
+    def __init__(self, *, frames, segments, q, intensity, sigma, q_range):
+        self.frames = frames
+        self.segments = segments
+        self.q = q
+        self.intensity = intensity
+        self.sigma = sigma
+        self.q_range = q_range
+
+    def as_dict(self) -> dict:
+        """The JSON of ``trxrd stacking``."""
+        keys = ("frame", "time_s", "temperature_c", "segment", "segment_kind")
+        frames = [{**{k: f[k] for k in keys if k in f}, **f["fit"].as_dict()} for f in self.frames]
+        return {"frames": frames, "segments": self.segments, "q_range_inv_angstrom": [float(v) for v in self.q_range]}
+
+
+def stacking_files(frame_paths, poni, table, *, mask=None, npt: int = 1000, q_min: float | None = None,
+                   q_max: float | None = None) -> StackingResult:
+    """The stacking peak of a platelet film per frame of an anneal: frames + frame table
+    (``frame`` and ``temperature_c`` and/or ``time_s``; optional ``i0``, ``segment`` (integer)
+    and ``segment_kind`` (text, e.g. ramp / hold)) -> I(q) -> Lorentzian peak on a power law in
+    [q_min, q_max] (A^-1; default the detector's range), each fit seeded by the previous frame
+    with a peak -> d = 2 pi / q* (nm) with its error; per segment the d trajectory and its end
+    value (``saxs.stacking_segments``, needs ``segment``, ``time_s`` and ``temperature_c``).
+
+    EXAMPLE::
+
+        result = stacking_files(["anneal.h5"], "saxs.poni", "anneal.csv", q_min=0.1, q_max=0.6)
+        [f["d_nm"]["value"] for f in result.as_dict()["frames"]], result.segments
+    """
+    from .saxs import fit_stacking_peak, stacking_segments
+
+    _check_q_range(q_min, q_max)
+    frames = load_frames(frame_paths)
+    rows = read_frame_table(table, len(frames), required=("frame",), optional=("time_s", "segment"),
+                            text=("segment_kind",))
+    if "time_s" not in rows and "temperature_c" not in rows:
+        raise ValueError(f"{table}: the frame table needs a time_s and/or a temperature_c column")
+    if "segment" in rows:
+        if "time_s" not in rows or "temperature_c" not in rows:
+            raise ValueError(f"{table}: a segment column needs both time_s and temperature_c")
+        if not np.all(rows["segment"] == np.round(rows["segment"])):
+            raise ValueError(f"{table}: segment must be an integer in every row")
+    integ = _integrator(poni, mask, npt, frames)
+    q, intensity, sigma = integ.integrate_many(frames, monitors=rows.get("i0"))
+    sel, q_range = _fit_bins(q, _covered(q, sigma), q_min, q_max)
+    order = np.lexsort((rows["frame"], rows["time_s"])) if "time_s" in rows else np.arange(len(frames))
+    per_frame, seed = [], None
+    for k in order:
+        fit = fit_stacking_peak(q[sel], intensity[k, sel], sigma[k, sel], q_range=q_range, seed=seed)
+        if seed is not None and not fit.found:
+            fresh = fit_stacking_peak(q[sel], intensity[k, sel], sigma[k, sel], q_range=q_range)
+            fit = fresh if fresh.found else fit
+        if fit.found:
+            seed = fit
+        entry = {"frame": int(rows["frame"][k]), "fit": fit, "row": int(k)}
+        for key in ("time_s", "temperature_c"):
+            if key in rows:
+                entry[key] = float(rows[key][k])
+        if "segment" in rows:
+            entry["segment"] = int(rows["segment"][k])
+            entry["segment_kind"] = str(rows["segment_kind"][k]) if "segment_kind" in rows else ""
+        per_frame.append(entry)
+    segments = stacking_segments(per_frame) if "segment" in rows else []
+    return StackingResult(frames=per_frame, segments=segments, q=q[sel], intensity=intensity[:, sel],
+                          sigma=sigma[:, sel], q_range=q_range)
+
+
+# -- figures (the live reduction's) ---------------------------------------------------------------------
+def saxs_figure(result: SaxsResult):
+    """The live synthesis figure (``plots.draw_saxs``): r(t) and sigma/r(t) with error bars,
+    relative concentration and yield with their 98 % times, I(q) of the last frame with
+    particles and its fit (q in nm^-1)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
+
+    from .plots import draw_saxs
+
+    good = [f for f in result.frames if f["fit"] is not None and f["fit"].particles]
+    last = None
+    if good:
+        f = good[-1]
+        last = (result.q, result.intensity[f["row"]], f["fit"].model)
+    fig = draw_saxs(Figure(figsize=(16, 4)), result.frames, result.series, last)
+    ax_q = fig.axes[3]
+    ax_q.xaxis.set_minor_formatter(NullFormatter())          # decades only: the minor labels overlap
+    if last is not None and np.min(last[2]) > 0:             # not down to the clipped bins at I <= 0
+        ax_q.set_ylim(bottom=0.3 * float(np.min(last[2])))
+    return fig
+
+
+def stacking_figure(result: StackingResult):
+    """The live anneal figure (``plots.draw_stacking``: d vs temperature, d and temperature vs
+    time) when the table has both; else d and xi against the one it has."""
+    from matplotlib.figure import Figure
+
+    if all("time_s" in f and "temperature_c" in f for f in result.frames):
+        from .plots import draw_stacking
+
+        return draw_stacking(Figure(figsize=(10, 4)), result.frames)
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    key, label = ("time_s", "time (s)") if "time_s" in result.frames[0] else ("temperature_c", "temperature (C)")
+    found = [f for f in result.frames if f["fit"].found]
+    for ax, name, text in zip(fig.subplots(1, 2), ("d_nm", "xi_nm"),
+                              ("stacking period d (nm)", "correlation length xi (nm)")):
+        ax.errorbar([f[key] for f in found], [getattr(f["fit"], name)[0] for f in found],
+                    yerr=[getattr(f["fit"], name)[1] for f in found], fmt="o", ms=3, capsize=2)
+        ax.set_xlabel(label)
+        ax.set_ylabel(text)
+    return fig

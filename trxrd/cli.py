@@ -12,6 +12,8 @@ EXAMPLE::
     trxrd shell [--sim]                                    # IPython beamline session (dry run)
     trxrd integrate scan.h5 --poni waxs.poni --mask mask.edf --out reduced.h5
     trxrd kinetics scan.h5 --poni waxs.poni --table scan.csv --window 1.70:2.05 --json fit.json
+    trxrd saxs synthesis.h5 --poni saxs.poni --table synthesis.csv --json saxs.json --plot saxs.png
+    trxrd stacking anneal.h5 --poni saxs.poni --table anneal.csv --qmin 0.1 --qmax 0.6 --json d.json
     trxrd reduce -1 --window 1.70:2.05                     # re-reduce the last run, stored linked
     trxrd proxy & trxrd live --window 1.70:2.05            # live reduction in its own process (0MQ)
 """
@@ -286,6 +288,74 @@ def _thermometer(args) -> int:
     return 0
 
 
+def _q_option(text, name):
+    from .reduction.saxs import parse_q
+
+    return None if text is None else parse_q(text, name)
+
+
+def _saxs(args) -> int:
+    from .reduction.offline import BEFORE_INJECTION, saxs_files
+
+    if args.absolute_factor is not None and args.contrast is None:
+        raise ValueError("--absolute-factor scales the concentration from --contrast: give --contrast too")
+    result = saxs_files(args.frames, args.poni, args.table, mask=args.mask, npt=args.npt, background=args.background,
+                        background_i0=args.background_i0, distribution=args.distribution,
+                        q_min=_q_option(args.qmin, "--qmin"), q_max=_q_option(args.qmax, "--qmax"),
+                        contrast_cm2=args.contrast,
+                        absolute_factor=1.0 if args.absolute_factor is None else args.absolute_factor)
+    doc = result.as_dict()
+    frames = doc["frames"]
+    after = [f for f in frames if f.get("reason") != BEFORE_INJECTION]
+    with_p = [f for f in after if f["particles"]]
+    lo, hi = doc["q_range_inv_angstrom"]
+    print(f"{len(frames)} frames: {len(frames) - len(after)} before injection (background), {len(with_p)} with "
+          f"particles, {len(after) - len(with_p)} without; q {lo:.4g}-{hi:.4g} A^-1, {doc['distribution']} spheres")
+    print(f"  {'time (s)':>9} {'r (nm)':>18} {'sigma (nm)':>18} {'conc. rel':>10}")
+    for i in sorted({round(k * (len(with_p) - 1) / 7) for k in range(8)}) if with_p else []:     # 8 times
+        f = with_p[i]
+        conc = "-" if f["concentration_rel"] is None else f"{f['concentration_rel']:.3f}"
+        print(f"  {f['time_s']:>9.4g} {_pm(f['r_mean_nm']):>18} {_pm(f['sigma_nm']):>18} {conc:>10}")
+    t98 = [("concentration", doc["t98_concentration_s"]), ("yield", doc["t98_yield_s"])]
+    print("t98: " + ", ".join(f"{k} {'not reached' if v is None else f'{v:.4g} s'}" for k, v in t98))
+    law = doc["growth_law"]
+    print("growth law dr/dt = k / r^n: " + (f"n = {_pm(law['n'])}, k = {_pm(law['k'])} nm^(n+1)/s"
+                                             if law else "not determined (too few windows of growth)"))
+    Path(args.json).write_text(json.dumps(doc, indent=2))
+    print(f"result: {args.json}")
+    if args.plot:
+        from .reduction.offline import saxs_figure
+
+        saxs_figure(result).savefig(args.plot, dpi=110)
+        print(f"figure: {args.plot}")
+    return 0
+
+
+def _stacking(args) -> int:
+    from .reduction.offline import stacking_files
+
+    result = stacking_files(args.frames, args.poni, args.table, mask=args.mask, npt=args.npt,
+                            q_min=_q_option(args.qmin, "--qmin"), q_max=_q_option(args.qmax, "--qmax"))
+    doc = result.as_dict()
+    found = sum(f["found"] for f in doc["frames"])
+    print(f"{len(doc['frames'])} frames, {found} with a stacking peak (q {doc['q_range_inv_angstrom'][0]:.4g}-"
+          f"{doc['q_range_inv_angstrom'][1]:.4g} A^-1)")
+    for f in (doc["frames"][0], doc["frames"][-1]):
+        where = ", ".join(f"{k} {f[k]:g}" for k in ("time_s", "temperature_c") if k in f)
+        print(f"  frame {f['frame']} ({where}): d = {_pm(f['d_nm'])} nm, xi = {_pm(f['xi_nm'])} nm")
+    for seg in doc["segments"]:
+        print(f"  segment {seg['segment']} {seg['kind']}: {seg['frames']} frames, "
+              f"d at its end {_pm(seg['d_end_nm'])} nm")
+    Path(args.json).write_text(json.dumps(doc, indent=2))
+    print(f"result: {args.json}")
+    if args.plot:
+        from .reduction.offline import stacking_figure
+
+        stacking_figure(result).savefig(args.plot, dpi=110)
+        print(f"figure: {args.plot}")
+    return 0
+
+
 def _reduction_settings(args):
     """Reduction settings: those saved by set_reduction (the data root's state.json), else
     TRXRD_PONI / TRXRD_MASK / TRXRD_WINDOWS, overridden by the arguments; checked."""
@@ -443,13 +513,13 @@ def _shell(args) -> int:
     return 0
 
 
-def _frame_options(parser) -> None:
+def _frame_options(parser, npt: int = 1000) -> None:
     """Detector files and their calibration, for the commands that read frames."""
     parser.add_argument("frames", nargs="+", metavar="FRAMES",
                         help="HDF5 (/entry/data/data, N frames) or CBF/TIFF/EDF files (one frame each)")
     parser.add_argument("--poni", required=True, help="pyFAI calibration (PONI file)")
     parser.add_argument("--mask", help="mask image (non-zero = masked); negative pixels are always masked")
-    parser.add_argument("--npt", type=int, default=1000, help="q bins (default 1000)")
+    parser.add_argument("--npt", type=int, default=npt, help=f"q bins (default {npt})")
 
 
 def _reduction_options(parser) -> None:
@@ -482,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="dry-run campaign: time zero, heating calibration, fluence and delay "
                                        "scans, live reduction, fits vs the simulator's truth")
-    demo.add_argument("--experiment", choices=("trxrd", "ued"), default="trxrd",
+    demo.add_argument("--experiment", choices=("trxrd", "ued", "saxs", "anneal"), default="trxrd",
                       help="trxrd: CuInSe2 NCs in a liquid jet (default); ued: per-reflection dynamics of "
                            "PbSe QDs at 90 K")
     demo.add_argument("--out", default="demo-output", help="folder for figures, summary and data")
@@ -553,6 +623,46 @@ def build_parser() -> argparse.ArgumentParser:
     therm.add_argument("--sample", help="the sample's name, stored with the thermometer")
     therm.add_argument("--out", required=True, metavar="thermometer.json", help="where to write the thermometer")
     therm.set_defaults(func=_thermometer)
+
+    q_help = "(A^-1, or with a unit: 0.2nm-1 = 0.02)"
+    saxs = sub.add_parser("saxs", help="in-situ SAXS of a synthesis: polydisperse spheres per frame, relative "
+                                       "concentration and yield with their t98, the growth law",
+                          epilog="Frames before injection (time_s < 0) are the solvent: no particles are fitted "
+                                 "there. Give the frame files first, then the options.")
+    _frame_options(saxs, npt=500)
+    saxs.add_argument("--table", required=True,
+                      help="CSV, one row per frame: frame,time_s[,i0] (time_s: s since injection, negative "
+                           "before; with i0 every frame is divided by it)")
+    saxs.add_argument("--background", nargs="+", default=["auto"], metavar="FRAMES|auto",
+                      help="auto (default): the mean I(q) of the frames with time_s < 0; or background frame files "
+                           "(their mean), taken as they are: with i0 in the table give --background-i0, else "
+                           "they must have the frames' exposure and flux")
+    saxs.add_argument("--background-i0", type=float, metavar="I0",
+                      help="the monitor of the background files, when the table has i0 (normalised the same way)")
+    saxs.add_argument("--distribution", default="schulz", metavar="schulz|gaussian",
+                      help="number distribution of the radii (default schulz)")
+    saxs.add_argument("--qmin", metavar="Q", help=f"low end of the fit range {q_help}; default the detector's")
+    saxs.add_argument("--qmax", metavar="Q", help=f"high end of the fit range {q_help}; default the detector's")
+    saxs.add_argument("--contrast", type=float, metavar="DRHO_CM2",
+                      help="scattering-length-density difference particle - solvent (cm^-2): adds the "
+                           "concentration in uM (intensities in cm^-1 after --absolute-factor)")
+    saxs.add_argument("--absolute-factor", type=float, metavar="F",
+                      help="factor from the normalised intensity to cm^-1 (default 1), with --contrast")
+    saxs.add_argument("--json", required=True, metavar="OUT", help="write the per-frame fits and the series")
+    saxs.add_argument("--plot", metavar="OUT.png",
+                      help="r(t), sigma/r(t), concentration and yield with the 98 %% times, I(q) of the last frame")
+    saxs.set_defaults(func=_saxs)
+
+    stack = sub.add_parser("stacking", help="stacking period d = 2 pi / q* of a platelet film per frame of an anneal")
+    _frame_options(stack)
+    stack.add_argument("--table", required=True,
+                       help="CSV, one row per frame: frame and temperature_c and/or time_s [,i0][,segment "
+                            "(integer),segment_kind (text)]; segments need both time_s and temperature_c")
+    stack.add_argument("--qmin", metavar="Q", help=f"low end of the peak search {q_help}; default the detector's")
+    stack.add_argument("--qmax", metavar="Q", help=f"high end of the peak search {q_help}; default the detector's")
+    stack.add_argument("--json", required=True, metavar="OUT", help="write d, xi, q*, FWHM, area per frame, segments")
+    stack.add_argument("--plot", metavar="OUT.png", help="d and xi per frame, I q^2 of the first and last frame")
+    stack.set_defaults(func=_stacking)
 
     red = sub.add_parser("reduce", help="re-reduce a stored run; the result is stored linked to it")
     red.add_argument("run", metavar="UID", help="uid (or 5+ first characters), scan_id, or -1")
