@@ -127,7 +127,6 @@ def thermometer_files(frame_paths, poni, table, reflections, *, mask=None, npt: 
 WAXS_Q_LOW_INV_ANGSTROM = 0.1        # a SAXS geometry reaches below this q (A^-1) ...
 WAXS_Q_HIGH_INV_ANGSTROM = 1.0       # ... and rarely beyond this one
 SAXS_MIN_BINS = 8                    # fit_spheres needs at least this many q bins
-BEFORE_INJECTION = "before injection (background)"
 
 
 def _check_q_range(q_min, q_max) -> None:
@@ -208,7 +207,7 @@ class SaxsResult:
     """``saxs_files``: per frame the background-subtracted I(q) on the fitted bins and its
     ``SphereFit`` (None before injection), and the derived series (``saxs.saxs_series``)."""
 
-    def __init__(self, *, frames, series, q, intensity, sigma, q_range, distribution, background, growth_window_s,
+    def __init__(self, *, frames, series, q, intensity, sigma, q_range, distribution, background,
                  contrast_cm2=None, absolute_factor=1.0):
         self.frames = frames                # dicts: frame, time_s, fit, concentration_rel, yield_rel, ...
         self.series = series
@@ -218,17 +217,16 @@ class SaxsResult:
         self.q_range = q_range
         self.distribution = distribution
         self.background = background
-        self.growth_window_s = growth_window_s
         self.contrast_cm2 = contrast_cm2
         self.absolute_factor = absolute_factor
 
     def as_dict(self) -> dict:
-        """The JSON of ``trxrd saxs``: the live reduction's report (``callbacks.saxs.report``)
-        plus the fit range, bins, distribution, background and growth window of this run."""
-        from .callbacks.saxs import report
+        """The JSON of ``trxrd saxs``: the live reduction's report (``saxs.saxs_report``) plus
+        the fit range, bins, distribution and background of this run."""
+        from .saxs import saxs_report
 
-        out = report(self.frames, self.series)
-        out.update(frames_with_particles=self.series["frames_with_particles"], growth_window_s=self.growth_window_s,
+        out = saxs_report(self.frames, self.series)
+        out.update(frames_with_particles=self.series["frames_with_particles"],
                    q_range_inv_angstrom=[float(v) for v in self.q_range], q_bins=int(len(self.q)),
                    distribution=self.distribution, background=self.background)
         if self.contrast_cm2 is not None:
@@ -265,7 +263,7 @@ def saxs_files(frame_paths, poni, table, *, mask=None, npt: int = 500, backgroun
         doc = result.as_dict()
         doc["t98_concentration_s"], doc["frames"][-1]["r_mean_nm"]
     """
-    from .saxs import DISTRIBUTIONS, SphereTable, fit_spheres, saxs_series, subtract_background
+    from .saxs import BEFORE_INJECTION, DISTRIBUTIONS, SphereTable, fit_spheres, saxs_series, subtract_background
 
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"unknown radius distribution {distribution!r}; choose one of {', '.join(DISTRIBUTIONS)}")
@@ -303,20 +301,13 @@ def saxs_files(frame_paths, poni, table, *, mask=None, npt: int = 500, backgroun
         fit = None
         if t >= 0:
             fit = fit_spheres(q_fit, sub_i[k], sub_s[k], table=table_q, seed=seed)
-            if seed is not None and not fit.particles:       # the seed may mislead: the Guinier start
-                fresh = fit_spheres(q_fit, sub_i[k], sub_s[k], table=table_q)
-                fit = fresh if fresh.particles or fresh.chi2 < fit.chi2 else fit
             if fit.particles:
                 seed = fit
         per_frame.append({"frame": int(rows["frame"][k]), "time_s": t, "fit": fit, "row": int(k),
                           **({} if t >= 0 else {"reason": BEFORE_INJECTION})})
-    times = rows["time_s"][rows["time_s"] >= 0]
-    step = float(np.median(np.diff(np.sort(times)))) if len(times) > 1 else 0.0
-    window_s = max(2.0, 4.5 * step)          # dr/dt from windows of at least 4 frames
-    series = saxs_series(per_frame, contrast_cm2=contrast_cm2, absolute_factor=absolute_factor,
-                         growth_window_s=window_s)
+    series = saxs_series(per_frame, contrast_cm2=contrast_cm2, absolute_factor=absolute_factor)
     return SaxsResult(frames=per_frame, series=series, q=q_fit, intensity=sub_i, sigma=sub_s, q_range=q_range,
-                      distribution=distribution, background=bg_text, growth_window_s=window_s,
+                      distribution=distribution, background=bg_text,
                       contrast_cm2=contrast_cm2, absolute_factor=absolute_factor)
 
 
@@ -373,9 +364,6 @@ def stacking_files(frame_paths, poni, table, *, mask=None, npt: int = 1000, q_mi
     per_frame, seed = [], None
     for k in order:
         fit = fit_stacking_peak(q[sel], intensity[k, sel], sigma[k, sel], q_range=q_range, seed=seed)
-        if seed is not None and not fit.found:
-            fresh = fit_stacking_peak(q[sel], intensity[k, sel], sigma[k, sel], q_range=q_range)
-            fit = fresh if fresh.found else fit
         if fit.found:
             seed = fit
         entry = {"frame": int(rows["frame"][k]), "fit": fit, "row": int(k)}
@@ -397,7 +385,6 @@ def saxs_figure(result: SaxsResult):
     relative concentration and yield with their 98 % times, I(q) of the last frame with
     particles and its fit (q in nm^-1)."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import NullFormatter
 
     from .plots import draw_saxs
 
@@ -406,12 +393,7 @@ def saxs_figure(result: SaxsResult):
     if good:
         f = good[-1]
         last = (result.q, result.intensity[f["row"]], f["fit"].model)
-    fig = draw_saxs(Figure(figsize=(16, 4)), result.frames, result.series, last)
-    ax_q = fig.axes[3]
-    ax_q.xaxis.set_minor_formatter(NullFormatter())          # decades only: the minor labels overlap
-    if last is not None and np.min(last[2]) > 0:             # not down to the clipped bins at I <= 0
-        ax_q.set_ylim(bottom=0.3 * float(np.min(last[2])))
-    return fig
+    return draw_saxs(Figure(figsize=(16, 4)), result.frames, result.series, last)
 
 
 def stacking_figure(result: StackingResult):

@@ -214,13 +214,17 @@ def draw_saxs(fig, rows, series: dict | None = None, last=None):
     for ax in axes[:3]:
         ax.axvline(0, color="k", lw=0.8)
         ax.set_xlabel("time since injection (s)")
-    axes[0].annotate("injection", (0, 1), xycoords=("data", "axes fraction"), fontsize=7, va="top")
+    axes[0].annotate(" injection", (0, 0.02), xycoords=("data", "axes fraction"), fontsize=7, va="bottom")
     ax = axes[3]
     if last is not None:
+        from matplotlib.ticker import NullFormatter
+
         q, y, model = last[:3]
-        ax.loglog(q * 10, np.clip(y, 1e-12, None), ".", ms=2, label="data - background")
+        shown = y > 0                                     # a log axis: bins at or below zero are left out
+        ax.loglog(q[shown] * 10, y[shown], ".", ms=2, label="data - background")
         if model is not None:
             ax.loglog(q * 10, model, "-", color="C3", lw=1, label="sphere fit")
+        ax.xaxis.set_minor_formatter(NullFormatter())     # decades only: the minor labels overlap
         ax.legend(fontsize=7)
     ax.set_xlabel("q (nm$^{-1}$)")
     ax.set_ylabel("I(q)")

@@ -300,7 +300,18 @@ def fit_spheres(q_inv_angstrom, intensity, sigma=None, *, table: SphereTable | N
         mean, rel = x
         return _linear(table.form(mean, rel * mean), y, w)[2]
 
-    starts = _starts(q, y, seed, table, residual, (r_lo, r_hi))
+    fit = _fit_from(_starts(q, y, seed, table, residual, (r_lo, r_hi)), q, y, w, table, residual, dof, chi2_flat,
+                    (r_lo, r_hi), min_significance)
+    if seed is not None and not fit.particles:          # the previous frame may mislead: from Guinier too
+        fresh = _fit_from(_starts(q, y, None, table, residual, (r_lo, r_hi)), q, y, w, table, residual, dof,
+                          chi2_flat, (r_lo, r_hi), min_significance)
+        if fresh.particles or fresh.chi2 < fit.chi2:
+            fit = fresh
+    return fit
+
+
+def _fit_from(starts, q, y, w, table, residual, dof, chi2_flat, bounds, min_significance) -> SphereFit:
+    r_lo, r_hi = bounds
     best = None
     for x0 in starts:
         x0 = np.clip(x0, [r_lo * 1.001, REL_SIGMA_BOUNDS[0] * 1.001], [r_hi * 0.999, REL_SIGMA_BOUNDS[1] * 0.999])
@@ -483,11 +494,12 @@ def fit_growth_law(r_nm, drdt_nm_s, drdt_err_nm_s) -> dict | None:
 
 
 def saxs_series(frames: list[dict], *, contrast_cm2: float | None = None, absolute_factor: float = 1.0,
-                growth_window_s: float = 2.0) -> dict:
+                growth_window_s: float | None = None) -> dict:
     """The derived series of a synthesis from per-frame results ({"time_s", "fit": SphereFit}):
     relative number concentration and yield (scattering volume) against their final values,
-    t98 of both, the growth rate and the growth-law fit. Adds "concentration_rel",
-    "yield_rel" (and "concentration_um" with a contrast) to each frame's dict."""
+    t98 of both, the growth rate (straight lines through r(t) in windows of *growth_window_s*,
+    default max(2 s, 4.5 frame intervals): at least 4 frames each) and the growth-law fit. Adds
+    "concentration_rel", "yield_rel" (and "concentration_um" with a contrast) to each frame's dict."""
     with_p = [f for f in frames if f["fit"] is not None and f["fit"].particles and f["time_s"] >= 0]
     times = np.array([f["time_s"] for f in with_p])
     scales = np.array([f["fit"].value("scale") for f in with_p])
@@ -504,9 +516,12 @@ def saxs_series(frames: list[dict], *, contrast_cm2: float | None = None, absolu
         if contrast_cm2 is not None:
             f["concentration_um"] = (float(absolute_concentration_um(fit.value("scale"), contrast_cm2=contrast_cm2,
                                                                      absolute_factor=absolute_factor)) if ok else None)
+    if growth_window_s is None:
+        step = float(np.median(np.diff(np.sort(times)))) if len(times) > 1 else 0.0
+        growth_window_s = max(2.0, 4.5 * step)
     rates = growth_rate(times, [f["fit"].value("r_mean_nm") for f in with_p],
                         [f["fit"].stderr("r_mean_nm") for f in with_p], window_s=growth_window_s)
-    return {"t98_concentration_s": t98_c, "t98_yield_s": t98_y, "growth_rate": rates,
+    return {"t98_concentration_s": t98_c, "t98_yield_s": t98_y, "growth_rate": rates, "growth_window_s": growth_window_s,
             "growth_law": fit_growth_law(rates["r_nm"], rates["drdt_nm_s"], rates["drdt_err_nm_s"]),
             "frames_with_particles": len(with_p)}
 
@@ -593,9 +608,14 @@ def fit_stacking_peak(q_inv_angstrom, intensity, sigma=None, *, q_range: tuple, 
         raise ValueError(f"stacking q range {lo}-{hi} A^-1 holds fewer than 12 valid bins")
     qa, ya, sa = q[sel], y[sel], s[sel]
     if seed is not None and seed.found and lo < seed.q_star[0] < hi:
-        q0, fw = seed.q_star[0], seed.fwhm[0]
-    else:
-        q0, fw = _find_peak(qa, ya)
+        fit = _stacking_from(qa, ya, sa, seed.q_star[0], seed.fwhm[0], (lo, hi), min_significance)
+        if fit.found:
+            return fit                                  # else the peak moved away: look for it anew
+    return _stacking_from(qa, ya, sa, *_find_peak(qa, ya), (lo, hi), min_significance)
+
+
+def _stacking_from(qa, ya, sa, q0, fw, q_range, min_significance) -> StackingFit:
+    lo, hi = q_range
     result = None
     for _ in range(2):
         win = (qa >= q0 - 4 * fw) & (qa <= q0 + 4 * fw)
@@ -664,3 +684,32 @@ def stacking_segments(frames: list[dict], hold_tail: float = 1.0 / 3.0) -> list[
             entry["d_end_nm"] = {"value": None, "stderr": None}
         out.append(entry)
     return out
+
+
+CRITERION = (f"particles when the sphere term improves chi2 over a flat background by >= {MIN_SIGNIFICANCE:g} sigma, "
+             f"the mean radius is determined to {MAX_RELATIVE_RADIUS_ERROR:.0%} and lies within the radii the q "
+             "range sizes")
+BEFORE_INJECTION = "before injection (background)"
+
+
+def saxs_report(rows: list[dict], series: dict) -> dict:
+    """The JSON form of a synthesis reduction (``trxrd saxs --json``, the live ``saxs`` run's
+    report): per frame the fit (values None without particles, with the reason), t98s and the
+    growth law."""
+    frames = []
+    for r in rows:
+        fit = r.get("fit")
+        entry = {"frame": r["frame"], "time_s": r["time_s"]}
+        if fit is None:
+            entry.update(particles=False, reason=r.get("reason", BEFORE_INJECTION))
+        else:
+            entry.update(fit.as_dict())
+            entry["concentration_rel"] = r.get("concentration_rel")
+            entry["yield_rel"] = r.get("yield_rel")
+            if "concentration_um" in r:
+                entry["concentration_um"] = r["concentration_um"]
+        frames.append(entry)
+    return {"frames": frames, "t98_concentration_s": series["t98_concentration_s"],
+            "t98_yield_s": series["t98_yield_s"], "growth_law": series["growth_law"],
+            "growth_rate": series["growth_rate"], "growth_window_s": series["growth_window_s"],
+            "criterion": CRITERION}

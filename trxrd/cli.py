@@ -295,7 +295,8 @@ def _q_option(text, name):
 
 
 def _saxs(args) -> int:
-    from .reduction.offline import BEFORE_INJECTION, saxs_files
+    from .reduction.offline import saxs_files
+    from .reduction.saxs import BEFORE_INJECTION
 
     if args.absolute_factor is not None and args.contrast is None:
         raise ValueError("--absolute-factor scales the concentration from --contrast: give --contrast too")

@@ -33,10 +33,12 @@ import numpy as np
 
 from ... import datakeys as dk
 from ..saxs import (
-    MIN_SIGNIFICANCE,
+    BEFORE_INJECTION,
+    CRITERION,
     SphereTable,
     fit_spheres,
     fit_stacking_peak,
+    saxs_report,
     saxs_series,
     stacking_segments,
     subtract_background,
@@ -44,8 +46,6 @@ from ..saxs import (
 from .base import DerivedRunPublisher
 from .pump_probe import _number
 
-CRITERION = (f"particles when the sphere term improves chi2 over a flat background by >= {MIN_SIGNIFICANCE:g} sigma, "
-             "the mean radius is determined to 25 % and lies within the radii the q range sizes")
 
 
 def _err(value):
@@ -153,7 +153,7 @@ class LiveSaxs(_SaxsBase):
             self._bg_sum = intensity if self._bg_sum is None else self._bg_sum + intensity
             self._bg_var = sigma**2 if self._bg_var is None else self._bg_var + sigma**2
             self._bg_n += 1
-            self.rows.append({**row, "reason": "before injection (background)"})
+            self.rows.append({**row, "reason": BEFORE_INJECTION})
             return self._emit(row, None)
         if self.fixed_background is not None:
             if ("i0" in data) != (self.settings.background_i0 is not None):
@@ -212,7 +212,7 @@ class LiveSaxs(_SaxsBase):
         frames = [r for r in self.rows if r["fit"] is not None]
         series = saxs_series(frames, contrast_cm2=self.settings.contrast_cm2,
                              absolute_factor=self.settings.absolute_factor)
-        self.report = report(self.rows, series, self.settings)
+        self.report = {**saxs_report(self.rows, series), "distribution": self.settings.distribution}
         law = series["growth_law"] or {}
         data = {"t98_concentration_s": _err(series["t98_concentration_s"]),
                 "t98_yield_s": _err(series["t98_yield_s"]),
@@ -228,30 +228,6 @@ class LiveSaxs(_SaxsBase):
             keys[k] = {"source": "reduction", "dtype": "array", "shape": [len(frames)]}
         keys["time_s"]["units"] = "s"
         self.emit_event("summary", data, keys)
-
-
-def report(rows: list[dict], series: dict, settings=None) -> dict:
-    """The JSON form of a synthesis reduction (what ``trxrd saxs --json`` writes): per frame the
-    fit (values None without particles, with the reason), t98s and the growth law."""
-    frames = []
-    for r in rows:
-        fit = r.get("fit")
-        entry = {"frame": r["frame"], "time_s": r["time_s"]}
-        if fit is None:
-            entry.update(particles=False, reason=r.get("reason", ""))
-        else:
-            entry.update(fit.as_dict())
-            entry["concentration_rel"] = r.get("concentration_rel")
-            entry["yield_rel"] = r.get("yield_rel")
-            if "concentration_um" in r:
-                entry["concentration_um"] = r["concentration_um"]
-        frames.append(entry)
-    out = {"frames": frames, "t98_concentration_s": series["t98_concentration_s"],
-           "t98_yield_s": series["t98_yield_s"], "growth_law": series["growth_law"],
-           "growth_rate": series["growth_rate"], "criterion": CRITERION}
-    if settings is not None:
-        out["distribution"] = settings.distribution
-    return out
 
 
 class LiveStacking(_SaxsBase):
