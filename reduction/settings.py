@@ -212,7 +212,7 @@ class SaxsSettings:
 
     poni: Path
     mask: Path | None = None
-    npt: int = 400
+    npt: int = 500
     q_min: float | None = None
     q_max: float | None = None
     distribution: str = "schulz"

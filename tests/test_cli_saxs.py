@@ -436,3 +436,103 @@ def test_stacking_bad_input(case, anneal, tmp_path, capsys):
     _, err = capsys.readouterr()
     assert rc == 2
     assert_one_error_line(err, "stacking", keywords)
+
+
+def _raw_injection_run(synthesis):
+    """The documents of an injection_series that recorded the synthesis frames: start with the
+    key map, the frames through AD_HDF5 resource/datum documents (the two files), reaction time
+    and I0 in the events."""
+    from event_model import compose_run
+
+    from trxrd import datakeys as dk
+
+    run = compose_run(metadata={"plan_name": "injection_series", "sample": {"name": "CdSe"},
+                                dk.KEY_MAP: {"saxs_image": "saxs_image", "reaction_time": "reaction_time_s",
+                                             "i0": "i0"}})
+    yield "start", run.start_doc
+    desc = run.compose_descriptor(name="primary", data_keys={
+        "saxs_image": {"source": "test", "dtype": "array", "shape": list(SHAPE), "external": "FILESTORE:"},
+        "reaction_time_s": {"source": "test", "dtype": "number", "shape": []},
+        "i0": {"source": "test", "dtype": "number", "shape": []}})
+    yield "descriptor", desc.descriptor_doc
+    k = 0
+    for path in synthesis["files"]:
+        res = run.compose_resource(spec="AD_HDF5", root="/", resource_path=str(Path(path).relative_to("/")),
+                                   resource_kwargs={"frame_per_point": 1})
+        yield "resource", res.resource_doc
+        with h5py.File(path) as f:
+            n = f["/entry/data/data"].shape[0]
+        for point in range(n):
+            datum = res.compose_datum(datum_kwargs={"point_number": point})
+            yield "datum", datum
+            row = synthesis["rows"][k]
+            data = {"saxs_image": datum["datum_id"], "reaction_time_s": float(row["time_s"]), "i0": float(row["i0"])}
+            yield "event", desc.compose_event(data=data, timestamps={key: 0.0 for key in data},
+                                              filled={"saxs_image": False})
+            k += 1
+    yield "stop", run.compose_stop()
+
+
+@pytest.mark.slow
+def test_live_saxs_in_its_own_process_equals_offline(synthesis, saxs_run, tmp_path):
+    """The RunEngine's documents over 0MQ (JSON) to `trxrd live --saxs-poni` in another process:
+    frames read through resource/datum there, background from the pre-injection frames, spheres
+    per frame: the same report as `trxrd saxs` on the files."""
+    import queue
+    import subprocess
+    import sys
+    import threading
+
+    from event_model import compose_run
+
+    from conftest import wait_for
+    from test_live_reduction import _free_port
+    from trxrd.reduction.callbacks.remote import publisher
+
+    argv, out, _ = saxs_run
+    if not out.exists():
+        assert main(argv) == 0
+    offline = json.loads(out.read_text())
+    port_in, port_out = _free_port(), _free_port()
+    cli = [sys.executable, "-m", "trxrd.cli"]
+    env = {**__import__("os").environ, "TRXRD_DATA": str(tmp_path / "data")}
+    proxy = subprocess.Popen([*cli, "proxy", "--in", f"127.0.0.1:{port_in}", "--out", f"127.0.0.1:{port_out}"],
+                             stdout=subprocess.DEVNULL, env=env)
+    live = subprocess.Popen([*cli, "live", "--zmq", f"127.0.0.1:{port_out}", "--saxs-poni", synthesis["poni"],
+                             "--saxs-mask", synthesis["mask"], "--json-dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in live.stdout], daemon=True).start()
+    docs = list(_raw_injection_run(synthesis))
+    try:
+        pub = publisher(f"127.0.0.1:{port_in}")
+
+        def ping_seen():       # 0MQ subscriptions take a moment: ping until the reduction hears
+            ping = compose_run(metadata={"plan_name": "ping"})
+            pub("start", ping.start_doc)
+            pub("stop", ping.compose_stop())
+            try:
+                while True:
+                    if "ping" in lines.get(timeout=0.2):
+                        return True
+            except queue.Empty:
+                return False
+
+        wait_for(ping_seen, timeout=60, what="the live-reduction process to receive documents")
+        for name, doc in docs:
+            pub(name, doc)
+        files = lambda: list(tmp_path.glob("*-saxs.json"))      # noqa: E731
+        wait_for(files, timeout=120, what="the remote SAXS report")
+    finally:
+        live.terminate()
+        proxy.terminate()
+        live.wait(10)
+        proxy.wait(10)
+    remote = json.loads(files()[0].read_text())
+    assert len(remote["frames"]) == len(offline["frames"]) == len(TIMES_S)
+    for a, b in zip(remote["frames"], offline["frames"]):
+        assert a["particles"] == b["particles"]
+        if a["particles"]:
+            assert a["r_mean_nm"]["value"] == pytest.approx(b["r_mean_nm"]["value"], rel=1e-6)
+            assert a["sigma_nm"]["value"] == pytest.approx(b["sigma_nm"]["value"], rel=1e-6)
+    assert remote["t98_concentration_s"] == pytest.approx(offline["t98_concentration_s"], rel=1e-6)

@@ -414,11 +414,30 @@ def _proxy(args) -> int:
     return 0
 
 
+def _saxs_settings(args):
+    """SAXS settings for ``trxrd live``: those saved by set_saxs, overridden by --saxs-poni,
+    --saxs-mask, --stacking; None when there are none."""
+    from .reduction.settings import SaxsSettings
+    from .state import StateFile
+
+    values = dict(StateFile(_data_root() / "state.json").section("saxs") or {})
+    for key, arg in (("poni", "saxs_poni"), ("mask", "saxs_mask"), ("stacking_q", "stacking")):
+        if getattr(args, arg):
+            values[key] = getattr(args, arg)
+    return SaxsSettings.from_dict(values) if values.get("poni") else None
+
+
 def _live(args) -> int:
-    from .reduction.callbacks.live import live_reduction, reflection_reduction
+    from .reduction.callbacks.live import live_reduction, reflection_reduction, saxs_reduction
     from .reduction.callbacks.remote import dispatcher
 
-    settings = _reduction_settings(args)
+    saxs_settings = _saxs_settings(args)
+    try:
+        settings = _reduction_settings(args)
+    except ValueError:
+        if saxs_settings is None or args.poni or args.window:
+            raise
+        settings = None                         # SAXS only
     store = None
     if args.catalog:
         from .catalog import CatalogWriter, open_catalog
@@ -428,33 +447,53 @@ def _live(args) -> int:
     out = Path(args.json_dir) if args.json_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    integrator, pump_probe = live_reduction(settings, store=store, plot=args.plot)
-    reflection_reduction(settings, integrator, store=store, plot=args.plot)
+    source = dispatcher(args.zmq)
+    pump_probe = None
+    if settings is not None:
+        integrator, pump_probe = live_reduction(settings, store=store, plot=args.plot)
+        reflection_reduction(settings, integrator, store=store, plot=args.plot)
+        source.subscribe(integrator)
+    if saxs_settings is not None:
+        saxs_integrator, saxs, _ = saxs_reduction(saxs_settings, store=store, plot=args.plot)
+        source.subscribe(saxs_integrator)
+
+        def saxs_report(name, doc):
+            if name == "stop" and saxs.report is not None:
+                print(f"  SAXS: t98 concentration {saxs.report['t98_concentration_s']} s, yield "
+                      f"{saxs.report['t98_yield_s']} s", flush=True)
+                if out:
+                    _write_json(out / f"{doc['run_start'][:8]}-saxs.json", saxs.report)
+        saxs.subscribe(saxs_report)
 
     def report(name, doc):
         if name == "start":
             print(f"run {doc['uid'][:8]} {doc.get('plan_name')}", flush=True)
-        elif name == "stop" and pump_probe.result is not None and doc["run_start"] == pump_probe.run_uid:
+        elif (name == "stop" and pump_probe is not None and pump_probe.result is not None
+              and doc["run_start"] == pump_probe.run_uid):
             fit = pump_probe.result.fit
             print(f"  {integrator.frames} frames; {fit.summary() if fit else 'no fit'}", flush=True)
             if out:
-                path = out / f"{pump_probe.raw_uid[:8]}.json"
-                partial = path.with_suffix(".partial")
-                partial.write_text(json.dumps(pump_probe.result.as_dict(), indent=2))
-                partial.replace(path)         # complete or absent, for whoever watches the folder
+                _write_json(out / f"{pump_probe.raw_uid[:8]}.json", pump_probe.result.as_dict())
 
-    source = dispatcher(args.zmq)
-    source.subscribe(integrator)
     source.subscribe(report)
-    pump_probe.subscribe(report)
-    print(f"trxrd live: reducing the documents from {args.zmq} ({settings.poni}, windows "
-          f"{[list(w) for w in settings.windows]} A^-1). Ctrl-C stops.", flush=True)
+    if pump_probe is not None:
+        pump_probe.subscribe(report)
+    what = [] if settings is None else [f"{settings.poni}, windows {[list(w) for w in settings.windows]} A^-1"]
+    what += [] if saxs_settings is None else [f"SAXS {saxs_settings.poni}"]
+    print(f"trxrd live: reducing the documents from {args.zmq} ({'; '.join(what)}). Ctrl-C stops.", flush=True)
     try:
         source.start()
     finally:
         if store is not None:
             store.close()
     return 0
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    """Complete or absent, for whoever watches the folder."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(doc, indent=2, default=float))
+    partial.replace(path)
 
 
 def install_profile() -> Path:
@@ -679,6 +718,10 @@ def build_parser() -> argparse.ArgumentParser:
     live = sub.add_parser("live", help="live reduction in its own process, fed with documents over 0MQ")
     live.add_argument("--zmq", default="127.0.0.1:5568", help="the proxy's output HOST:PORT")
     _reduction_options(live)
+    live.add_argument("--saxs-poni", help="SAXS calibration: also reduce SAXS frames (injection series: spheres per "
+                                          "frame; default: the settings saved by set_saxs)")
+    live.add_argument("--saxs-mask", help="SAXS mask image")
+    live.add_argument("--stacking", metavar="QMIN:QMAX", help="also fit the stacking peak of anneals in this q range (A^-1)")
     live.add_argument("--catalog", metavar="URI", help="store the reduced runs in this Tiled server")
     live.add_argument("--json-dir", help="write each run's result (signal, fit) as JSON here")
     live.add_argument("--plot", action="store_true", help="live matplotlib figure")

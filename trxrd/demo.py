@@ -571,10 +571,9 @@ def _anneal_campaign(sim, cfg, out, root) -> dict:
     try:
         RE, bl, plans = session.RE, session.beamline, session.plans
         live = session.saxs_reduction.live
-        steps, previous = [], cfg["heating_cell"]["ambient_c"]
+        steps = []
         for temp in ANNEAL_HOLDS_C:
             steps += [("ramp", temp, ANNEAL_RATE_C_MIN), ("hold", temp, ANNEAL_HOLD_S)]
-            previous = temp
         steps.append(("cool", cfg["heating_cell"]["ambient_c"] + 35.0, ANNEAL_RATE_C_MIN))
         bl.saxs.exposure_s = 0.2
         print(f"live SAXS reduction: {session.saxs_reduction!r}\nthe simulated cell runs {HEATING_SPEEDUP:g}x faster "
