@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, stats
 
+from .peaks import _weights as trapezoid_weights
+
 DISTRIBUTIONS = ("schulz", "gaussian")
 NM_PER_ANGSTROM_INV = 10.0            # q (nm^-1) = 10 q (A^-1)
 MIN_SIGNIFICANCE = 5.0                # sigma of the sphere term over a flat background
@@ -87,14 +89,6 @@ def number_distribution(r_nm, r_mean_nm: float, sigma_nm: float, kind: str = "sc
     raise ValueError(f"unknown radius distribution {kind!r}; choose one of {', '.join(DISTRIBUTIONS)}")
 
 
-def _trapezoid_weights(x: np.ndarray) -> np.ndarray:
-    dx = np.diff(x)
-    w = np.zeros_like(x)
-    w[:-1] += dx / 2
-    w[1:] += dx / 2
-    return w
-
-
 class SphereTable:
     """V(r)^2 F(q r)^2 (nm^6) for the q bins of the data on a geometric radius grid, so the
     polydisperse intensity is one short matrix-vector product (see module).
@@ -124,7 +118,7 @@ class SphereTable:
         self.r_min_nm = 0.05
         n = int(math.ceil(math.log(self.r_max_nm / self.r_min_nm) / math.log1p(step))) + 1
         self.r = self.r_min_nm * (1.0 + step) ** np.arange(n)
-        self.dr = _trapezoid_weights(self.r)
+        self.dr = trapezoid_weights(self.r)
         volume = 4.0 / 3.0 * math.pi * self.r**3
         self.volume = volume
         self.table = (volume[:, None] ** 2) * sphere_amplitude(np.outer(self.r, q_nm)) ** 2   # (n_r, n_q)

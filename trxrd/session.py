@@ -148,49 +148,28 @@ class SessionConfig:
                    plots=bool(env.get("DISPLAY")))
 
 
-class SessionReduction:
-    """The session's live reduction (frames -> I(q) -> dI -> fits, stored linked to each raw
-    run), on its own thread behind a bounded queue: the RunEngine only enqueues documents.
-    ``set_reduction(...)`` configures it; ``reduction.result`` is the latest result once the
-    reduction has caught up with the documents sent so far.
+class _SessionChain:
+    """A live chain of the session (LIVE), subscribed to its RunEngine, settings saved in the
+    state file under STATE_KEY."""
 
-    EXAMPLE::
-
-        set_reduction("/data/calib/waxs.poni", mask="/data/calib/waxs_mask.edf",
-                      windows=[(1.70, 2.05)], model="biexp")     # saved for the next session
-        RE(delay_scan([pilatus], dense_then_log(-200, 200, 17, 10000, 24)))
-        reduction.result.fit.summary()
-        reduction.lag                                           # documents not yet reduced
-    """
+    LIVE = LiveReduction
+    STATE_KEY = "reduction"
 
     def __init__(self, session: "Session"):
         self._session = session
-        self.settings: ReductionSettings | None = None
+        self.settings = None
         self.live = None
         self._token = None
 
-    def set(self, poni=None, *, mask=None, windows=None, save: bool = True, **options) -> "SessionReduction":
-        """(Re)install live reduction with this calibration and these q windows (A^-1); other
-        options (``npt``, ``part``, ``model``, ``threshold_model``, ``irf_fwhm_ps``,
-        ``image_key``) as in ``ReductionSettings``. Every value is checked now."""
-        if poni is None and self.settings is None:
-            raise ValueError("set_reduction needs the detector calibration: set_reduction(poni, mask=..., "
-                             "windows=[(qmin, qmax)])")
-        if self.settings is not None:
-            settings = self.settings.replace(poni=poni, mask=mask, windows=windows, **options)
-        else:
-            settings = ReductionSettings(poni, mask=mask, windows=tuple(windows or ()), **options)
-        return self.install(settings, save=save)
-
-    def install(self, settings: ReductionSettings, *, save: bool = True) -> "SessionReduction":
+    def install(self, settings, *, save: bool = True):
         """Start reducing with *settings* (checked already), replacing what ran before."""
         s = self._session
-        live = LiveReduction(settings, store=s.writer, plot=s.plots)
+        live = self.LIVE(settings, store=s.writer, plot=s.plots)
         self.off()
         self.settings, self.live = settings, live
         self._token = s.RE.subscribe(live)
         if save:
-            s.state.update("reduction", settings.as_dict())
+            s.state.update(self.STATE_KEY, settings.as_dict())
         return self
 
     def off(self) -> None:
@@ -206,6 +185,35 @@ class SessionReduction:
         """Wait until every document sent so far is reduced (``TimeoutError`` if not in time)."""
         if self.live is not None:
             self.live.wait(timeout)
+
+
+class SessionReduction(_SessionChain):
+    """The session's live reduction (frames -> I(q) -> dI -> fits, stored linked to each raw
+    run), on its own thread behind a bounded queue: the RunEngine only enqueues documents.
+    ``set_reduction(...)`` configures it; ``reduction.result`` is the latest result once the
+    reduction has caught up with the documents sent so far.
+
+    EXAMPLE::
+
+        set_reduction("/data/calib/waxs.poni", mask="/data/calib/waxs_mask.edf",
+                      windows=[(1.70, 2.05)], model="biexp")     # saved for the next session
+        RE(delay_scan([pilatus], dense_then_log(-200, 200, 17, 10000, 24)))
+        reduction.result.fit.summary()
+        reduction.lag                                           # documents not yet reduced
+    """
+
+    def set(self, poni=None, *, mask=None, windows=None, save: bool = True, **options) -> "SessionReduction":
+        """(Re)install live reduction with this calibration and these q windows (A^-1); other
+        options (``npt``, ``part``, ``model``, ``threshold_model``, ``irf_fwhm_ps``,
+        ``image_key``) as in ``ReductionSettings``. Every value is checked now."""
+        if poni is None and self.settings is None:
+            raise ValueError("set_reduction needs the detector calibration: set_reduction(poni, mask=..., "
+                             "windows=[(qmin, qmax)])")
+        if self.settings is not None:
+            settings = self.settings.replace(poni=poni, mask=mask, windows=windows, **options)
+        else:
+            settings = ReductionSettings(poni, mask=mask, windows=tuple(windows or ()), **options)
+        return self.install(settings, save=save)
 
     @property
     def result(self):
@@ -294,7 +302,7 @@ class SessionReduction:
         return f"live reduction: {s.poni}, windows {[list(w) for w in s.windows]} A^-1, model {s.model}"
 
 
-class SessionSaxs:
+class SessionSaxs(_SessionChain):
     """The session's live SAXS reduction (SAXS frames -> I(q) -> spheres per frame during an
     ``injection_series``; the stacking peak during ``anneal_profile`` / ``temperature_series``),
     on its own thread like the pump-probe chain, stored linked to each raw run. ``set_saxs(...)``
@@ -308,11 +316,8 @@ class SessionSaxs:
         saxs_reduction.report["t98_concentration_s"]
     """
 
-    def __init__(self, session: "Session"):
-        self._session = session
-        self.settings: SaxsSettings | None = None
-        self.live: LiveSaxsReduction | None = None
-        self._token = None
+    LIVE = LiveSaxsReduction
+    STATE_KEY = "saxs"
 
     def set(self, poni=None, *, save: bool = True, **options) -> "SessionSaxs":
         """(Re)install the SAXS reduction; options as in ``SaxsSettings`` (checked now)."""
@@ -323,29 +328,6 @@ class SessionSaxs:
         if poni is not None:
             values["poni"] = poni
         return self.install(SaxsSettings.from_dict(values), save=save)
-
-    def install(self, settings: SaxsSettings, *, save: bool = True) -> "SessionSaxs":
-        s = self._session
-        live = LiveSaxsReduction(settings, store=s.writer, plot=s.plots)
-        self.off()
-        self.settings, self.live = settings, live
-        self._token = s.RE.subscribe(live)
-        if save:
-            s.state.update("saxs", settings.as_dict())
-        return self
-
-    def off(self) -> None:
-        """Stop reducing new runs (what is queued is finished first)."""
-        if self._token is not None:
-            self._session.RE.unsubscribe(self._token)
-            self._token = None
-        if self.live is not None:
-            self.live.close()
-            self.live = None
-
-    def wait(self, timeout: float = 300.0) -> None:
-        if self.live is not None:
-            self.live.wait(timeout)
 
     @property
     def report(self) -> dict | None:

@@ -106,14 +106,14 @@ class LiveReduction:
         """Documents received and not reduced yet."""
         return self.buffer.backlog
 
+    def close(self) -> None:
+        """Reduce what is queued, then stop the thread."""
+        self.buffer.close()
+
     @property
     def result(self):
         """The pump-probe result of the last run reduced so far (does not wait)."""
         return self.pump_probe.result
-
-    def close(self) -> None:
-        """Reduce what is queued, then stop the thread."""
-        self.buffer.close()
 
 
 def saxs_background(settings: SaxsSettings, integrator: LiveIntegrator):
@@ -147,7 +147,7 @@ def saxs_reduction(settings: SaxsSettings, *, store=None, plot=False):
     return integrator, saxs, stacking
 
 
-class LiveSaxsReduction:
+class LiveSaxsReduction(LiveReduction):
     """The SAXS chain behind a bounded queue on its own thread, like ``LiveReduction``.
 
     EXAMPLE::
@@ -164,16 +164,7 @@ class LiveSaxsReduction:
         self.integrator, self.saxs, self.stacking = saxs_reduction(settings, store=store, plot=plot)
         self.buffer = BufferedCallback(self.integrator, max_queued=max_queued, name="live-saxs")
 
-    def __call__(self, name: str, doc: dict) -> None:
-        self.buffer(name, doc)
-
-    def wait(self, timeout: float | None = 300.0) -> None:
-        """Block until every document sent so far is reduced (``TimeoutError`` if not in time)."""
-        self.buffer.wait(timeout)
-
     @property
-    def backlog(self) -> int:
-        return self.buffer.backlog
-
-    def close(self) -> None:
-        self.buffer.close()
+    def result(self):
+        """The report of the last injection series reduced so far (does not wait)."""
+        return self.saxs.report
