@@ -270,3 +270,12 @@ def test_saxs_geometry_covers_the_stacking_peaks(cfg, tmp_path):
     # the pixels agree with the PONI
     on_edge = np.concatenate([model.saxs.q[0], model.saxs.q[-1], model.saxs.q[:, 0], model.saxs.q[:, -1]])
     assert on_edge.min() == pytest.approx(q_full, rel=5e-3)
+
+
+def test_a_film_is_in_the_beam_without_the_jet():
+    film = BeamlineModel(load_config("cdse-npl-film"), seed=1)
+    jet = BeamlineModel(load_config(), seed=1)
+    assert not film.jet.flowing and film.sample_fraction() == 1.0
+    assert jet.sample_fraction() == 0.0
+    with pytest.raises(ValueError, match="holder"):
+        load_config(overrides={"sample": {"holder": "cuvette"}})

@@ -484,7 +484,9 @@ def _saxs_campaign(sim, cfg, out, root) -> dict:
         frames = report["frames"]
         fit_s = live.saxs.fit_s
         span = frames[-1]["time_s"] - frames[0]["time_s"]
-        timing.update(frames=len(frames), frames_per_s=(len(frames) - 1) / span,
+        session.writer.flush()
+        raw_frames = len(session.catalog[uids[0]]["primary"]["reaction_time_s"].read())
+        timing.update(frames=len(frames), raw_frames=raw_frames, frames_per_s=(len(frames) - 1) / span,
                       fit_ms_median=1e3 * float(np.median(fit_s)),
                       chain_frames_per_s=len(frames) / (live.integrator.busy_s + float(np.sum(fit_s))))
         mantle = float(np.nanmedian([r["temperature_c"] for r in live.saxs.rows if r["time_s"] >= 0]))
@@ -559,6 +561,31 @@ def film_truth(cfg: dict, times_s, temperatures_c) -> np.ndarray:
     return np.array(out)
 
 
+def _waxs_111_at_holds(session, sim, cfg, uid, rows, segments) -> list[dict]:
+    """The zinc-blende (111) ring in the last WAXS frame of each hold, read back from the catalog:
+    position, FWHM and Scherrer size (the rings sharpen when the platelets fuse); printed."""
+    from .reduction.integrate import AzimuthalIntegration
+    from .reduction.peaks import fit_pseudo_voigt, scherrer_size_nm
+
+    session.writer.flush()
+    images = session.catalog[uid]["primary"]["pilatus_image"]
+    integ = AzimuthalIntegration(sim.waxs_dir / "waxs.poni", mask=sim.waxs_dir / "waxs_mask.edf", npt=1000)
+    q111 = 2 * math.pi * math.sqrt(3) / cfg["sample"]["a_angstrom"]          # ~1.80 A^-1 for CdSe
+    out = []
+    print(f"\nWAXS: the zinc-blende (111) ring at the end of each hold\n  {'hold (C)':>9} {'q (A^-1)':>9} "
+          f"{'FWHM (A^-1)':>12} {'Scherrer (nm)':>14}")
+    for seg in segments:
+        if seg["kind"] != "hold":
+            continue
+        last = max(r["frame"] for r in rows if r["segment"] == seg["segment"])
+        q, i, sigma = integ.integrate(np.asarray(images[last]))
+        fit = fit_pseudo_voigt(q, i, q_min=q111 - 0.25, q_max=q111 + 0.25, sigma=sigma)
+        size = float(scherrer_size_nm(fit.fwhm))
+        out.append({"q": fit.center, "fwhm": fit.fwhm, "scherrer_nm": size})
+        print(f"  {seg['temperature_c'][1]:>9.1f} {fit.center:>9.4f} {fit.fwhm:>12.4f} {size:>14.1f}")
+    return out
+
+
 def _anneal_campaign(sim, cfg, out, root) -> dict:
     from matplotlib.figure import Figure
 
@@ -583,7 +610,7 @@ def _anneal_campaign(sim, cfg, out, root) -> dict:
               f"{', '.join(f'{t:g}' for t in ANNEAL_HOLDS_C)} C, then cool; a SAXS frame every {ANNEAL_PERIOD_S:g} s",
               flush=True)
         t = time.monotonic()
-        uids = list(RE(plans["anneal_profile"](steps, detectors=[bl.saxs], period_s=ANNEAL_PERIOD_S)))
+        uids = list(RE(plans["anneal_profile"](steps, detectors=[bl.saxs, bl.pilatus], period_s=ANNEAL_PERIOD_S)))
         timing = {"acquisition_s": time.monotonic() - t}
         segments = session.saxs_reduction.segments
         rows = live.stacking.rows
@@ -602,6 +629,9 @@ def _anneal_campaign(sim, cfg, out, root) -> dict:
             value = "no peak (fused)" if d["value"] is None else f"{d['value']:.3f} +- {d['stderr']:.4f}"
             print(f"  {seg['temperature_c'][1]:>9.1f} {value:>18} {'fused' if np.isnan(tr) else f'{tr:.3f}':>11}  "
                   f"{seg['frames_with_peak']}/{seg['frames']}")
+        waxs = _waxs_111_at_holds(session, sim, cfg, uids[0], rows, segments)
+        for hold, w in zip(holds, waxs):
+            hold["waxs_111"] = w
         fig = Figure(figsize=(11, 4))
         draw_stacking(fig, rows)
         fig.savefig(out / "stacking.png", dpi=110)

@@ -122,7 +122,10 @@ class BeamlineModel:
                                             self.cfg["laser"]["wavelength_nm"]))
 
     def sample_fraction(self) -> float:
-        """How much sample the X-rays see: zero when the jet is not flowing or is off-beam."""
+        """How much sample the X-rays see: a film (``sample.holder = "film"``) all of it; a jet
+        sample nothing when the jet is not flowing or is off-beam."""
+        if self.cfg["sample"]["holder"] == "film":
+            return 1.0
         if not self.jet.flowing:
             return 0.0
         return self.jet.illuminated_fraction(self.stage_x_um)

@@ -62,6 +62,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
 
 STRUCTURES = ("chalcopyrite", "rocksalt", "zincblende")
 CUBIC_STRUCTURES = ("rocksalt", "zincblende")
+HOLDERS = ("jet", "film")
 SAXS_MODELS = ("synthesis", "stacked_platelets")
 DYNAMICS_LISTS = ("expansion", "tau_expansion_ps", "du2_a2", "tau_du2_ps", "broadening")
 
@@ -71,6 +72,8 @@ def _check(cfg: dict) -> None:
     ``lattice_dynamics`` (one number per family, finite, time constants > 0) and the
     ligand-loss table of ``platelet_film``."""
     s = cfg["sample"]
+    if s["holder"] not in HOLDERS:
+        raise ValueError(f"sample.holder must be one of {HOLDERS}, got {s['holder']!r}")
     if s["structure"] not in STRUCTURES:
         raise ValueError(f"sample.structure must be one of {STRUCTURES}, got {s['structure']!r}")
     if s["structure"] in CUBIC_STRUCTURES and s["c_angstrom"] != s["a_angstrom"]:
