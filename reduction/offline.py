@@ -173,6 +173,8 @@ def _saxs_background(background, frames, rows, integ, q, intensity, sigma, backg
         background = [background]
     background = list(background)
     if background == ["auto"]:
+        if background_i0 is not None:
+            raise ValueError("--background-i0 goes with background frame files, not with --background auto")
         before = rows["time_s"] < 0
         if not before.any():
             raise ValueError("no pre-injection frames (time_s < 0) for --background auto")

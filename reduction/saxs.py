@@ -342,7 +342,11 @@ def _fit_from(starts, q, y, w, table, residual, dof, chi2_flat, bounds, min_sign
     params = {name: (float(v), float(e)) for name, v, e in zip(PARAMS, values, errs)}
     significance = math.sqrt(max(chi2_flat - chi2, 0.0) / max(redchi, 1.0))
     particles, reason = True, ""
-    if significance < min_significance or not scale > 0:
+    if not scale > 0:
+        particles = False
+        reason = ("no particles: the sphere term comes out negative (is the background over-subtracted, "
+                  "or taken with another monitor?)")
+    elif significance < min_significance:
         particles = False
         reason = (f"no particles: the sphere term improves chi2 over a flat background by {significance:.1f} "
                   f"sigma (< {min_significance:g})")
@@ -413,7 +417,8 @@ def time_to_fraction(time_s, values, fraction: float = 0.98, *, final_window_s: 
     *fraction* of their final value: the time at which their monotone (isotonic) least-squares
     fit crosses fraction x final, interpolated between frames. The final value is the median
     over the last *final_window_s* (default: the last 10 % of the times, at least 5 frames).
-    None if the series never gets there or has fewer than 5 frames."""
+    None if the series never gets there, falls rather than rises (a decreasing monotone fit is
+    closer) or has fewer than 5 frames."""
     t = np.asarray(time_s, dtype=float)
     v = np.asarray(values, dtype=float)
     good = np.isfinite(t) & np.isfinite(v)
@@ -429,6 +434,9 @@ def time_to_fraction(time_s, values, fraction: float = 0.98, *, final_window_s: 
         return None
     level = fraction * final
     rising = optimize.isotonic_regression(v).x
+    falling = optimize.isotonic_regression(v, increasing=False).x
+    if np.sum((v - falling) ** 2) < np.sum((v - rising) ** 2):      # it falls (ripening, loss): no t98
+        return None
     above = np.flatnonzero(rising >= level)
     if len(above) == 0:
         return None
@@ -622,8 +630,8 @@ def _stacking_from(qa, ya, sa, q0, fw, q_range, min_significance) -> StackingFit
         peak_h = max(float(np.interp(q0, qw, yw)) - b0, 1e-12)
         p0 = [q0, fw, peak_h * math.pi * fw / 2, b0, -bg_slope]
 
-        def model(x, qc, width, area, b, p):
-            return _lorentzian(x, qc, width, area) + b * (x / q0) ** (-p)
+        def model(x, qc, width, area, b, p, q_ref=q0):
+            return _lorentzian(x, qc, width, area) + b * (x / q_ref) ** (-p)
         try:
             popt, pcov = optimize.curve_fit(model, qw, yw, p0=p0, sigma=sw, absolute_sigma=False, maxfev=4000,
                                             bounds=([qw[0], 0.2 * fw, 0, 0, -10], [qw[-1], 4 * fw + 1e-9, np.inf, np.inf, 10]))

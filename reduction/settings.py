@@ -262,9 +262,10 @@ class SaxsSettings:
         if isinstance(a, bool) or not isinstance(a, (int, float)) or not (math.isfinite(a) and a > 0):
             raise ValueError(f"absolute_factor must be a positive number, got {a!r}")
         if self.stacking_q is not None:
-            if isinstance(self.stacking_q, str):
-                object.__setattr__(self, "stacking_q", tuple(parse_q(v, "stacking_q") for v in self.stacking_q.split(":")))
-            low, high = (parse_q(v, "stacking_q") for v in self.stacking_q)
+            values = self.stacking_q.split(":") if isinstance(self.stacking_q, str) else self.stacking_q
+            if isinstance(values, (int, float)) or len(values) != 2:
+                raise ValueError(f"stacking_q {self.stacking_q!r}: give QMIN:QMAX or (QMIN, QMAX) in A^-1")
+            low, high = (parse_q(v, "stacking_q") for v in values)
             if not low < high:
                 raise ValueError(f"stacking_q {self.stacking_q}: need QMIN < QMAX (A^-1)")
             object.__setattr__(self, "stacking_q", (low, high))

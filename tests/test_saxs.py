@@ -240,3 +240,35 @@ def test_live_saxs_refuses_a_fit_range_outside_the_detector(tmp_path):
     for name, doc in _reduced_run(np.arange(-1.0, 2.0, 0.5), np.random.default_rng(2)):
         live(name, doc)
     assert docs[-1][1]["exit_status"] == "fail" and "outside this detector" in docs[-1][1]["reason"]
+
+
+def test_a_frame_that_fails_closes_the_run_once_and_the_stop_goes_through(tmp_path):
+    live, docs = _live(tmp_path)
+    run = list(_reduced_run(np.array([-1.0, 0.5, 1.0]), np.random.default_rng(2)))
+    bad = run[4][1]
+    del bad["data"][dk.SIGMA]                     # the second frame lacks its errors
+    for name, doc in run:
+        live(name, doc)                           # nothing raised to the caller
+    stops = [d for n, d in docs if n == "stop"]
+    assert len(stops) == 1 and stops[0]["exit_status"] == "fail" and "sigma" in stops[0]["reason"]
+
+
+def test_t98_of_a_falling_series_is_none_and_stacking_ranges_are_checked(tmp_path):
+    from trxrd.reduction.settings import SaxsSettings
+
+    t = np.arange(0.0, 30.0, 0.1)
+    assert time_to_fraction(t, 1.0 + np.exp(-t / 3.0)) is None          # ripening: the number falls
+    poni = tmp_path / "saxs.poni"
+    poni.write_text("poni_version: 2\n")
+    assert SaxsSettings(poni, stacking_q="0.08:0.8").stacking_q == (0.08, 0.8)
+    for bad in ("0.1", "0.1:0.5:0.8", (0.1,), 0.3):
+        with pytest.raises(ValueError, match="QMIN:QMAX"):
+            SaxsSettings(poni, stacking_q=bad)
+
+
+def test_a_negative_sphere_term_says_so():
+    table = SphereTable(Q)
+    form = table.form(2.0, 0.15)
+    y = 100.0 - 1e4 * form / form[0]                   # a background subtracted twice over
+    fit = fit_spheres(Q, y, np.full(Q.shape, 3.0), table=table)
+    assert not fit.particles and "negative" in fit.reason

@@ -424,20 +424,26 @@ def _saxs_settings(args):
     for key, arg in (("poni", "saxs_poni"), ("mask", "saxs_mask"), ("stacking_q", "stacking")):
         if getattr(args, arg):
             values[key] = getattr(args, arg)
-    return SaxsSettings.from_dict(values) if values.get("poni") else None
+    if not values.get("poni"):
+        if args.saxs_mask or args.stacking:
+            raise ValueError("--saxs-mask and --stacking go with the SAXS calibration: give --saxs-poni too")
+        return None
+    return SaxsSettings.from_dict(values)
 
 
 def _live(args) -> int:
+    from . import datakeys as dk
     from .reduction.callbacks.live import live_reduction, reflection_reduction, saxs_reduction
     from .reduction.callbacks.remote import dispatcher
 
     saxs_settings = _saxs_settings(args)
     try:
         settings = _reduction_settings(args)
-    except ValueError:
+    except ValueError as exc:
         if saxs_settings is None or args.poni or args.window:
             raise
-        settings = None                         # SAXS only
+        print(f"trxrd live: no WAXS reduction ({exc}); SAXS only", flush=True)
+        settings = None
     store = None
     if args.catalog:
         from .catalog import CatalogWriter, open_catalog
@@ -454,16 +460,27 @@ def _live(args) -> int:
         reflection_reduction(settings, integrator, store=store, plot=args.plot)
         source.subscribe(integrator)
     if saxs_settings is not None:
-        saxs_integrator, saxs, _ = saxs_reduction(saxs_settings, store=store, plot=args.plot)
+        saxs_integrator, saxs, stacking = saxs_reduction(saxs_settings, store=store, plot=args.plot)
         source.subscribe(saxs_integrator)
 
-        def saxs_report(name, doc):
-            if name == "stop" and saxs.report is not None:
-                print(f"  SAXS: t98 concentration {saxs.report['t98_concentration_s']} s, yield "
-                      f"{saxs.report['t98_yield_s']} s", flush=True)
-                if out:
-                    _write_json(out / f"{doc['run_start'][:8]}-saxs.json", saxs.report)
-        saxs.subscribe(saxs_report)
+        def saxs_report(callback, what):
+            raw = {}
+
+            def on_document(name, doc):
+                if name == "start":
+                    raw["uid"] = doc.get(dk.RAW_UID, doc["uid"])
+                elif name == "stop" and doc.get("exit_status") == "success":
+                    result = callback.report if what == "saxs" else {"segments": callback.segments}
+                    if what == "saxs":
+                        print(f"  SAXS: t98 concentration {result['t98_concentration_s']} s, yield "
+                              f"{result['t98_yield_s']} s", flush=True)
+                    if out:
+                        _write_json(out / f"{raw['uid'][:8]}-{what}.json", result)
+            return on_document
+
+        saxs.subscribe(saxs_report(saxs, "saxs"))
+        if stacking is not None:
+            stacking.subscribe(saxs_report(stacking, "stacking"))
 
     def report(name, doc):
         if name == "start":

@@ -110,7 +110,7 @@ STACKING_PLAN = "stacking"           # plan_name of a stacking-peak reduction (p
 HEATING_PLANS = ("temperature_series",)
 INJECTION_PLANS = ("injection_series",)
 ANNEAL_PLANS = ("anneal_profile", "temperature_series")
-Q, INTENSITY, SIGMA, RAW_SEQ_NUM = "q", "intensity", "sigma", "raw_seq_num"
+Q, INTENSITY, SIGMA, RAW_SEQ_NUM, RAW_TIME = "q", "intensity", "sigma", "raw_seq_num", "raw_time"
 
 
 def image_fields(detectors) -> dict[str, str]:

@@ -320,11 +320,13 @@ class SessionSaxs(_SessionChain):
     STATE_KEY = "saxs"
 
     def set(self, poni=None, *, save: bool = True, **options) -> "SessionSaxs":
-        """(Re)install the SAXS reduction; options as in ``SaxsSettings`` (checked now)."""
+        """(Re)install the SAXS reduction; options as in ``SaxsSettings`` (checked now). Options
+        not given keep their current values; an option given as None goes back to its default
+        (``set_saxs(background="auto", background_i0=None)``, ``set_saxs(stacking_q=None)``)."""
         if poni is None and self.settings is None:
             raise ValueError("set_saxs needs the SAXS detector's calibration: set_saxs(poni, mask=...)")
         values = self.settings.as_dict() if self.settings is not None else {}
-        values.update({k: v for k, v in options.items() if v is not None})
+        values.update(options)
         if poni is not None:
             values["poni"] = poni
         return self.install(SaxsSettings.from_dict(values), save=save)

@@ -115,7 +115,8 @@ def temperature_series(detectors: Sequence[Readable], temperatures_c: Iterable[f
     md = plan_md("temperature_series", args, md,
                  hints={"dimensions": [([cell.setpoint.name], "primary")]},
                  num_points=len(temps) * frames, settle_rule=rule,
-                 **{dk.KEY_MAP: {"temperature": cell.temperature.name, **dk.image_fields(detectors)}})
+                 **{dk.KEY_MAP: {"temperature": cell.temperature.name, "segment": "temperature_index",
+                                 **dk.image_fields(detectors)}})
     index = LabelSignal(name="temperature_index", value=0)
     frame = LabelSignal(name="frame", value=0)
     readables = detectors + [cell, index, frame]

@@ -7,7 +7,7 @@ used as they are. Which image to reduce: the one the run's plan names in its sta
 ``image_key``. For each raw run with that image, one
 reduced run is emitted to the subscribers (catalog writer, live pump-probe): its start document
 links the raw run (``raw_uid``) and records the calibration; its ``primary`` stream has one event
-per frame with ``q`` (A^-1), ``intensity``, ``sigma`` (Poisson, 1 sigma), the raw sequence number
+per frame with ``q`` (A^-1), ``intensity``, ``sigma`` (Poisson, 1 sigma), the raw sequence number and time
 and the pump-probe fields of the raw event under their ``trxrd.datakeys`` names (``delay``,
 ``role``, ``i0``, ``fluence``, ...). I0 normalises the frame when the run records it.
 
@@ -99,6 +99,7 @@ class LiveIntegrator(DerivedRunPublisher):
             dk.INTENSITY: {"source": "reduction", "dtype": "array", "shape": npt, "units": "counts/monitor"},
             dk.SIGMA: {"source": "reduction", "dtype": "array", "shape": npt, "units": "counts/monitor"},
             dk.RAW_SEQ_NUM: {"source": "reduction", "dtype": "integer", "shape": []},
+            dk.RAW_TIME: {"source": "reduction", "dtype": "number", "shape": [], "units": "s"},
         }
         self._copy = {f: key for f, key in self._keys.items()
                       if f not in ("image", "saxs_image") and key in doc["data_keys"]}
@@ -131,7 +132,8 @@ class LiveIntegrator(DerivedRunPublisher):
         self.busy_s += time.perf_counter() - t0
         self.frames += 1
         data = {f: doc["data"][key] for f, key in self._copy.items() if key in doc["data"]}
-        data.update({dk.Q: q, dk.INTENSITY: intensity, dk.SIGMA: sigma, dk.RAW_SEQ_NUM: doc["seq_num"]})
+        data.update({dk.Q: q, dk.INTENSITY: intensity, dk.SIGMA: sigma, dk.RAW_SEQ_NUM: doc["seq_num"],
+                     dk.RAW_TIME: doc["time"]})
         self.emit_event("primary", data, self._data_keys)
 
     def stop(self, doc):

@@ -88,6 +88,8 @@ class _SaxsBase(DerivedRunPublisher):
         if not self.active:
             return
         self.active = False
+        if self.derived_uid is None:            # closed already, as failed: nothing more to publish
+            return
         if self.rows:
             self.finish()
         self.close_derived(doc.get("exit_status", "success"), doc.get("reason", ""))
@@ -236,6 +238,10 @@ class LiveStacking(_SaxsBase):
     PLANS = dk.ANNEAL_PLANS
     PLAN = dk.STACKING_PLAN
 
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.segments: list[dict] = []
+
     def metadata(self):
         return {"stacking_q": list(self.settings.stacking_q),
                 "d_definition": "d = 2 pi / q*; correlation length xi = 2 pi / FWHM"}
@@ -251,6 +257,7 @@ class LiveStacking(_SaxsBase):
                                 seed=self._seed)
         if fit.found:
             self._seed = fit
+        when = data.get(dk.RAW_TIME, when)                 # the frame's own time
         if self._t0 is None:
             self._t0 = when
         t = data.get("anneal_time", when - self._t0)      # a heating series: since its first frame
