@@ -34,7 +34,7 @@ def test_saxs_demo_recovers_size_dispersion_and_t98(tmp_path):
     # r within 3 % and sigma within 15 % of the simulator's
     conc = np.array(truth["concentration_um"])
     after = [(f, k) for k, f in enumerate(frames) if conc[k] > 0.2 * conc.max()]
-    assert len(after) > 400 and all(f["particles"] for f, _ in after)
+    assert len(after) >= max(50, 0.9 * len(frames)) and all(f["particles"] for f, _ in after)
     r_dev = np.array([f["r_mean_nm"]["value"] / truth["radius_nm"][k] - 1 for f, k in after])
     s_dev = np.array([f["sigma_nm"]["value"] / truth["sigma_nm"][k] - 1 for f, k in after])
     assert np.abs(r_dev).max() < 0.03, np.abs(r_dev).max()
