@@ -336,7 +336,7 @@ def stacking_files(frame_paths, poni, table, *, mask=None, npt: int = 1000, q_mi
                    q_max: float | None = None) -> StackingResult:
     """The stacking peak of a platelet film per frame of an anneal: frames + frame table
     (``frame`` and ``temperature_c`` and/or ``time_s``; optional ``i0``, ``segment`` (integer)
-    and ``segment_kind`` (text, e.g. ramp / hold)) -> I(q) -> Lorentzian peak on a power law in
+    and ``segment_kind`` (text, e.g. ramp / hold)) -> I(q) -> Lorentzian structure-factor peak on the form factor in
     [q_min, q_max] (A^-1; default the detector's range), each fit seeded by the previous frame
     with a peak -> d = 2 pi / q* (nm) with its error; per segment the d trajectory and its end
     value (``saxs.stacking_segments``, needs ``segment``, ``time_s`` and ``temperature_c``).

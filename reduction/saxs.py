@@ -46,6 +46,7 @@ DISTRIBUTIONS = ("schulz", "gaussian")
 NM_PER_ANGSTROM_INV = 10.0            # q (nm^-1) = 10 q (A^-1)
 MIN_SIGNIFICANCE = 5.0                # sigma of the sphere term over a flat background
 MAX_RELATIVE_RADIUS_ERROR = 0.25
+MIN_STACKED_PERIODS = 2.0             # a stacking peak: correlation length xi = 2 pi / FWHM >= 2 periods d
 REL_SIGMA_BOUNDS = (0.02, 0.5)        # sigma / r_mean fitted within these
 AVOGADRO = 6.02214076e23
 PARAMS = ("r_mean_nm", "sigma_nm", "scale", "background")
@@ -568,9 +569,10 @@ def _lorentzian(q, q0, fwhm, area):
     return area / math.pi * g / ((q - q0) ** 2 + g * g)
 
 
-def _find_peak(q: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Position and width (A^-1) of the most prominent bump of log I above a smooth trend
-    (a quadratic in log I vs log q: power laws and a flat background bend it only slowly)."""
+def _find_peaks(q: np.ndarray, y: np.ndarray, most: int = 3) -> list[tuple[float, float]]:
+    """Positions and widths (A^-1) of the *most* prominent bumps of log I above a smooth trend
+    (a quadratic in log I vs log q: power laws and a flat background bend it only slowly),
+    most prominent first."""
     from scipy.signal import find_peaks, peak_widths
 
     logq, logy = np.log(q), np.log(np.clip(y, np.max(y) * 1e-9, None))
@@ -579,20 +581,29 @@ def _find_peak(q: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     peaks, props = find_peaks(smooth[2:-2], prominence=0)
     if len(peaks) == 0:
         k = int(np.argmax(smooth))
-        return float(q[k]), 0.1 * float(q[k])
-    best = int(np.argmax(props["prominences"]))
-    k = int(peaks[best]) + 2
-    width = peak_widths(smooth, [k], rel_height=0.5)[0][0]
-    fw = width * float(np.median(np.diff(q)))
-    return float(q[k]), float(np.clip(fw, 0.02 * q[k], 0.5 * q[k]))
+        return [(float(q[k]), 0.1 * float(q[k]))]
+    out = []
+    for i in np.argsort(props["prominences"])[::-1][:most]:
+        k = int(peaks[i]) + 2
+        fw = peak_widths(smooth, [k], rel_height=0.5)[0][0] * float(np.median(np.diff(q)))
+        out.append((float(q[k]), float(np.clip(fw, 0.02 * q[k], 0.5 * q[k]))))
+    return out
 
 
 def fit_stacking_peak(q_inv_angstrom, intensity, sigma=None, *, q_range: tuple, seed: StackingFit | None = None,
                       min_significance: float = MIN_SIGNIFICANCE) -> StackingFit:
-    """Lorentzian stacking peak on a local power-law background, fitted in a window of +-4
-    FWHM around the peak inside *q_range* (A^-1). The peak is found as the most prominent
-    bump of log I over a smooth trend unless *seed* (the previous frame's fit with a peak) gives
-    it. Significance: area / stderr(area); below *min_significance* the peak is "not found".
+    """Stacking peak as a structure factor: I = B(q) (1 + L(q)), L a Lorentzian (position q*,
+    FWHM, area in A^-1) and B a smooth local background (a power law with curvature in log-log:
+    the platelets' form factor), fitted in a window of +-4 FWHM around the peak inside *q_range*
+    (A^-1). The peak multiplies the form factor, so a falling form factor does not pull q* low.
+    The fit starts at the three most prominent bumps of log I over a smooth trend and, with a
+    *seed* (the previous frame's fit with a peak), also where that peak was: the most
+    significant stacking peak wins (a peak that moved, a broad form-factor hump next to a
+    narrow peak). Significance:
+    sqrt((chi2 without the peak - chi2) / max(redchi, 1)) in the window; below
+    *min_significance*, wider than q* / MIN_STACKED_PERIODS (a correlation length under two
+    periods: a form-factor hump), or closer than 2 FWHM to the end of the data in its window (no
+    background measured on that side), the peak is "not found".
 
     EXAMPLE::
 
@@ -609,55 +620,74 @@ def fit_stacking_peak(q_inv_angstrom, intensity, sigma=None, *, q_range: tuple, 
     if sel.sum() < 12:
         raise ValueError(f"stacking q range {lo}-{hi} A^-1 holds fewer than 12 valid bins")
     qa, ya, sa = q[sel], y[sel], s[sel]
+    starts = _find_peaks(qa, ya)
     if seed is not None and seed.found and lo < seed.q_star[0] < hi:
-        fit = _stacking_from(qa, ya, sa, seed.q_star[0], seed.fwhm[0], (lo, hi), min_significance)
-        if fit.found:
-            return fit                                  # else the peak moved away: look for it anew
-    return _stacking_from(qa, ya, sa, *_find_peak(qa, ya), (lo, hi), min_significance)
+        starts.insert(0, (seed.q_star[0], seed.fwhm[0]))
+    fits = [_stacking_from(qa, ya, sa, q0, fw, (lo, hi), min_significance) for q0, fw in starts]
+    found = [f for f in fits if f.found]
+    return max(found, key=lambda f: f.significance) if found else fits[0]
 
 
 def _stacking_from(qa, ya, sa, q0, fw, q_range, min_significance) -> StackingFit:
+    """The fit in log I (see ``fit_stacking_peak``): log I = log B + log(1 + L); log B = c0 - p u + c2 u^2,
+    u = log(q / q0), is linear and solved exactly for every (q*, FWHM, area) (variable projection)."""
     lo, hi = q_range
-    result = None
-    for _ in range(2):
-        win = (qa >= q0 - 4 * fw) & (qa <= q0 + 4 * fw)
-        if win.sum() < 10:
-            win = np.argsort(np.abs(qa - q0))[:10]
-            win = np.isin(np.arange(len(qa)), win)
-        qw, yw, sw = qa[win], ya[win], sa[win]
-        bg_slope, bg_icpt = np.polyfit(np.log(qw[[0, -1]]), np.log(np.clip(yw[[0, -1]], 1e-30, None)), 1)
-        b0 = math.exp(bg_icpt) * q0**bg_slope
-        peak_h = max(float(np.interp(q0, qw, yw)) - b0, 1e-12)
-        p0 = [q0, fw, peak_h * math.pi * fw / 2, b0, -bg_slope]
 
-        def model(x, qc, width, area, b, p, q_ref=q0):
-            return _lorentzian(x, qc, width, area) + b * (x / q_ref) ** (-p)
+    def failed(why):
+        nan2 = (math.nan, math.nan)
+        return StackingFit(nan2, nan2, nan2, nan2, nan2, math.nan, 0.0, False, f"no stacking peak: {why}", (lo, hi))
+
+    for _ in range(2):
+        win = (qa >= q0 - 4 * fw) & (qa <= q0 + 4 * fw) & (ya > 0)
+        if win.sum() < 10:
+            return failed(f"fewer than 10 bins with counts within 4 FWHM of q = {q0:.3f} A^-1")
+        qw, yw, sw = qa[win], ya[win], sa[win]
+        z, wz = np.log(yw), yw / sw                        # log I and its weights (sigma_log = sigma / I)
+        u = np.log(qw / q0)
+        basis = np.stack([np.ones_like(u), -u, u * u], axis=1) * wz[:, None]
+
+        def residual(x, basis=basis, z=z, wz=wz, qw=qw):
+            qc, width, log_area = x
+            target = (z - np.log1p(_lorentzian(qw, qc, width, math.exp(log_area)))) * wz
+            coef, *_ = np.linalg.lstsq(basis, target, rcond=None)
+            return target - basis @ coef
+
+        peak_rel = max(float(np.interp(q0, qw, yw)) / float(np.median(yw)) - 1.0, 0.05)
+        x0 = [q0, fw, math.log(peak_rel * math.pi * fw / 2)]
+        bounds = ([qw[0], 0.2 * fw, -20.0], [qw[-1], 4.0 * fw, 10.0])
+        x0 = np.clip(x0, np.array(bounds[0]) + 1e-12, np.array(bounds[1]) - 1e-12)
         try:
-            popt, pcov = optimize.curve_fit(model, qw, yw, p0=p0, sigma=sw, absolute_sigma=False, maxfev=4000,
-                                            bounds=([qw[0], 0.2 * fw, 0, 0, -10], [qw[-1], 4 * fw + 1e-9, np.inf, np.inf, 10]))
-        except (RuntimeError, ValueError) as exc:
-            return StackingFit((math.nan,) * 2, (math.nan,) * 2, (math.nan,) * 2, (math.nan,) * 2, (math.nan,) * 2,
-                               math.nan, 0.0, False, f"no stacking peak: the fit failed ({exc})", (lo, hi))
-        result = (popt, pcov, qw, yw, sw, model)
-        q0, fw = float(popt[0]), float(popt[1])
-    popt, pcov, qw, yw, sw, model = result
-    errs = np.sqrt(np.clip(np.diag(pcov), 0, None))
-    resid = (yw - model(qw, *popt)) / sw
-    redchi = float(resid @ resid) / max(len(qw) - 5, 1)
-    qc, width, area = popt[:3]
-    qc_e, width_e, area_e = errs[:3]
-    significance = float(area / area_e) if area_e > 0 else 0.0
+            res = optimize.least_squares(residual, x0, bounds=bounds, x_scale=[fw, fw, 1.0], xtol=1e-12, ftol=1e-12)
+        except ValueError as exc:
+            return failed(f"the fit failed ({exc})")
+        q0, fw = float(res.x[0]), float(res.x[1])
+    chi2 = float(res.fun @ res.fun)
+    redchi = chi2 / max(len(qw) - 6, 1)
+    try:
+        cov = np.linalg.inv(res.jac.T @ res.jac) * max(redchi, 1e-12)
+        errs = np.sqrt(np.clip(np.diag(cov), 0, None))
+    except np.linalg.LinAlgError:
+        errs = np.full(3, np.nan)
+    qc, width, area = float(res.x[0]), float(res.x[1]), math.exp(res.x[2])
+    qc_e, width_e, area_e = float(errs[0]), float(errs[1]), area * float(errs[2])
+    coef, *_ = np.linalg.lstsq(basis, z * wz, rcond=None)           # the same window without a peak
+    chi2_flat = float(((z * wz - basis @ coef) ** 2).sum())
+    significance = math.sqrt(max(chi2_flat - chi2, 0.0) / max(redchi, 1.0))
     found, reason = True, ""
     if not significance >= min_significance:
-        found, reason = False, f"no stacking peak: its area is {significance:.1f} sigma (< {min_significance:g})"
-    elif not qw[0] < qc < qw[-1]:
-        found, reason = False, "no stacking peak: the position ran to the edge of the window"
+        found, reason = False, (f"no stacking peak: it improves chi2 over the background alone by {significance:.1f} "
+                                f"sigma (< {min_significance:g})")
+    elif not (qw[0] + 2 * width <= qc <= qw[-1] - 2 * width):
+        found, reason = False, (f"no stacking peak: the bump at {qc:.3f} A^-1 lies within 2 FWHM of the end of the "
+                                f"data ({qw[0]:.3f}-{qw[-1]:.3f} A^-1): its background is not measured on both sides")
+    elif width > qc / MIN_STACKED_PERIODS:
+        found, reason = False, (f"no stacking peak: the bump at {qc:.3f} A^-1 is {width / qc:.2f} q* wide, a correlation "
+                                f"length under {MIN_STACKED_PERIODS:g} periods (a form-factor hump, not a stack)")
     d = 2 * math.pi / (NM_PER_ANGSTROM_INV * qc)
     xi = 2 * math.pi / (NM_PER_ANGSTROM_INV * width)
-    return StackingFit(q_star=(float(qc), float(qc_e)), fwhm=(float(width), float(width_e)),
-                       area=(float(area), float(area_e)), d_nm=(d, d * qc_e / qc), xi_nm=(xi, xi * width_e / width),
-                       redchi=redchi, significance=significance, found=found, reason=reason,
-                       window=(float(qw[0]), float(qw[-1])))
+    return StackingFit(q_star=(qc, qc_e), fwhm=(width, width_e), area=(area, area_e), d_nm=(d, d * qc_e / qc),
+                       xi_nm=(xi, xi * width_e / width), redchi=redchi, significance=significance, found=found,
+                       reason=reason, window=(float(qw[0]), float(qw[-1])))
 
 
 def stacking_segments(frames: list[dict], hold_tail: float = 1.0 / 3.0) -> list[dict]:

@@ -272,3 +272,21 @@ def test_a_negative_sphere_term_says_so():
     y = 100.0 - 1e4 * form / form[0]                   # a background subtracted twice over
     fit = fit_spheres(Q, y, np.full(Q.shape, 3.0), table=table)
     assert not fit.particles and "negative" in fit.reason
+
+
+def test_a_fused_film_has_no_stacking_peak_even_with_form_factor_humps():
+    """Platelets of 1.2 nm with a thickness spread: the form factor alone has a broad hump; a
+    stack of 12 periods adds a narrow peak. Only the latter is a stacking peak (d within 0.5 %)."""
+    q = np.linspace(0.06, 0.8, 700)
+    q_nm = 10 * q
+    t, spread = 1.2, 0.25
+    form = 2 * q_nm**-4 * (1 - np.cos(q_nm * t) * np.exp(-(q_nm * spread) ** 2 / 2))
+    rng = np.random.default_rng(4)
+    fused = rng.poisson(1e5 * form + 100).astype(float)
+    fit = fit_stacking_peak(q, fused, np.sqrt(np.maximum(fused, 1)), q_range=(0.08, 0.8))
+    assert not fit.found and "no stacking peak" in fit.reason
+    for d in (3.8, 1.0):
+        g = math.pi / (12 * d)
+        stacked = rng.poisson(1e5 * form * (1 + 6 * g**2 / ((q_nm - 2 * math.pi / d) ** 2 + g**2)) + 100).astype(float)
+        fit = fit_stacking_peak(q, stacked, np.sqrt(np.maximum(stacked, 1)), q_range=(0.08, 0.8))
+        assert fit.found and fit.d_nm[0] == pytest.approx(d, rel=0.005)
