@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	command -v cc >/dev/null 2>&1 || $(PY) -m pip install --quiet ziglang   # a C compiler for sasmodels' kernels (tests)
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,15 +1,28 @@
 """Fixtures: the simulated beamline as a child process on an isolated loopback CA port.
 
-The EPICS environment is set here, at import, before pyepics or ophyd create a context.
+The EPICS environment is set here, at import, before pyepics or ophyd create a context; so is
+the C compiler of sasmodels (the SAXS reference intensities): the machine's ``cc``, else zig's
+(``ziglang``, which ``make`` installs where there is no ``cc``).
 """
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
+import sys
 import time
 
 import pytest
 
 from trxrd.simulated_devices.process import SimulatedBeamline, isolated_ca_env
+
+if shutil.which(shlex.split(os.environ.get("CC", "cc"))[0]) is None:
+    try:
+        import ziglang  # noqa: F401  (a C compiler in a wheel)
+
+        os.environ["CC"] = f"{sys.executable} -m ziglang cc"
+    except ImportError:
+        pass                         # sasmodels then says what it misses
 
 CA_ENV = isolated_ca_env()
 os.environ.update(CA_ENV)            # this process's CA clients, before pyepics / ophyd load
