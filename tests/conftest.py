@@ -181,3 +181,55 @@ def sim_session(sim, data_root, **reduction):
     session.reduction.set(sim.waxs_dir / "waxs.poni", mask=sim.waxs_dir / "waxs_mask.edf",
                           windows=[session.window], **reduction)
     return session
+
+
+def remote_reduction(live_args: list, docs, result, *, env: dict | None = None, timeout: float = 120.0):
+    """`trxrd proxy` and `trxrd live *live_args*` on free loopback ports: ping until the live
+    process hears, publish *docs* (name, doc) as a RunEngine would, wait until ``result()`` gives
+    something (e.g. the result file it writes) and return that, then stop both processes."""
+    import queue
+    import socket
+    import subprocess
+    import threading
+
+    from event_model import compose_run
+
+    from trxrd.reduction.callbacks.remote import publisher
+
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    port_in, port_out = free_port(), free_port()
+    cli = [sys.executable, "-m", "trxrd.cli"]
+    proxy = subprocess.Popen([*cli, "proxy", "--in", f"127.0.0.1:{port_in}", "--out", f"127.0.0.1:{port_out}"],
+                             stdout=subprocess.DEVNULL, env=env)
+    live = subprocess.Popen([*cli, "live", "--zmq", f"127.0.0.1:{port_out}", *live_args], stdout=subprocess.PIPE,
+                            text=True, env=env)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in live.stdout], daemon=True).start()
+    try:
+        pub = publisher(f"127.0.0.1:{port_in}")
+
+        def ping_seen():       # 0MQ subscriptions take a moment: ping until the reduction hears
+            ping = compose_run(metadata={"plan_name": "ping"})
+            pub("start", ping.start_doc)
+            pub("stop", ping.compose_stop())
+            try:
+                while True:
+                    if "ping" in lines.get(timeout=0.2):
+                        return True
+            except queue.Empty:
+                return False
+
+        wait_for(ping_seen, timeout=60, what="the live-reduction process to receive documents")
+        for name, doc in docs:
+            pub(name, doc)
+        wait_for(result, timeout=timeout, what="the remote reduction's result")
+        return result()
+    finally:
+        live.terminate()
+        proxy.terminate()
+        live.wait(10)
+        proxy.wait(10)

@@ -14,11 +14,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from sasmodels import core as sasmodels_core
+from sasmodels.direct_model import call_kernel
 
+from test_cli_reduction import assert_one_error_line
 from trxrd.cli import main
-
-sasmodels_core = pytest.importorskip("sasmodels.core")
-from sasmodels.direct_model import call_kernel  # noqa: E402  (after the importorskip)
 
 pytestmark = pytest.mark.slow
 
@@ -381,14 +381,6 @@ def _saxs_argv(synthesis, small, tmp_path, overrides) -> list[str]:
     return argv + (["--mask", args["mask"]] if args["mask"] else [])
 
 
-def assert_one_error_line(err: str, command: str, keywords) -> None:
-    assert "Traceback" not in err
-    assert err.endswith("\n") and err.count("\n") == 1, repr(err)
-    assert err.startswith(f"trxrd {command}: error: "), repr(err)
-    for word in keywords:
-        assert word in err, (word, err)
-
-
 @pytest.mark.parametrize("case", list(BAD_SAXS))
 def test_saxs_bad_input(case, synthesis, small, tmp_path, capsys):
     build, keywords = BAD_SAXS[case]
@@ -478,56 +470,18 @@ def test_live_saxs_in_its_own_process_equals_offline(synthesis, saxs_run, tmp_pa
     """The RunEngine's documents over 0MQ (JSON) to `trxrd live --saxs-poni` in another process:
     frames read through resource/datum there, background from the pre-injection frames, spheres
     per frame: the same report as `trxrd saxs` on the files."""
-    import queue
-    import subprocess
-    import sys
-    import threading
+    import os
 
-    from event_model import compose_run
-
-    from conftest import wait_for
-    from test_live_reduction import _free_port
-    from trxrd.reduction.callbacks.remote import publisher
+    from conftest import remote_reduction
 
     argv, out, _ = saxs_run
     if not out.exists():
         assert main(argv) == 0
     offline = json.loads(out.read_text())
-    port_in, port_out = _free_port(), _free_port()
-    cli = [sys.executable, "-m", "trxrd.cli"]
-    env = {**__import__("os").environ, "TRXRD_DATA": str(tmp_path / "data")}
-    proxy = subprocess.Popen([*cli, "proxy", "--in", f"127.0.0.1:{port_in}", "--out", f"127.0.0.1:{port_out}"],
-                             stdout=subprocess.DEVNULL, env=env)
-    live = subprocess.Popen([*cli, "live", "--zmq", f"127.0.0.1:{port_out}", "--saxs-poni", synthesis["poni"],
-                             "--saxs-mask", synthesis["mask"], "--json-dir", str(tmp_path)],
-                            stdout=subprocess.PIPE, text=True, env=env)
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in live.stdout], daemon=True).start()
-    docs = list(_raw_injection_run(synthesis))
-    try:
-        pub = publisher(f"127.0.0.1:{port_in}")
-
-        def ping_seen():       # 0MQ subscriptions take a moment: ping until the reduction hears
-            ping = compose_run(metadata={"plan_name": "ping"})
-            pub("start", ping.start_doc)
-            pub("stop", ping.compose_stop())
-            try:
-                while True:
-                    if "ping" in lines.get(timeout=0.2):
-                        return True
-            except queue.Empty:
-                return False
-
-        wait_for(ping_seen, timeout=60, what="the live-reduction process to receive documents")
-        for name, doc in docs:
-            pub(name, doc)
-        files = lambda: list(tmp_path.glob("*-saxs.json"))      # noqa: E731
-        wait_for(files, timeout=120, what="the remote SAXS report")
-    finally:
-        live.terminate()
-        proxy.terminate()
-        live.wait(10)
-        proxy.wait(10)
+    env = {**os.environ, "TRXRD_DATA": str(tmp_path / "data")}
+    files = lambda: list(tmp_path.glob("*-saxs.json"))      # noqa: E731
+    remote_reduction(["--saxs-poni", synthesis["poni"], "--saxs-mask", synthesis["mask"], "--json-dir", str(tmp_path)],
+                     _raw_injection_run(synthesis), files, env=env)
     remote = json.loads(files()[0].read_text())
     assert len(remote["frames"]) == len(offline["frames"]) == len(TIMES_S)
     for a, b in zip(remote["frames"], offline["frames"]):

@@ -129,62 +129,17 @@ def test_offline_rereduction_equals_live(scan):
     assert [s["exit_status"] for s in stops] == ["success", "success"]
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_live_reduction_in_its_own_process(scan, tmp_path):
     """The RunEngine's documents over 0MQ (JSON) to `trxrd live` in another process: the
     frames are read there through resource/datum, and the result equals the in-process one."""
     import json
-    import queue
-    import subprocess
-    import sys
-    import threading
 
-    from event_model import compose_run
+    from conftest import remote_reduction
 
-    from conftest import wait_for
-    from trxrd.reduction.callbacks.remote import publisher
-
-    port_in, port_out = _free_port(), _free_port()
     lo, hi = scan["window"]
-    cli = [sys.executable, "-m", "trxrd.cli"]
-    proxy = subprocess.Popen([*cli, "proxy", "--in", f"127.0.0.1:{port_in}", "--out", f"127.0.0.1:{port_out}"],
-                             stdout=subprocess.DEVNULL)
-    live = subprocess.Popen([*cli, "live", "--zmq", f"127.0.0.1:{port_out}", "--poni", str(scan["poni"]),
-                             "--mask", str(scan["mask"]), "--window", f"{lo}:{hi}", "--model", "biexp",
-                             "--json-dir", str(tmp_path)], stdout=subprocess.PIPE, text=True)
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in live.stdout], daemon=True).start()
-    try:
-        pub = publisher(f"127.0.0.1:{port_in}")
-
-        def ping_seen():       # 0MQ subscriptions take a moment: ping until the reduction hears
-            ping = compose_run(metadata={"plan_name": "ping"})
-            pub("start", ping.start_doc)
-            pub("stop", ping.compose_stop())
-            try:
-                while True:
-                    if "ping" in lines.get(timeout=0.2):
-                        return True
-            except queue.Empty:
-                return False
-
-        wait_for(ping_seen, timeout=60, what="the live-reduction process to receive documents")
-        for name, doc in scan["docs"]:
-            pub(name, doc)
-        result_file = tmp_path / f"{scan['uid'][:8]}.json"
-        wait_for(result_file.exists, timeout=120, what="the remote reduction's result")
-    finally:
-        live.terminate()
-        proxy.terminate()
-        live.wait(10)
-        proxy.wait(10)
+    result_file = tmp_path / f"{scan['uid'][:8]}.json"
+    remote_reduction(["--poni", str(scan["poni"]), "--mask", str(scan["mask"]), "--window", f"{lo}:{hi}",
+                      "--model", "biexp", "--json-dir", str(tmp_path)], scan["docs"], result_file.exists)
     remote = json.loads(result_file.read_text())
     here = scan["live"].result
     np.testing.assert_allclose(remote["signal"], here.signal, rtol=1e-9)

@@ -322,14 +322,9 @@ def _saxs(args) -> int:
     law = doc["growth_law"]
     print("growth law dr/dt = k / r^n: " + (f"n = {_pm(law['n'])}, k = {_pm(law['k'])} nm^(n+1)/s"
                                              if law else "not determined (too few windows of growth)"))
-    Path(args.json).write_text(json.dumps(doc, indent=2))
-    print(f"result: {args.json}")
-    if args.plot:
-        from .reduction.offline import saxs_figure
+    from .reduction.offline import saxs_figure
 
-        saxs_figure(result).savefig(args.plot, dpi=110)
-        print(f"figure: {args.plot}")
-    return 0
+    return _json_and_plot(args, doc, lambda: saxs_figure(result))
 
 
 def _stacking(args) -> int:
@@ -347,12 +342,17 @@ def _stacking(args) -> int:
     for seg in doc["segments"]:
         print(f"  segment {seg['segment']} {seg['kind']}: {seg['frames']} frames, "
               f"d at its end {_pm(seg['d_end_nm'])} nm")
+    from .reduction.offline import stacking_figure
+
+    return _json_and_plot(args, doc, lambda: stacking_figure(result))
+
+
+def _json_and_plot(args, doc: dict, figure) -> int:
+    """Write *doc* to ``--json`` and, with ``--plot``, the figure *figure()* makes."""
     Path(args.json).write_text(json.dumps(doc, indent=2))
     print(f"result: {args.json}")
     if args.plot:
-        from .reduction.offline import stacking_figure
-
-        stacking_figure(result).savefig(args.plot, dpi=110)
+        figure().savefig(args.plot, dpi=110)
         print(f"figure: {args.plot}")
     return 0
 
