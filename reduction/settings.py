@@ -155,13 +155,7 @@ class ReductionSettings:
     @classmethod
     def from_dict(cls, values: dict) -> "ReductionSettings":
         """Settings from a dict (e.g. the saved state); unknown keys are refused."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown reduction setting(s) {sorted(unknown)}; known: {sorted(known)}")
-        if "poni" not in values or not values["poni"]:
-            raise ValueError("reduction settings need a PONI file (poni=...)")
-        return cls(**{k: v for k, v in values.items() if v is not None})
+        return _from_dict(cls, values, "reduction", "reduction settings need a PONI file (poni=...)")
 
     def replace(self, **changes) -> "ReductionSettings":
         """A copy with *changes* (None values are ignored), checked again."""
@@ -281,10 +275,16 @@ class SaxsSettings:
 
     @classmethod
     def from_dict(cls, values: dict) -> "SaxsSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown SAXS setting(s) {sorted(unknown)}; known: {sorted(known)}")
-        if not values.get("poni"):
-            raise ValueError("SAXS settings need the SAXS detector's PONI file (poni=...)")
-        return cls(**{k: v for k, v in values.items() if v is not None})
+        """Settings from a dict (e.g. the saved state); unknown keys are refused."""
+        return _from_dict(cls, values, "SAXS", "SAXS settings need the SAXS detector's PONI file (poni=...)")
+
+
+def _from_dict(cls, values: dict, what: str, no_poni: str):
+    """*cls* from *values*: unknown keys refused, a PONI file required, None values left to the defaults."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown {what} setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    if not values.get("poni"):
+        raise ValueError(no_poni)
+    return cls(**{k: v for k, v in values.items() if v is not None})
