@@ -9,6 +9,7 @@ EXAMPLE::
     from trxrd.reduction.integrate import AzimuthalIntegration
     integ = AzimuthalIntegration("/tmp/trx-data/waxs/waxs.poni", mask="/tmp/trx-data/waxs/waxs_mask.edf")
     q, i, sigma = integ.integrate(frame, monitor=5e-9)      # q in A^-1, sigma: Poisson 1-sigma
+    polar = integ.polar(frame, q_range=(1.7, 1.95), nq=25, nphi=180)   # I(q, phi) sums, for XCCA
     curves = integ.integrate_many(frames, monitors=i0s)      # (N, npt) intensities and sigmas
 """
 from __future__ import annotations
@@ -46,6 +47,18 @@ class Pattern(NamedTuple):
     sigma: np.ndarray
 
 
+class Polar(NamedTuple):
+    """One frame re-binned in (phi, q): per bin the summed counts, the summed normalisation
+    (solid angle x polarisation x monitor) and the number of valid pixels. A bin is valid where
+    ``count > 0``; its intensity is ``signal / norm`` and its Poisson 1-sigma ``sqrt(signal) / norm``.
+    phi is pyFAI's azimuth chi (deg, bin centres from -180 to 180), q in A^-1."""
+    q_inv_angstrom: np.ndarray      # (nq,)
+    phi_deg: np.ndarray             # (nphi,)
+    signal: np.ndarray              # (nphi, nq)
+    norm: np.ndarray
+    count: np.ndarray
+
+
 class AzimuthalIntegration:
     """One pyFAI integrator per geometry, built once and reused for every frame."""
 
@@ -71,9 +84,8 @@ class AzimuthalIntegration:
         self.polarization_factor = polarization_factor
         self.method = method
 
-    def integrate(self, frame: np.ndarray, monitor: float | None = None,
-                  dark: np.ndarray | None = None) -> Pattern:
-        """Integrate one frame: (q_inv_angstrom, intensity, sigma), divided by *monitor*."""
+    def _prepare(self, frame, monitor):
+        """(data as float32 with invalid pixels 0, invalid-pixel mask), after the checks."""
         frame = np.asarray(frame)
         if self.shape and frame.shape != self.shape:
             raise ValueError(f"frame shape {frame.shape} does not match the detector {self.shape} "
@@ -85,12 +97,30 @@ class AzimuthalIntegration:
         data[invalid] = 0.0
         if monitor is not None and not (np.isfinite(monitor) and monitor > 0):
             raise ValueError(f"monitor (I0) must be a positive number, got {monitor}")
+        return data, invalid
+
+    def integrate(self, frame: np.ndarray, monitor: float | None = None,
+                  dark: np.ndarray | None = None) -> Pattern:
+        """Integrate one frame: (q_inv_angstrom, intensity, sigma), divided by *monitor*."""
+        data, invalid = self._prepare(frame, monitor)
         res = self.ai.integrate1d(data, self.npt, mask=invalid, unit="q_A^-1",
                                   correctSolidAngle=True, polarization_factor=self.polarization_factor,
                                   method=self.method, normalization_factor=monitor or 1.0,
                                   dark=None if dark is None else np.asarray(dark, dtype=np.float32),
                                   error_model="poisson")
         return Pattern(res.radial, res.intensity, res.sigma)
+
+    def polar(self, frame: np.ndarray, *, q_range: tuple[float, float], nq: int, nphi: int,
+              monitor: float | None = None) -> Polar:
+        """Re-bin one frame onto *nq* q bins over *q_range* (A^-1) x *nphi* azimuth bins over the
+        full circle (pyFAI's 2D integration, same corrections and invalid pixels as ``integrate``)."""
+        data, invalid = self._prepare(frame, monitor)
+        res = self.ai.integrate2d_ng(data, int(nq), int(nphi), unit="q_A^-1", radial_range=tuple(q_range),
+                                     azimuth_range=(-180.0, 180.0), mask=invalid, correctSolidAngle=True,
+                                     polarization_factor=self.polarization_factor, method=self.method,
+                                     normalization_factor=monitor or 1.0)
+        return Polar(res.radial, res.azimuthal, np.asarray(res.sum_signal, dtype=float),
+                     np.asarray(res.sum_normalization, dtype=float), np.asarray(res.count, dtype=float))
 
     def integrate_many(self, frames, monitors=None, dark: np.ndarray | None = None) -> Pattern:
         """Integrate a stack of frames (N, ny, nx): q (npt,), intensity and sigma (N, npt)."""
