@@ -5,6 +5,7 @@ EXAMPLE::
     trxrd sim --prefix TRX: --data-dir /tmp/trx-data      # serve the simulated beamline
     trxrd sim --list-pvs                                   # every PV with its doc
     trxrd sim --print-config                               # the ground truth in force
+    trxrd sim --config pbs-mesocrystal --print-truth       # grains and XCCA peaks of a mesocrystal (JSON)
     trxrd demo                                             # short pump-probe dry run
     trxrd runs --limit 10                                  # recent runs, newest first
     trxrd show -1                                          # last run: metadata and streams
@@ -36,6 +37,12 @@ def _sim(args: argparse.Namespace) -> int:
     model, groups, pvdb = build_beamline(args.prefix, args.config, args.data_dir, args.detector)
     if args.print_config:
         print(dump_config(model.cfg))
+        return 0
+    if args.print_truth:
+        if model.mesocrystal is None:
+            raise ValueError('--print-truth needs a mesocrystal sample ([waxs] model = "mesocrystal"), '
+                             'e.g. --config pbs-mesocrystal')
+        print(json.dumps(model.mesocrystal.truth(), indent=1))
         return 0
     if args.list_pvs:
         print(list_pvs(pvdb))
@@ -605,6 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="WAXS detector shape (default from the sample file: pilatus300k)")
     sim.add_argument("--list-pvs", action="store_true", help="print every PV with its doc and exit")
     sim.add_argument("--print-config", action="store_true", help="print the sample file in force and exit")
+    sim.add_argument("--print-truth", action="store_true",
+                     help="print the mesocrystal's truth (grains, rings, cross-correlation peaks) as JSON and exit")
     sim.set_defaults(func=_sim)
 
     demo = sub.add_parser("demo", help="dry-run campaign: time zero, heating calibration, fluence and delay "

@@ -13,6 +13,12 @@ EXAMPLE::
     model.stage_mm = model.cfg["delay"]["stage_time_zero_mm"] + 15.0   # ~ +100 ps
     model.truth()["melted_fraction"]
     frame = model.waxs_frame(exposure_s=0.1)     # int32 image, gaps = -1
+
+    from trxrd.simulated_devices.physics import load_config
+    mesocrystal = BeamlineModel(load_config("pbs-mesocrystal"))   # [waxs] model = "mesocrystal"
+    mesocrystal.stage_x_um, mesocrystal.stage_y_um = 1.0, 1.0
+    mesocrystal.mesocrystal_truth()              # {..., "has_grain": True, "grain": 28, "al_visible": True, ...}
+    frame = mesocrystal.waxs_frame(exposure_s=0.1)   # SL and AL spots of the grain under the beam
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from .config import load_config
 from .detector import DetectorGeometry
 from .film import PlateletFilmModel
 from .jet import JetModel
+from .mesocrystal import MesocrystalModel
 from .response import convolve_irf, rise
 from .synthesis import SynthesisModel
 from .thermal import HeatingCellModel
@@ -64,6 +71,14 @@ class BeamlineModel:
                                      self.cfg["beam"]["polarization_factor"], s["beamstop_radius_mm"])
         self._q_fine = np.linspace(0.0, max(self.waxs.q_max, self.saxs.q_max) * 1.01, 6000)
         self._cache: dict[str, tuple] = {}
+        self.mesocrystal: MesocrystalModel | None = None
+        if self.cfg["waxs"]["model"] == "mesocrystal":
+            self.mesocrystal = MesocrystalModel(self.cfg["mesocrystal"], self.cfg["sample"])
+            self._mesocrystal_pixels = self.mesocrystal.prepare(
+                self.waxs.q, np.degrees(self.waxs.ai.center_array(unit="chi_rad")))
+            factor = self.waxs.geometry_factor.copy()
+            factor[self.waxs.beamstop] *= np.float32(1e-3)
+            self._mesocrystal_factor = factor      # solid angle x polarisation, beamstop as in expected_image
 
     def _waxs_geometry(self, name: str) -> DetectorGeometry:
         w = self.cfg["waxs"]
@@ -72,7 +87,7 @@ class BeamlineModel:
         else:
             dist, p1, p2 = w["distance_mm"], w["poni1_mm"], w["poni2_mm"]
         return DetectorGeometry(name, dist, p1, p2, self.cfg["beam"]["energy_kev"],
-                                self.cfg["beam"]["polarization_factor"])
+                                self.cfg["beam"]["polarization_factor"], w["beamstop_radius_mm"])
 
     # ---- time evolution -------------------------------------------------------------
     def advance(self, now: float | None = None) -> None:
@@ -230,12 +245,30 @@ class BeamlineModel:
     def waxs_frame(self, exposure_s: float) -> np.ndarray:
         """One WAXS frame for the current state, flux drawn anew (Poisson counts)."""
         self.advance()
+        if self.mesocrystal is not None:
+            return self._mesocrystal_frame(exposure_s)
         tr = self.truth()
         key = tuple(round(float(tr[k]), 6) for k in (
             "melted_fraction", "a_angstrom", "c_angstrom", "du2_angstrom2", "sample_fraction")) + tuple(
             round(v, 9) for r in tr["reflections"].values() for v in r.values()) + (tr["film_fused"],)
         expected = self._expected("waxs", key, lambda: self.waxs.expected_image(
             self._q_fine, self.waxs_profile(self._q_fine, tr)))
+        return self.waxs.noisy_frame(expected * np.float32(exposure_s * self.draw_flux()), self.rng)
+
+    # ---- mesocrystal raster ([waxs] model = "mesocrystal") ------------------------------
+    def mesocrystal_truth(self) -> dict:
+        """What the beam sees of the mesocrystal film at the sample stage's x, y (see
+        ``MesocrystalModel.truth_at``), with the position."""
+        if self.mesocrystal is None:
+            raise RuntimeError('no mesocrystal sample: [waxs] model is not "mesocrystal"')
+        return {"x_um": self.stage_x_um, "y_um": self.stage_y_um,
+                **self.mesocrystal.truth_at(self.stage_x_um, self.stage_y_um)}
+
+    def _mesocrystal_frame(self, exposure_s: float) -> np.ndarray:
+        x, y = self.stage_x_um, self.stage_y_um
+        key = ("mesocrystal",) + self.mesocrystal.position_key(x, y)
+        expected = self._expected("waxs", key, lambda: self.mesocrystal.expected_image(
+            x, y, self._mesocrystal_pixels) * self._mesocrystal_factor)
         return self.waxs.noisy_frame(expected * np.float32(exposure_s * self.draw_flux()), self.rng)
 
     # ---- SAXS ------------------------------------------------------------------------

@@ -64,6 +64,7 @@ STRUCTURES = ("chalcopyrite", "rocksalt", "zincblende")
 CUBIC_STRUCTURES = ("rocksalt", "zincblende")
 HOLDERS = ("jet", "film")
 SAXS_MODELS = ("synthesis", "stacked_platelets")
+WAXS_MODELS = ("powder", "mesocrystal")
 DYNAMICS_LISTS = ("expansion", "tau_expansion_ps", "du2_a2", "tau_du2_ps", "broadening")
 
 
@@ -81,6 +82,7 @@ def _check(cfg: dict) -> None:
     if cfg["saxs"]["model"] not in SAXS_MODELS:
         raise ValueError(f"saxs.model must be one of {SAXS_MODELS}, got {cfg['saxs']['model']!r}")
     _check_film(cfg["platelet_film"])
+    _check_mesocrystal(cfg)
     lat = cfg["lattice_dynamics"]
     families = lat["families"]
     if len(set(families)) != len(families) or not all(isinstance(f, str) and f.isdigit() and len(f) == 3
@@ -117,6 +119,39 @@ def _check_film(film: dict) -> None:
     for key in ("thickness_spread_nm", "peak_height", "background_counts_per_s", "fusion_time_s"):
         if film[key] < 0:
             raise ValueError(f"platelet_film.{key} must be >= 0, got {film[key]!r}")
+
+
+def _check_mesocrystal(cfg: dict) -> None:
+    """The WAXS model, its beamstop and the [mesocrystal] table (checked whichever model is in
+    force, so a sample file is refused before it is switched on)."""
+    w, m = cfg["waxs"], cfg["mesocrystal"]
+    if w["model"] not in WAXS_MODELS:
+        raise ValueError(f"waxs.model must be one of {WAXS_MODELS}, got {w['model']!r}")
+    if w["beamstop_radius_mm"] < 0:
+        raise ValueError(f"waxs.beamstop_radius_mm must be >= 0 mm, got {w['beamstop_radius_mm']!r}")
+    if w["model"] == "mesocrystal" and cfg["sample"]["structure"] != "rocksalt":
+        raise ValueError(f"waxs.model = \"mesocrystal\" needs a rock-salt atomic lattice: set sample.structure "
+                         f"= \"rocksalt\" (got {cfg['sample']['structure']!r})")
+    ext = m["extent_um"]
+    if len(ext) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                for v in ext):
+        raise ValueError(f"mesocrystal.extent_um needs four finite numbers [x0, x1, y0, y1], got {ext!r}")
+    if not (ext[0] < ext[1] and ext[2] < ext[3]):
+        raise ValueError(f"mesocrystal.extent_um [x0, x1, y0, y1] needs x0 < x1 and y0 < y1, got {ext!r}")
+    for key in ("empty_fraction", "al_visible_fraction"):
+        if not 0.0 <= m[key] <= 1.0:
+            raise ValueError(f"mesocrystal.{key} must be in [0, 1], got {m[key]!r}")
+    if not 0.0 <= m["spot_height_variation"] < 1.0:
+        raise ValueError(f"mesocrystal.spot_height_variation must be in [0, 1), got {m['spot_height_variation']!r}")
+    for key in ("domain_area_um2", "sl_a_angstrom", "sl_c_over_a", "sl_radial_fwhm_inv_angstrom",
+                "sl_azimuthal_fwhm_deg"):
+        if not m[key] > 0:
+            raise ValueError(f"mesocrystal.{key} must be > 0, got {m[key]!r}")
+    for key in ("border_um", "psi_sd_deg", "disorder_fwhm_deg", "sl_counts_per_s", "sl_110_relative",
+                "sl_002_relative", "al_counts_per_s", "al_200_relative", "al_powder_counts_per_s",
+                "small_angle_counts_per_s", "background_counts_per_s"):
+        if m[key] < 0:
+            raise ValueError(f"mesocrystal.{key} must be >= 0, got {m[key]!r}")
 
 
 def sample_names() -> list[str]:
