@@ -1,6 +1,6 @@
 """Offline reduction of detector files from a past beamtime with the same functions as the
 live reduction: ``trxrd integrate``, ``trxrd kinetics``, ``trxrd reflections``,
-``trxrd thermometer``, ``trxrd saxs`` and ``trxrd stacking``.
+``trxrd thermometer``, ``trxrd saxs``, ``trxrd stacking`` and ``trxrd xcca``.
 
 EXAMPLE::
 
@@ -15,16 +15,19 @@ EXAMPLE::
     saxs = saxs_files(["synthesis.h5"], "saxs.poni", "synthesis.csv", background="auto")   # time_s < 0: solvent
     saxs.as_dict()["t98_concentration_s"], saxs_figure(saxs).savefig("saxs.png")
     stacking_files(["anneal.h5"], "saxs.poni", "anneal.csv", q_min=0.1, q_max=0.6).as_dict()["segments"]
+    xcca = xcca_files(["raster.h5"], "waxs.poni", q1=0.172, q2=1.833, table="raster.csv")   # frame,x_um,y_um
+    xcca.as_dict()["peaks_deg"], xcca_figure(xcca).savefig("xcca.png")
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from .difference import differences
 from .integrate import AzimuthalIntegration
-from .io import load_frames, read_frame_table, write_nexus
+from .io import HDF5_DATASET, HDF5_SUFFIXES, _image_frame, load_frames, read_frame_table, write_nexus
 from .peaks import fit_pseudo_voigt
 from .pump_probe import PumpProbeResult, fit_delays, pump_probe_signal
 from .reflections import (
@@ -381,6 +384,179 @@ def stacking_files(frame_paths, poni, table, *, mask=None, npt: int = 1000, q_mi
                           sigma=sigma[:, sel], q_range=q_range)
 
 
+# -- X-ray cross-correlation analysis of a nano-diffraction raster ----------------------------------------
+XCCA_DQ_INV_ANGSTROM = 0.02         # default width of each ring (A^-1)
+XCCA_NPHI_RANGE = (36, 3600)        # azimuth bins over 360 deg
+XCCA_BLOCK_FRAMES = 32              # frames read from an HDF5 stack at a time (a raster holds thousands)
+
+
+def _finite(value):
+    """*value* as strict JSON: numpy scalars and arrays as Python numbers and lists, NaN/inf as None."""
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+class XccaResult:
+    """``xcca_files``: the report of ``xcca.XccaAnalysis.report`` (averaged CCF, its peaks, beta
+    and c/a, the averaged Bragg peak and the disorder, ``frames``: one row per pattern with its
+    ``frame`` index and, with a table, ``x_um`` and ``y_um``) and the files it came from."""
+
+    def __init__(self, report: dict, sources):
+        self.report = report
+        self.sources = [str(s) for s in sources]
+
+    @property
+    def rows(self) -> list[dict]:
+        return self.report["frames"]
+
+    def as_dict(self) -> dict:
+        """The JSON of ``trxrd xcca``: the report (each row starting with its frame index) and the
+        frame files, as strict JSON (NaN and inf as None)."""
+        frames = [{"frame": r.get("frame"), **r} for r in self.rows]
+        return _finite({**self.report, "frames": frames, "sources": self.sources})
+
+
+def _frame_files(frame_paths) -> list[tuple[Path, int, tuple | None]]:
+    """(file, frames in it, frame shape or None for a one-frame image) for each of *frame_paths*,
+    checked as ``io.load_frames`` checks them; of an HDF5 stack only the shape is read here."""
+    import h5py
+
+    paths = [Path(p) for p in frame_paths]
+    if not paths:
+        raise ValueError("no frame files given")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise ValueError(f"frame file(s) not found: {', '.join(missing)}")
+    files = []
+    for path in paths:
+        if path.suffix.lower() not in HDF5_SUFFIXES:
+            files.append((path, 1, None))
+            continue
+        try:
+            with h5py.File(path, "r") as f:
+                data = f.get(HDF5_DATASET)
+                if not isinstance(data, h5py.Dataset):
+                    raise ValueError(f"{path}: no {HDF5_DATASET} dataset (areaDetector/NeXus layout expected)")
+                shape = tuple(data.shape)
+        except OSError as exc:
+            raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
+        if len(shape) not in (2, 3):
+            raise ValueError(f"{path}: {HDF5_DATASET} has shape {shape}, expected (N, ny, nx)")
+        files.append((path, 1 if len(shape) == 2 else shape[0], shape[-2:]))
+    shapes = {s for _, _, s in files if s is not None}
+    if len(shapes) > 1:
+        raise ValueError(f"frames of different shapes: {sorted(shapes)}")
+    if sum(n for _, n, _ in files) == 0:
+        raise ValueError(f"no frames in {', '.join(str(p) for p in paths)}")
+    return files
+
+
+def _iter_frames(files):
+    """The frames of ``_frame_files`` in order, one (ny, nx) array at a time (HDF5 stacks read in
+    blocks of ``XCCA_BLOCK_FRAMES``)."""
+    import h5py
+
+    for path, n, shape in files:
+        if shape is None:
+            yield _image_frame(path)[0]
+            continue
+        try:
+            with h5py.File(path, "r") as f:
+                data = f[HDF5_DATASET]
+                if data.ndim == 2:
+                    yield data[()]
+                    continue
+                for start in range(0, n, XCCA_BLOCK_FRAMES):
+                    yield from data[start:start + XCCA_BLOCK_FRAMES]
+        except OSError as exc:
+            raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
+
+
+def _xcca_arguments(q1, q2, dq, nphi) -> float:
+    """Check the rings and the binning of ``xcca_files``; the ring width (A^-1) in force."""
+    for name, value in (("--q1", q1), ("--q2", q2), ("--dq", dq)):
+        if value is not None and not (isinstance(value, (int, float, np.number)) and math.isfinite(value)
+                                      and value > 0):
+            raise ValueError(f"{name} must be a positive q in A^-1, got {value!r}")
+    if q1 is None or q2 is None:
+        raise ValueError("XCCA needs two rings: give --q1 and --q2 (A^-1)")
+    if dq is None:
+        if math.isclose(q1, q2, rel_tol=1e-9):
+            raise ValueError("the autocorrelation of one ring needs its width: give --dq")
+        dq = XCCA_DQ_INV_ANGSTROM
+    lo, hi = XCCA_NPHI_RANGE
+    if isinstance(nphi, (bool, np.bool_)) or not isinstance(nphi, (int, np.integer)) or not lo <= nphi <= hi:
+        raise ValueError(f"--nphi must be an integer number of azimuth bins from {lo} to {hi}, got {nphi!r}")
+    return float(dq)
+
+
+def xcca_files(frame_paths, poni, *, q1: float, q2: float, mask=None, dq: float | None = None, nphi: int = 180,
+               table=None) -> XccaResult:
+    """X-ray cross-correlation analysis of a nano-diffraction raster from detector files: every
+    frame in order (HDF5 stacks and one-frame images, as ``io.load_frames`` reads them, a block at
+    a time) through ``xcca.XccaAnalysis`` -> per pattern the grain, its orientation, the
+    misorientation psi and the n-fold symmetry; over the raster the averaged CCF C(q1, q2, D), its
+    peaks, beta and c/a of a bct superlattice, the averaged AL Bragg peak and the disorder.
+
+    Parameters
+    ----------
+    q1, q2 : float
+        The two rings (A^-1): the lower one the superlattice ring, the higher the atomic-lattice one.
+    dq : float, optional
+        Width of each ring (A^-1); default 0.02, but required when q1 == q2 (which ``XccaAnalysis``
+        then refuses as overlapping rings: it correlates two distinct rings).
+    nphi : int
+        Azimuth bins over 360 deg (36 .. 3600).
+    table : path, optional
+        CSV, one row per frame: ``frame`` (0 .. N-1), ``x_um``, ``y_um`` (the beam's position;
+        copied into each row, where the figure places it); with ``i0`` each frame is divided by it.
+
+    ``ValueError`` on bad input (files, calibration, rings, table) and when fewer than
+    ``xcca.MIN_CCF_PATTERNS`` patterns show spots on both rings.
+
+    EXAMPLE::
+
+        result = xcca_files(["raster.h5"], "waxs.poni", mask="waxs_mask.edf", q1=0.172, q2=1.833,
+                            table="raster.csv")
+        doc = result.as_dict()
+        doc["peaks_deg"], doc["c_over_a"], doc["disorder_deg"], doc["frames"][0]["orientation_deg"]
+    """
+    from .xcca import XccaAnalysis
+
+    dq = _xcca_arguments(q1, q2, dq, nphi)
+    files = _frame_files(frame_paths)
+    n_frames = sum(n for _, n, _ in files)
+    integ = AzimuthalIntegration(poni, mask=mask)
+    shape = next((s for _, _, s in files if s is not None), None)
+    if shape is not None and integ.shape and shape != integ.shape:
+        raise ValueError(f"the frames are {shape[1]} x {shape[0]} pixels but the PONI file {poni} is for a "
+                         f"{integ.shape[1]} x {integ.shape[0]} detector")
+    if integ.shape is None:             # a PONI of a generic detector: its size is the frames'
+        shape = shape or _image_frame(files[0][0]).shape[1:]
+        if integ.mask is not None and integ.mask.shape != shape:
+            raise ValueError(f"mask shape {integ.mask.shape} does not match the frames {shape}")
+        integ.ai.detector.shape = integ.shape = shape
+    rows = None
+    if table is not None:
+        rows = read_frame_table(table, n_frames, required=("frame", "x_um", "y_um"))
+    analysis = XccaAnalysis(integ, q1, q2, dq=dq, nphi=int(nphi))
+    for i, image in enumerate(_iter_frames(files)):
+        labels = {} if rows is None else {"x_um": float(rows["x_um"][i]), "y_um": float(rows["y_um"][i])}
+        monitor = None if rows is None or "i0" not in rows else float(rows["i0"][i])
+        row = analysis.add(image, monitor, **labels)
+        row["frame"] = i        # on the row the analysis keeps: a frame= label clashed with add's first argument
+    return XccaResult(analysis.report(), [p for p, _, _ in files])
+
+
 # -- figures (the live reduction's) ---------------------------------------------------------------------
 def saxs_figure(result: SaxsResult):
     """The live synthesis figure (``plots.draw_saxs``): r(t) and sigma/r(t) with error bars,
@@ -396,6 +572,16 @@ def saxs_figure(result: SaxsResult):
         f = good[-1]
         last = (result.q, result.intensity[f["row"]], f["fit"].model)
     return draw_saxs(Figure(figsize=(16, 4)), result.frames, result.series, last)
+
+
+def xcca_figure(result: XccaResult):
+    """The raster figure (``plots.draw_xcca``): grain orientation, misorientation psi and n-fold
+    symmetry per beam position, the averaged CCF with its error band and its peaks."""
+    from matplotlib.figure import Figure
+
+    from .plots import draw_xcca
+
+    return draw_xcca(Figure(figsize=(19, 4.4)), result.rows, result.report)
 
 
 def stacking_figure(result: StackingResult):

@@ -253,3 +253,131 @@ def draw_stacking(fig, rows):
     twin.set_ylabel("temperature (C)", color="C3")
     fig.tight_layout()
     return fig
+
+
+def _raster_axis(values) -> tuple[np.ndarray, np.ndarray]:
+    """The grid lines of raster positions along one axis: (centres, index of each value).
+    Positions closer than half the smallest step are one line (encoder jitter); a step is a
+    gap between sorted positions above a tenth of the largest one."""
+    v = np.asarray(values, dtype=float)
+    u = np.unique(v)
+    if u.size == 1:
+        return u, np.zeros(v.size, dtype=int)
+    gaps = np.diff(u)
+    step = gaps[gaps > 0.1 * gaps.max()].min()
+    line = np.concatenate([[0], np.cumsum(gaps > 0.5 * step)])
+    centres = np.bincount(line, u) / np.bincount(line)
+    return centres, line[np.searchsorted(u, v)]
+
+
+def _edges(centres, width: float) -> np.ndarray:
+    """Cell edges around *centres* (midpoints; *width* for a single cell)."""
+    if centres.size == 1:
+        return np.array([centres[0] - width / 2, centres[0] + width / 2])
+    mid = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
+
+
+def raster_grid(rows):
+    """Where each row of a raster goes in a map: (x edges, y edges, (iy, ix) per row, x label,
+    y label). By ``x_um``, ``y_um`` when every row has them (a snake or any order draws right),
+    else a strip of one row by frame index."""
+    xs = [r.get("x_um") for r in rows]
+    ys = [r.get("y_um") for r in rows]
+    if rows and all(v is not None for v in xs + ys):
+        (cx, ix), (cy, iy) = _raster_axis(xs), _raster_axis(ys)
+        steps = [np.min(np.diff(c)) for c in (cx, cy) if c.size > 1]
+        width = float(min(steps)) if steps else 1.0
+        return _edges(cx, width), _edges(cy, width), (iy, ix), "x (um)", "y (um)"
+    index = np.array([r.get("frame", k) for k, r in enumerate(rows)], dtype=float)
+    cx, ix = _raster_axis(index) if len(rows) else (np.zeros(1), np.zeros(0, dtype=int))
+    return _edges(cx, 1.0), np.array([-0.5, 0.5]), (np.zeros(len(rows), dtype=int), ix), "frame", ""
+
+
+def _raster_map(fig, ax, grid, values, *, cmap, vmin, vmax, label, title, ticks=None):
+    """One value per row as a colour map on the raster grid (a single pcolormesh); positions
+    measured without a value (no grain) grey, positions not measured blank."""
+    from matplotlib.colors import ListedColormap
+
+    xe, ye, (iy, ix), xlabel, ylabel = grid
+    image = np.full((ye.size - 1, xe.size - 1), np.nan)
+    measured = np.zeros(image.shape, dtype=bool)
+    measured[iy, ix] = True
+    image[iy, ix] = values
+    ax.pcolormesh(xe, ye, np.ma.masked_where(~measured, measured.astype(float)), cmap=ListedColormap(["0.8"]))
+    mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(image), cmap=cmap, vmin=vmin, vmax=vmax)
+    fig.colorbar(mesh, ax=ax, label=label, ticks=ticks)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ylabel:
+        ax.set_aspect("equal")
+    else:
+        ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+
+
+def draw_xcca(fig, rows, report: dict | None = None, ccf=None):
+    """XCCA figure of a raster into *fig* from per-pattern rows (``XccaAnalysis.add``:
+    ``orientation_deg``, ``psi_deg``, ``n_fold``, placed by ``x_um``, ``y_um``, else by frame
+    index): the grain orientation (cyclic, 0-180 deg), the misorientation psi (+-10 deg) and the
+    n-fold symmetry of the SL ring per position (grey: no grain), and the averaged CCF vs D with its
+    error band and its peaks (*report*: ``XccaAnalysis.report``), or a running CCF *ccf* = (D deg,
+    C, error) during a scan. One mesh per map: cheap enough to redraw every few patterns.
+
+    EXAMPLE::
+
+        from matplotlib.figure import Figure
+        fig = draw_xcca(Figure(figsize=(19, 4.4)), report["frames"], report)
+        fig.savefig("xcca.png", dpi=110)
+    """
+    import matplotlib
+
+    def column(key, none=np.nan):
+        return np.array([none if r.get(key) is None else r[key] for r in rows], dtype=float)
+
+    fig.clear()
+    axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1, 1, 1, 1.5]})
+    grid = raster_grid(rows)
+    n_fold = column("n_fold")
+    _raster_map(fig, axes[0], grid, column("orientation_deg"), cmap=matplotlib.colormaps["twilight"], vmin=0.0,
+                vmax=180.0, label="orientation (deg)", title="grain orientation (SL mirror axis)",
+                ticks=[0, 45, 90, 135, 180])
+    _raster_map(fig, axes[1], grid, column("psi_deg"), cmap=matplotlib.colormaps["RdBu_r"], vmin=-10.0, vmax=10.0,
+                label="psi (deg)", title="misorientation psi = AL axis - SL axis")
+    _raster_map(fig, axes[2], grid, np.where(n_fold > 0, n_fold, np.nan),
+                cmap=matplotlib.colormaps["viridis"].resampled(6), vmin=1.0, vmax=13.0, label="n-fold",
+                title="symmetry of the SL ring", ticks=[2, 4, 6, 8, 10, 12])
+    ax = axes[3]
+    peaks, title = [], "CCF (no pattern with both rings yet)"
+    if report is not None:
+        delta, c, err = (np.array([np.nan if v is None else v for v in report[k]], dtype=float)
+                         for k in ("delta_deg", "ccf", "ccf_err"))
+        peaks = np.asarray(report.get("peaks_deg") or [], dtype=float)
+        title = f"averaged CCF of {report.get('n_frames_used')} patterns"
+        beta, c_a = report.get("beta_deg"), report.get("c_over_a")
+        if beta is not None and c_a is not None:
+            title += f": beta {beta['value']:.2f} deg, c/a {c_a['value']:.3f}"
+    elif ccf is not None:
+        delta, c, err = (np.asarray(v, dtype=float) for v in ccf)
+        title = "running CCF"
+    else:
+        delta = c = err = np.zeros(0)
+    ok = np.isfinite(c)
+    if ok.any():
+        ax.plot(delta, c, "-", color="C0", lw=1, label="C(q1, q2, D)")
+        e = np.where(np.isfinite(err), err, 0.0)
+        ax.fill_between(delta, c - e, c + e, color="C0", alpha=0.3, lw=0, label="1 sigma")
+        if len(peaks):
+            ax.plot(peaks, np.interp(peaks, delta[ok], c[ok]), "v", color="C3", ms=6, label="peaks")
+        ax.legend(fontsize=7, loc="best")
+    if report is not None and report.get("q1") is not None:
+        ax.text(0.01, 0.01, f"q1 {report['q1']:.4g}, q2 {report['q2']:.4g} A$^{{-1}}$", transform=ax.transAxes,
+                fontsize=7)
+    ax.axhline(0.0, color="0.6", lw=0.6)
+    ax.set_xlim(-180, 180)
+    ax.set_xticks(np.arange(-180, 181, 45))
+    ax.set_xlabel("D (deg)")
+    ax.set_ylabel("C(q1, q2, D) (relative to <I1> <I2>)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

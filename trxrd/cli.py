@@ -15,6 +15,7 @@ EXAMPLE::
     trxrd kinetics scan.h5 --poni waxs.poni --table scan.csv --window 1.70:2.05 --json fit.json
     trxrd saxs synthesis.h5 --poni saxs.poni --table synthesis.csv --json saxs.json --plot saxs.png
     trxrd stacking anneal.h5 --poni saxs.poni --table anneal.csv --qmin 0.1 --qmax 0.6 --json d.json
+    trxrd xcca raster.h5 --poni waxs.poni --q1 0.172 --q2 1.833 --table raster.csv --json xcca.json --plot xcca.png
     trxrd reduce -1 --window 1.70:2.05                     # re-reduce the last run, stored linked
     trxrd proxy & trxrd live --window 1.70:2.05            # live reduction in its own process (0MQ)
 """
@@ -352,6 +353,32 @@ def _stacking(args) -> int:
     from .reduction.offline import stacking_figure
 
     return _json_and_plot(args, doc, lambda: stacking_figure(result))
+
+
+def _xcca(args) -> int:
+    from .reduction.offline import XCCA_NPHI_RANGE, xcca_figure, xcca_files
+
+    try:
+        nphi = int(args.nphi)
+    except ValueError:
+        raise ValueError(f"--nphi must be an integer number of azimuth bins from {XCCA_NPHI_RANGE[0]} to "
+                         f"{XCCA_NPHI_RANGE[1]}, got {args.nphi!r}") from None
+    result = xcca_files(args.frames, args.poni, mask=args.mask, q1=_q_option(args.q1, "--q1"),
+                        q2=_q_option(args.q2, "--q2"), dq=_q_option(args.dq, "--dq"), nphi=nphi, table=args.table)
+    doc = result.as_dict()
+    print(f"{doc['n_frames']} frames: {doc['n_frames_with_grain']} with a grain, {doc['n_frames_used']} with spots "
+          f"on both rings (used for the CCF); q1 {doc['q1']:.4g}, q2 {doc['q2']:.4g}, dq {doc['dq']:.4g} A^-1, "
+          f"{doc['nphi']} azimuth bins")
+    print("CCF peaks (deg): " + (" ".join(f"{d:+.1f}" for d in doc["peaks_deg"]) or "none"))
+    bct = (f"beta = {_pm(doc['beta_deg'])} deg, c/a = {_pm(doc['c_over_a'])}" if doc["c_over_a"] is not None
+           else "beta, c/a not determined (fewer than two CCF peaks on the bct model)")
+    print(f"bct superlattice: {bct}")
+    bragg = doc["bragg_peak"]
+    print("averaged AL Bragg peak: " + (
+        f"{bragg['spots']} spots, azimuthal FWHM {doc['azimuthal_fwhm_deg']:.3g} deg, radial FWHM "
+        f"{doc['radial_fwhm']:.3g} A^-1; orientational disorder {_pm(doc['disorder_deg'])} deg"
+        if bragg is not None else "no fit (no spots on the AL ring)"))
+    return _json_and_plot(args, doc, lambda: xcca_figure(result))
 
 
 def _json_and_plot(args, doc: dict, figure) -> int:
@@ -729,6 +756,24 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--json", required=True, metavar="OUT", help="write d, xi, q*, FWHM, area per frame, segments")
     stack.add_argument("--plot", metavar="OUT.png", help="d and xi per frame, I q^2 of the first and last frame")
     stack.set_defaults(func=_stacking)
+
+    xcca = sub.add_parser("xcca", help="X-ray cross-correlation analysis of a nano-diffraction raster: grain "
+                                       "orientation per pattern, averaged CCF, its peaks, beta and c/a, disorder",
+                          epilog="The lower ring is the superlattice one (grains, orientation), the higher the "
+                                 "atomic-lattice one (misorientation, averaged Bragg peak).")
+    xcca.add_argument("frames", nargs="+", metavar="FRAMES",
+                      help="HDF5 (/entry/data/data, N frames) or CBF/TIFF/EDF files (one frame each), in raster order")
+    xcca.add_argument("--poni", required=True, help="pyFAI calibration (PONI file)")
+    xcca.add_argument("--mask", help="mask image (non-zero = masked); negative pixels are always masked")
+    xcca.add_argument("--q1", required=True, metavar="Q", help=f"first ring {q_help}")
+    xcca.add_argument("--q2", required=True, metavar="Q", help=f"second ring {q_help}")
+    xcca.add_argument("--dq", metavar="W", help=f"width of each ring {q_help}; default 0.02")
+    xcca.add_argument("--nphi", default="180", metavar="N", help="azimuth bins over 360 deg, 36-3600 (default 180)")
+    xcca.add_argument("--table", help="CSV, one row per frame: frame,x_um,y_um[,i0] (beam position; the maps use it)")
+    xcca.add_argument("--json", required=True, metavar="OUT", help="write the CCF, its peaks, beta, c/a, disorder and "
+                                                                   "one row per pattern")
+    xcca.add_argument("--plot", metavar="OUT.png", help="orientation, psi and symmetry maps, the averaged CCF")
+    xcca.set_defaults(func=_xcca)
 
     red = sub.add_parser("reduce", help="re-reduce a stored run; the result is stored linked to it")
     red.add_argument("run", metavar="UID", help="uid (or 5+ first characters), scan_id, or -1")
