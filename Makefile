@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/delay_scan_rate.py
 	$(PY) benchmarks/frame_time.py
 	$(PY) benchmarks/saxs_fit_rate.py
+	$(PY) benchmarks/xcca_rate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

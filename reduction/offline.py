@@ -386,7 +386,6 @@ def stacking_files(frame_paths, poni, table, *, mask=None, npt: int = 1000, q_mi
 
 # -- X-ray cross-correlation analysis of a nano-diffraction raster ----------------------------------------
 XCCA_DQ_INV_ANGSTROM = 0.02         # default width of each ring (A^-1)
-XCCA_NPHI_RANGE = (36, 3600)        # azimuth bins over 360 deg
 XCCA_BLOCK_FRAMES = 32              # frames read from an HDF5 stack at a time (a raster holds thousands)
 
 
@@ -493,9 +492,9 @@ def _xcca_arguments(q1, q2, dq, nphi) -> float:
         if math.isclose(q1, q2, rel_tol=1e-9):
             raise ValueError("the autocorrelation of one ring needs its width: give --dq")
         dq = XCCA_DQ_INV_ANGSTROM
-    lo, hi = XCCA_NPHI_RANGE
-    if isinstance(nphi, (bool, np.bool_)) or not isinstance(nphi, (int, np.integer)) or not lo <= nphi <= hi:
-        raise ValueError(f"--nphi must be an integer number of azimuth bins from {lo} to {hi}, got {nphi!r}")
+    from .xcca import check_nphi
+
+    check_nphi(nphi)
     return float(dq)
 
 
@@ -515,7 +514,7 @@ def xcca_files(frame_paths, poni, *, q1: float, q2: float, mask=None, dq: float 
         Width of each ring (A^-1); default 0.02, but required when q1 == q2 (which ``XccaAnalysis``
         then refuses as overlapping rings: it correlates two distinct rings).
     nphi : int
-        Azimuth bins over 360 deg (36 .. 3600).
+        Azimuth bins over 360 deg (even, 36 .. 3600).
     table : path, optional
         CSV, one row per frame: ``frame`` (0 .. N-1), ``x_um``, ``y_um`` (the beam's position;
         copied into each row, where the figure places it); with ``i0`` each frame is divided by it.
@@ -552,8 +551,7 @@ def xcca_files(frame_paths, poni, *, q1: float, q2: float, mask=None, dq: float 
     for i, image in enumerate(_iter_frames(files)):
         labels = {} if rows is None else {"x_um": float(rows["x_um"][i]), "y_um": float(rows["y_um"][i])}
         monitor = None if rows is None or "i0" not in rows else float(rows["i0"][i])
-        row = analysis.add(image, monitor, **labels)
-        row["frame"] = i        # on the row the analysis keeps: a frame= label clashed with add's first argument
+        analysis.add(image, monitor, frame=i, **labels)
     return XccaResult(analysis.report(), [p for p, _, _ in files])
 
 

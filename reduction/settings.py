@@ -220,14 +220,7 @@ class SaxsSettings:
     def __post_init__(self):
         from .saxs import DISTRIBUTIONS, parse_q
 
-        for name in ("poni", "mask"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            path = Path(value).expanduser().resolve()
-            if not path.is_file():
-                raise ValueError(f"{'PONI' if name == 'poni' else 'mask'} file not found: {path}")
-            object.__setattr__(self, name, path)
+        _resolve_calibration(self)
         if isinstance(self.npt, bool) or not isinstance(self.npt, int) or self.npt < MIN_NPT:
             raise ValueError(f"npt must be an integer >= {MIN_NPT} q bins, got {self.npt!r}")
         for name in ("q_min", "q_max"):
@@ -277,6 +270,74 @@ class SaxsSettings:
     def from_dict(cls, values: dict) -> "SaxsSettings":
         """Settings from a dict (e.g. the saved state); unknown keys are refused."""
         return _from_dict(cls, values, "SAXS", "SAXS settings need the SAXS detector's PONI file (poni=...)")
+
+
+@dataclass(frozen=True)
+class XccaSettings:
+    """Settings of the cross-correlation analysis of a nano-diffraction raster (``raster_scan``).
+
+    Parameters
+    ----------
+    poni : path
+        Calibration of the detector that sees both rings.
+    mask : path, optional
+    q1, q2 : float or str
+        The two rings (A^-1, or strings such as "1.72nm-1"); C(q1, q2, D). The lower is the
+        superlattice ring (grains, orientation), the higher the atomic-lattice ring.
+    dq : float or str
+        Width of each ring (A^-1).
+    nphi : int
+        Azimuth bins over 360 deg.
+    image_key : str
+        Image of runs that do not name theirs.
+
+    EXAMPLE::
+
+        XccaSettings("waxs.poni", q1=1.833, q2="1.72nm-1", mask="waxs_mask.edf", dq=0.02)
+    """
+
+    poni: Path
+    q1: float
+    q2: float
+    mask: Path | None = None
+    dq: float = 0.02
+    nphi: int = 180
+    image_key: str = "pilatus_image"
+
+    def __post_init__(self):
+        from .saxs import parse_q
+        from .xcca import check_nphi, check_rings
+
+        _resolve_calibration(self)
+        rings = check_rings(*(parse_q(getattr(self, name), name) for name in ("q1", "q2", "dq")))
+        for name, value in zip(("q1", "q2", "dq"), rings):
+            object.__setattr__(self, name, value)
+        check_nphi(self.nphi)
+        if not (isinstance(self.image_key, str) and self.image_key):
+            raise ValueError(f"image_key must be a data key name, got {self.image_key!r}")
+
+    def as_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["poni"] = str(self.poni)
+        out["mask"] = None if self.mask is None else str(self.mask)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "XccaSettings":
+        """Settings from a dict (e.g. the saved state); unknown keys are refused."""
+        return _from_dict(cls, values, "XCCA", "XCCA settings need the detector's PONI file (poni=...)")
+
+
+def _resolve_calibration(settings) -> None:
+    """Turn the ``poni`` and ``mask`` of frozen *settings* into absolute paths of existing files."""
+    for name in ("poni", "mask"):
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        path = Path(value).expanduser().resolve()
+        if not path.is_file():
+            raise ValueError(f"{'PONI' if name == 'poni' else 'mask'} file not found: {path}")
+        object.__setattr__(settings, name, path)
 
 
 def _from_dict(cls, values: dict, what: str, no_poni: str):

@@ -282,60 +282,90 @@ class CcfPeak:
     fwhm_deg: float
 
 
-def _periodic_gaussians(x, p, k):
-    out = np.full_like(x, p[0])
+def _images(p):
+    """The four D of one peak of a CCF with C(D) = C(-D) = C(D + 180)."""
+    return (p, -p, 180.0 - p, p - 180.0)
+
+
+def _ccf_model(x, params, k, symmetric):
+    out = np.full_like(x, params[0])
+    sig = params[1]
     for j in range(k):
-        amp, centre, sig = p[1 + 3 * j: 4 + 3 * j]
-        out += amp * np.exp(-0.5 * (wrap180(x - centre) / sig) ** 2)
+        amp, centre = params[2 + 2 * j: 4 + 2 * j]
+        for c in (_images(centre) if symmetric else (centre,)):
+            out += amp * np.exp(-0.5 * (wrap180(x - c) / sig) ** 2)
     return out
 
 
-def ccf_peaks(delta: np.ndarray, c: np.ndarray, err: np.ndarray | None = None, *,
+def symmetrized(c: np.ndarray) -> np.ndarray:
+    """The mean of C(D), C(-D), C(D + 180) and C(180 - D) (nan-aware) on the D grid of
+    ``XccaAnalysis.averaged_ccf`` (-180 + i x 360 / n, n even)."""
+    n = len(c)
+    i = np.arange(n)
+    stack = np.array([c, c[(n - i) % n], c[(i + n // 2) % n], c[(n - i - n // 2) % n]])
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(stack, axis=0) if np.isfinite(stack).any() else np.full(n, np.nan)
+
+
+def ccf_peaks(delta: np.ndarray, c: np.ndarray, err: np.ndarray | None = None, *, symmetric: bool = True,
               min_significance: float = 3.0, max_peaks: int = 12) -> list[CcfPeak]:
-    """Peaks of an averaged CCF: candidates at the maxima of -C'' of the smoothed CCF where C is
-    above its median, refined together as Gaussians on a constant (periodic); a peak is kept when
+    """Peaks of an averaged CCF on the D grid of ``XccaAnalysis.averaged_ccf`` (deg, -180 ..
+    180): candidates at the maxima of -C'' of the smoothed CCF where C is above its median,
+    refined together as Gaussians of one shared width on a constant (periodic in D). With
+    *symmetric* (patterns that obey Friedel's law and have a mirror line, as both lattices seen
+    along [110] do) each peak p comes with -p, 180 - p and p - 180, which resolves pairs closer
+    than a width (a pair around 90 deg is one p below 90 and its image above). A peak is kept when
     its amplitude exceeds *min_significance* times its error. Sorted by D."""
     ok = np.isfinite(c)
-    if ok.sum() < 16:
-        return []
     n = len(c)
+    if ok.sum() < 16 or (symmetric and n % 2):
+        return []
     step = 360.0 / n
-    e = np.where(ok, err if err is not None else np.nanstd(c), np.nan) if err is not None else \
-        np.full(n, float(np.nanstd(np.diff(c[ok])) / math.sqrt(2)) or 1.0)
-    e = np.where(np.isfinite(e) & (e > 0), e, np.nanmedian(e[np.isfinite(e) & (e > 0)]) if
-                 np.any(np.isfinite(e) & (e > 0)) else 1.0)
-    cz = np.where(ok, c, 0.0)
-    smooth = _circular_smooth(cz, ok.astype(float), max(1.0, 2.0 / step))
+    if err is None:
+        e = np.full(n, float(np.nanstd(np.diff(c[ok])) / math.sqrt(2)) or 1.0)
+    else:
+        e = np.asarray(err, dtype=float)
+        good = np.isfinite(e) & (e > 0)
+        e = np.where(good, e, np.median(e[good]) if good.any() else 1.0)
+    ref = symmetrized(c) if symmetric else c
+    rok = np.isfinite(ref)
+    smooth = _circular_smooth(np.where(rok, ref, 0.0), rok.astype(float), max(1.0, 2.0 / step))
     curv = -(np.roll(smooth, -1) - 2 * smooth + np.roll(smooth, 1))
     median = float(np.nanmedian(c))
-    cand = np.flatnonzero(np.isfinite(curv) & (curv > 0) & (curv >= np.roll(curv, 1)) & (curv > np.roll(curv, -1))
-                          & (smooth > median))
+    sel = np.isfinite(curv) & (curv > 0) & (curv >= np.roll(curv, 1)) & (curv >= np.roll(curv, -1)) & (smooth > median)
+    if symmetric:
+        sel &= (delta >= -step / 2) & (delta <= 90.0 + step / 2)
+    cand = np.flatnonzero(sel)
     if cand.size == 0:
         return []
     cand = cand[np.argsort(-curv[cand])][:max_peaks]
-    x = delta[ok]
-    y = c[ok]
-    ye = e[ok]
+    x, y, ye = delta[ok], c[ok], e[ok]
     k = cand.size
-    p0 = [median]
-    lo, hi = [-np.inf], [np.inf]
+    sig0 = 3.0 * step
+    p0, lo, hi = [median, sig0], [-np.inf, 0.5 * step], [np.inf, 30.0]
     for m in cand:
-        p0 += [max(smooth[m] - median, 1e-12), float(wrap180(delta[m])), 3.0 * step]
-        lo += [0.0, float(wrap180(delta[m])) - 6 * step, 0.5 * step]
-        hi += [np.inf, float(wrap180(delta[m])) + 6 * step, 30.0]
-    fit = least_squares(lambda p: (_periodic_gaussians(x, p, k) - y) / ye, p0, bounds=(lo, hi))
-    J = fit.jac
-    try:
-        cov = np.linalg.pinv(J.T @ J) * max(1.0, 2 * fit.cost / max(x.size - len(p0), 1))
-    except np.linalg.LinAlgError:
-        return []
+        centre = float(delta[m])
+        if symmetric:      # off the mirror points, where the fit could not move
+            centre = float(np.clip(centre, 0.5 * sig0, 90.0 - 0.5 * sig0))
+            lo += [0.0, 0.0]
+            hi += [np.inf, 90.0]
+        else:
+            lo += [0.0, centre - 6 * step]
+            hi += [np.inf, centre + 6 * step]
+        p0 += [max(float(smooth[m]) - median, 1e-12), centre]
+    fit = least_squares(lambda p: (_ccf_model(x, p, k, symmetric) - y) / ye, p0, bounds=(lo, hi), x_scale="jac")
+    cov = np.linalg.pinv(fit.jac.T @ fit.jac) * max(1.0, 2 * fit.cost / max(x.size - len(p0), 1))
     perr = np.sqrt(np.clip(np.diag(cov), 0, None))
-    peaks = []
+    fwhm = float(fit.x[1] * FWHM_PER_SIGMA)
+    peaks: list[CcfPeak] = []
     for j in range(k):
-        amp, centre, sig = fit.x[1 + 3 * j: 4 + 3 * j]
-        if amp <= min_significance * perr[1 + 3 * j]:
+        amp, centre = fit.x[2 + 2 * j: 4 + 2 * j]
+        if amp <= min_significance * perr[2 + 2 * j]:
             continue
-        peaks.append(CcfPeak(float(wrap180(centre)), float(perr[2 + 3 * j]), float(amp), float(sig * FWHM_PER_SIGMA)))
+        for d in (_images(centre) if symmetric else (centre,)):
+            d = float(wrap180(d))
+            if all(abs(float(wrap180(d - p.delta_deg))) > 0.5 * step for p in peaks):
+                peaks.append(CcfPeak(d, float(perr[3 + 2 * j]), float(amp), fwhm))
     return sorted(peaks, key=lambda p: p.delta_deg)
 
 
@@ -481,12 +511,40 @@ class BraggPeakStack:
         size_err = math.degrees(fw_rad_err / radial["centre"])
         d2 = fw_az**2 - size_deg**2
         disorder = math.sqrt(d2) if d2 > 0 else 0.0
-        disorder_err = (math.hypot(fw_az * fw_az_err, size_deg * size_err) / disorder) if disorder > 0 else math.nan
+        disorder_err = (math.hypot(fw_az * fw_az_err, size_deg * size_err) / disorder) if disorder > 0 else None
         return {"spots": self.spots, "q": radial["centre"], "q_err": radial["centre_err"],
                 "radial_fwhm": fw_rad, "radial_fwhm_err": fw_rad_err,
                 "azimuthal_fwhm_deg": fw_az, "azimuthal_fwhm_err_deg": fw_az_err,
                 "size_broadening_deg": size_deg,
                 "disorder_deg": {"value": disorder, "stderr": disorder_err}}
+
+
+NPHI_RANGE = (36, 3600)
+
+
+def check_nphi(nphi) -> int:
+    """*nphi* as an int if it is an even number of azimuth bins in NPHI_RANGE (even: D = 180 must
+    lie on the CCF's grid for its symmetry), else ``ValueError``."""
+    lo, hi = NPHI_RANGE
+    if isinstance(nphi, (bool, np.bool_)) or not isinstance(nphi, (int, np.integer)) or not lo <= nphi <= hi \
+            or nphi % 2:
+        raise ValueError(f"nphi must be an even number of azimuth bins from {lo} to {hi} (D = 180 deg on the "
+                         f"CCF's grid), got {nphi!r}")
+    return int(nphi)
+
+
+def check_rings(q1, q2, dq) -> tuple[float, float, float]:
+    """(q1, q2, dq) as floats if they are positive and the rings do not overlap, else ``ValueError``."""
+    values = []
+    for name, v in (("q1", q1), ("q2", q2), ("dq", dq)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a positive number of A^-1, got {v!r}")
+        values.append(float(v))
+    q1, q2, dq = values
+    if abs(q1 - q2) < dq:
+        raise ValueError(f"the rings q1 = {q1:.4f} and q2 = {q2:.4f} A^-1 overlap at dq = {dq:.4f} A^-1: "
+                         f"XCCA correlates two distinct rings")
+    return q1, q2, dq
 
 
 # -- a raster, pattern by pattern ---------------------------------------------------------------------------------
@@ -513,15 +571,8 @@ class XccaAnalysis:
 
     def __init__(self, integration, q1: float, q2: float, *, dq: float = 0.02, nphi: int = 180,
                  bragg_half_width: float = 0.1, min_significance: float = MIN_SIGNIFICANCE):
-        q1, q2, dq = float(q1), float(q2), float(dq)
-        for name, v in (("q1", q1), ("q2", q2), ("dq", dq)):
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a positive number of A^-1, got {v!r}")
-        if abs(q1 - q2) < dq:
-            raise ValueError(f"the rings q1 = {q1:.4f} and q2 = {q2:.4f} A^-1 overlap at dq = {dq:.4f} A^-1: "
-                             f"XCCA correlates two distinct rings")
-        if not (isinstance(nphi, (int, np.integer)) and 36 <= nphi <= 3600):
-            raise ValueError(f"nphi must be an integer number of azimuth bins between 36 and 3600, got {nphi!r}")
+        q1, q2, dq = check_rings(q1, q2, dq)
+        nphi = check_nphi(nphi)
         self.integration = integration
         self.q1, self.q2, self.dq, self.nphi = q1, q2, dq, int(nphi)
         self.q_sl, self.q_al = min(q1, q2), max(q1, q2)
@@ -539,8 +590,9 @@ class XccaAnalysis:
         self.n_used = 0
 
     def _check_on_detector(self):
-        ai = self.integration.ai
-        q = ai.array_from_unit(unit="q_A^-1") if hasattr(ai, "array_from_unit") else ai.qArray() / 10.0
+        if self.integration.shape is None:                # a generic detector: no pixels to check
+            return
+        q = self.integration.ai.qArray(self.integration.shape) / 10.0          # nm^-1 -> A^-1
         valid = np.ones(q.shape, bool) if self.integration.mask is None else ~self.integration.mask
         qv = q[valid]
         lo, hi = float(qv.min()), float(qv.max())
@@ -549,18 +601,18 @@ class XccaAnalysis:
                 raise ValueError(f"the ring {name} = {v:.4f} A^-1 is not on the detector (its valid pixels see "
                                  f"{lo:.4f} to {hi:.4f} A^-1)")
 
-    def rings(self, frame, monitor=None):
-        """(SL ring, AL ring, AL polar patch) of one frame."""
+    def rings(self, image, monitor=None):
+        """(SL ring, AL ring, AL polar patch) of one image."""
         half = self.dq / 2
-        sl = self.integration.polar(frame, q_range=(self.q_sl - half, self.q_sl + half), nq=4, nphi=self.nphi,
+        sl = self.integration.polar(image, q_range=(self.q_sl - half, self.q_sl + half), nq=4, nphi=self.nphi,
                                     monitor=monitor)
-        al = self.integration.polar(frame, q_range=self._al_range, nq=self._al_nq, nphi=self.nphi, monitor=monitor)
+        al = self.integration.polar(image, q_range=self._al_range, nq=self._al_nq, nphi=self.nphi, monitor=monitor)
         return ring_profile(sl, self.q_sl, self.dq), ring_profile(al, self.q_al, self.dq), al
 
-    def add(self, frame, monitor=None, **labels) -> dict:
-        """Analyse one pattern, add it to the averages; returns its row (``labels`` such as
-        ``frame``, ``x_um``, ``y_um`` are copied into it)."""
-        ring_sl, ring_al, al_polar = self.rings(frame, monitor)
+    def add(self, image, monitor=None, **labels) -> dict:
+        """Analyse one pattern (*image*), add it to the averages; returns its row (``labels``
+        such as ``frame``, ``x_um``, ``y_um`` are copied into it)."""
+        ring_sl, ring_al, al_polar = self.rings(image, monitor)
         peaks_sl = ring_peaks(ring_sl, min_significance=self.min_significance)
         peaks_al = ring_peaks(ring_al, min_significance=self.min_significance)
         axis_sl, axis_al = mirror_axis(peaks_sl), mirror_axis(peaks_al)

@@ -151,6 +151,27 @@ def test_batch_size_per_run(cat, root):
         CatalogWriter(cat, batch_size=0, backup_directory=root / "spool")
 
 
+def test_short_arrays_in_events_are_stored(cat, writer):
+    """Arrays of a few values (the spots of a pattern, a CCF's peaks) read back as written: the
+    event table's SQL storage takes no list columns, so they go to array nodes."""
+    from event_model import compose_run
+
+    bundle = compose_run(metadata={"plan_name": "short_arrays"})
+    desc = bundle.compose_descriptor(name="primary", data_keys={
+        "peaks": {"source": "test", "dtype": "array", "shape": [8]},
+        "n": {"source": "test", "dtype": "integer", "shape": []}})
+    writer("start", bundle.start_doc)
+    writer("descriptor", desc.descriptor_doc)
+    rows = [np.where(np.arange(8) < k, np.arange(8) * 1.5 + k, np.nan) for k in range(3)]
+    for k, row in enumerate(rows):
+        writer("event", desc.compose_event(data={"peaks": row, "n": k}, timestamps={"peaks": 0.0, "n": 0.0}))
+    writer("stop", bundle.compose_stop())
+    writer.flush()
+    stored = cat[bundle.start_doc["uid"]]["primary"].read()
+    np.testing.assert_array_equal(np.asarray(stored["peaks"]), np.array(rows))
+    assert list(stored["n"]) == [0, 1, 2]
+
+
 # -- runs against the IOCs ------------------------------------------------------------------------
 
 def test_count_with_frames_stores_every_document(root, cat, frames_run):

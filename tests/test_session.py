@@ -67,6 +67,53 @@ def test_session_delay_scan_frames_from_catalog(sim, tmp_path):
         again.close()
 
 
+def test_saxs_and_xcca_settings_are_kept_for_the_next_session(sim, tmp_path, capsys):
+    import shutil
+
+    from trxrd.session import SessionConfig, open_session
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for d in (sim.waxs_dir, sim.saxs_dir):
+        for f in d.glob("*.poni"):
+            shutil.copy(f, calib)
+        for f in d.glob("*_mask.edf"):
+            shutil.copy(f, calib)
+    session = open_session(SessionConfig(prefix=sim.prefix, data_root=tmp_path), verbose=False)
+    ns = session.namespace()
+    with pytest.raises(ValueError, match="set_xcca needs"):
+        ns["set_xcca"](q1=1.83)
+    with pytest.raises(ValueError, match="overlap"):
+        ns["set_xcca"](calib / "waxs.poni", q1=1.83, q2=1.84)
+    with pytest.raises(ValueError, match="even"):
+        ns["set_xcca"](calib / "waxs.poni", q1=1.83, q2=0.172, nphi=181)
+    assert session.xcca_reduction.settings is None              # a refused setting installs nothing
+    ns["set_xcca"](calib / "waxs.poni", mask=calib / "waxs_mask.edf", q1=1.833, q2="1.72nm-1")
+    ns["set_xcca"](dq=0.03)                                       # the rest kept
+    ns["set_saxs"](calib / "saxs.poni", stacking_q=(0.1, 0.8))
+    assert "rings 1.833 and 0.172 A^-1 (dq 0.03)" in repr(ns["xcca_reduction"])
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["xcca"]["q2"] == pytest.approx(0.172) and state["xcca"]["dq"] == 0.03
+    assert state["saxs"]["stacking_q"] == [0.1, 0.8]
+    session.close()
+    again = open_session(SessionConfig(prefix=sim.prefix, data_root=tmp_path), verbose=True)
+    try:
+        assert again.xcca_reduction.settings.dq == 0.03 and again.xcca_reduction.live is not None
+        assert again.saxs_reduction.settings.stacking_q == (0.1, 0.8)
+        assert "live XCCA of rasters" in capsys.readouterr().out
+        again.xcca_reduction.set(dq=None)                          # back to its default
+        assert again.xcca_reduction.settings.dq == 0.02
+    finally:
+        again.close()
+    (calib / "waxs.poni").unlink()                                 # a moved calibration never stops a session
+    third = open_session(SessionConfig(prefix=sim.prefix, data_root=tmp_path), verbose=True)
+    try:
+        assert third.xcca_reduction.live is None and third.saxs_reduction.live is not None
+        assert "live XCCA: OFF, the saved settings fail (PONI file not found" in capsys.readouterr().out
+    finally:
+        third.close()
+
+
 def test_config_from_environment_only_at_entry(tmp_path):
     """The environment is read by SessionConfig.from_environ (entry points), nowhere else."""
     from trxrd.session import SessionConfig

@@ -428,7 +428,9 @@ class CatalogWriter:
         from bluesky_tiled_plugins import TiledWriter
 
         uid = start["uid"]
-        writer = TiledWriter(self.client, batch_size=self.batch_size_for(start),
+        # max_array_size=0: every array in events goes to an array node; the default puts arrays
+        # of up to 16 values into the event table, whose SQL storage refuses list columns
+        writer = TiledWriter(self.client, batch_size=self.batch_size_for(start), max_array_size=0,
                              patches={"resource": _one_frame_per_datum})
         return _Run(uid, writer, self.spool_path(uid))
 

@@ -356,13 +356,14 @@ def _stacking(args) -> int:
 
 
 def _xcca(args) -> int:
-    from .reduction.offline import XCCA_NPHI_RANGE, xcca_figure, xcca_files
+    from .reduction.offline import xcca_figure, xcca_files
+    from .reduction.xcca import NPHI_RANGE
 
     try:
         nphi = int(args.nphi)
     except ValueError:
-        raise ValueError(f"--nphi must be an integer number of azimuth bins from {XCCA_NPHI_RANGE[0]} to "
-                         f"{XCCA_NPHI_RANGE[1]}, got {args.nphi!r}") from None
+        raise ValueError(f"--nphi must be an even number of azimuth bins from {NPHI_RANGE[0]} to "
+                         f"{NPHI_RANGE[1]}, got {args.nphi!r}") from None
     result = xcca_files(args.frames, args.poni, mask=args.mask, q1=_q_option(args.q1, "--q1"),
                         q2=_q_option(args.q2, "--q2"), dq=_q_option(args.dq, "--dq"), nphi=nphi, table=args.table)
     doc = result.as_dict()
@@ -645,9 +646,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="dry-run campaign: time zero, heating calibration, fluence and delay "
                                        "scans, live reduction, fits vs the simulator's truth")
-    demo.add_argument("--experiment", choices=("trxrd", "ued", "saxs", "anneal"), default="trxrd",
+    demo.add_argument("--experiment", choices=("trxrd", "ued", "saxs", "anneal", "xcca"), default="trxrd",
                       help="trxrd: CuInSe2 NCs in a liquid jet (default); ued: per-reflection dynamics of "
-                           "PbSe QDs at 90 K")
+                           "PbSe QDs at 90 K; saxs: in-situ SAXS of a hot-injection synthesis; anneal: SAXS of "
+                           "an annealed nanoplatelet film; xcca: nano-diffraction raster of a PbS mesocrystal")
     demo.add_argument("--out", default="demo-output", help="folder for figures, summary and data")
     demo.add_argument("--json", help="write the summary JSON here (default OUT/summary.json)")
     demo.add_argument("--detector", choices=("pilatus300k", "pilatus2m"), default="pilatus300k")

@@ -91,6 +91,8 @@ FIELDS = {
     "anneal_time": Field("s", "time since the anneal profile began, when the frame was taken"),
     "segment": Field("", "index of the anneal segment (ramp, hold or cool)"),
     "segment_kind": Field("", "kind of the anneal segment: 'ramp', 'hold' or 'cool'"),
+    "x_um": Field("um", "sample-stage x read back (raster position)"),
+    "y_um": Field("um", "sample-stage y read back (raster position)"),
 }
 
 #: fields whose data keys come from the devices (listed in KEY_MAP of the start document)
@@ -107,9 +109,11 @@ REFLECTIONS_PLAN = "reflections"     # plan_name of a per-reflection reduction (
 THERMOMETER_PLAN = "thermometer"     # plan_name of a thermometer calibration (static heating series)
 SAXS_PLAN = "saxs"                   # plan_name of a SAXS sphere reduction (r, sigma, concentration per frame)
 STACKING_PLAN = "stacking"           # plan_name of a stacking-peak reduction (platelet period per frame)
+XCCA_PLAN = "xcca"                   # plan_name of a raster's cross-correlation analysis (maps, averaged CCF)
 HEATING_PLANS = ("temperature_series",)
 INJECTION_PLANS = ("injection_series",)
 ANNEAL_PLANS = ("anneal_profile", "temperature_series")
+RASTER_PLANS = ("raster_scan",)
 Q, INTENSITY, SIGMA, RAW_SEQ_NUM, RAW_TIME = "q", "intensity", "sigma", "raw_seq_num", "raw_time"
 
 

@@ -22,6 +22,14 @@ a coarse time-zero scan, then a delay scan from -3 to 40 ps with every reflectio
 point: the anisotropy table (tau and amplitude of the shift and of <du^2> per reflection family)
 next to the sample file's values, and the per-reflection figure.
 
+``--experiment saxs`` and ``--experiment anneal``: see ``_saxs_campaign`` and ``_anneal_campaign``.
+
+``--experiment xcca``, a PbS nanocrystal mesocrystal film (``trxrd sim --config pbs-mesocrystal``):
+a 6 x 8 um nano-diffraction raster in 0.4 um steps with live cross-correlation analysis (grain,
+orientation, psi and n-fold maps, the running CCF), then the averaged CCF's peaks, beta, c/a and
+the orientational disorder next to the sample file's values, and the orientation map against
+the simulator's grain map.
+
 Every run stays in the catalog under ``<out>/data``.
 
 EXAMPLE::
@@ -120,7 +128,7 @@ def run_demo(out_dir: str | Path = "demo-output", detector: str = "pilatus300k",
     out.mkdir(parents=True, exist_ok=True)
     root = out / "data"
     t_start = time.monotonic()
-    sample = {"ued": UED_SAMPLE, "anneal": ANNEAL_SAMPLE}.get(experiment)
+    sample = {"ued": UED_SAMPLE, "anneal": ANNEAL_SAMPLE, "xcca": XCCA_SAMPLE}.get(experiment)
     overrides = {"heating_cell": {"speedup": HEATING_SPEEDUP}}
     if experiment == "saxs":
         overrides["synthesis"] = dict(SAXS_CHEMISTRY)
@@ -130,7 +138,7 @@ def run_demo(out_dir: str | Path = "demo-output", detector: str = "pilatus300k",
                            overrides=overrides) as sim:
         cfg = sim.config()
         campaign = {"trxrd": _campaign, "ued": _ued_campaign, "saxs": _saxs_campaign,
-                    "anneal": _anneal_campaign}[experiment]
+                    "anneal": _anneal_campaign, "xcca": _xcca_campaign}[experiment]
         summary = campaign(sim, cfg, out, root)
     summary["timing"]["total_s"] = time.monotonic() - t_start
     json_path = Path(json_path) if json_path else out / "summary.json"
@@ -332,7 +340,7 @@ def _save(path: Path, draw, size=(7, 4.5)) -> Path:
     return path
 
 
-EXPERIMENTS = ("trxrd", "ued", "saxs", "anneal")
+EXPERIMENTS = ("trxrd", "ued", "saxs", "anneal", "xcca")
 UED_SAMPLE = "pbse-90k"
 UED_REFLECTIONS = ("111", "200", "220", "311", "222", "400")
 UED_REPEATS = 3
@@ -415,14 +423,20 @@ SAXS_RUN = {"mantle_temp_c": 240.0, "inject_ml": 1.0, "rate_ml_min": 60.0, "fram
 SAXS_REPORT_TIMES_S = (1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 58.0)
 
 
-def _open_saxs(sim, root, sample: dict, **saxs):
-    """A beamline session on the simulator with live SAXS reduction only."""
+def _open_plain(sim, root, sample: dict):
+    """A beamline session on the simulator with the sample and no live reduction yet."""
     from .session import SessionConfig, open_session
 
     logging.getLogger("tiled").setLevel(logging.WARNING)
     session = open_session(SessionConfig(prefix=sim.prefix, data_root=root, plots=False), verbose=False)
     session.RE.unsubscribe(session.tokens["bec"])
     session.set_sample(**sample)
+    return session
+
+
+def _open_saxs(sim, root, sample: dict, **saxs):
+    """A beamline session on the simulator with live SAXS reduction only."""
+    session = _open_plain(sim, root, sample)
     session.saxs_reduction.set(sim.saxs_dir / "saxs.poni", mask=sim.saxs_dir / "saxs_mask.edf", **saxs)
     return session
 
@@ -639,5 +653,103 @@ def _anneal_campaign(sim, cfg, out, root) -> dict:
               f"{timing['fit_ms_median']:.1f} ms per frame\nfigure: {out / 'stacking.png'}")
         return {"experiment": "anneal", "raw_runs": uids, "timing": timing, "holds": holds,
                 "segments": segments}
+    finally:
+        session.close()
+
+
+XCCA_SAMPLE = "pbs-mesocrystal"
+XCCA_RASTER = {"x_range": (-3.0, 3.0), "y_range": (-4.0, 4.0), "step_um": 0.4}
+# The rings, from the literature and not from the simulator: PbS rock salt (a = 5.936 A) 111, and
+# the superlattice ring q_4 ~ 1.72 nm^-1 reported for PbS mesocrystals.
+XCCA_Q1 = 2 * math.pi * math.sqrt(3) / 5.936
+XCCA_Q2 = "1.72nm-1"
+XCCA_ORIENTATION_TOLERANCE_DEG = 5.0
+
+
+def _xcca_campaign(sim, cfg, out, root) -> dict:
+    from matplotlib.figure import Figure
+
+    from .reduction.plots import draw_xcca
+    from .reduction.xcca import wrap180
+    from .simulated_devices.physics.mesocrystal import MesocrystalModel
+
+    s = cfg["sample"]
+    session = _open_plain(sim, root, {k: s[k] for k in ("name", "size_nm", "ligand", "solvent", "sigma_cm2")})
+    try:
+        session.xcca_reduction.set(sim.waxs_dir / "waxs.poni", mask=sim.waxs_dir / "waxs_mask.edf",
+                                   q1=XCCA_Q1, q2=XCCA_Q2)
+        RE, bl, plans = session.RE, session.beamline, session.plans
+        bl.pilatus.exposure_s = EXPOSURE_S
+        r = XCCA_RASTER
+        print(f"{session.xcca_reduction!r}\n\n1/1 raster_scan: {r['x_range']} x {r['y_range']} um in {r['step_um']:g} um "
+              f"steps, snaking, {EXPOSURE_S:g} s per pattern", flush=True)
+        t = time.monotonic()
+        uids = list(RE(plans["raster_scan"]([bl.pilatus], r["x_range"], r["y_range"], r["step_um"])))
+        timing = {"acquisition_s": time.monotonic() - t}
+        report = session.xcca_reduction.report
+        timing["caught_up_after_s"] = time.monotonic() - t - timing["acquisition_s"]
+        live = session.xcca_reduction.live.xcca
+        rows = live.rows
+        timing.update(patterns=len(rows), reduction_ms_per_pattern=1e3 * live.busy_s / max(len(rows), 1))
+        model = MesocrystalModel(cfg["mesocrystal"], s)
+        truth = model.truth()
+        summary = {"experiment": "xcca", "raw_runs": uids, "timing": timing,
+                   "truth": {k: truth[k] for k in ("sl_c_over_a", "beta_deg", "theta_deg", "ccf_peaks_deg",
+                                                    "disorder_fwhm_deg", "psi_mean_deg", "psi_sd_deg")}}
+        # the orientation map against the simulator's grain map, position by position
+        hits = grains = false_grains = 0
+        psi_truth = []
+        for row in rows:
+            tr = model.truth_at(row["x_um"], row["y_um"])
+            if tr["has_grain"]:
+                grains += 1
+                ok = row["orientation_deg"] is not None and abs(float(wrap180(
+                    2 * (row["orientation_deg"] - tr["orientation_deg"])))) / 2 <= XCCA_ORIENTATION_TOLERANCE_DEG
+                hits += ok
+                if row["psi_deg"] is not None:
+                    psi_truth.append(tr["psi_deg"])
+            elif row["has_grain"]:
+                false_grains += 1
+        summary["orientation_map"] = {"positions_with_grain": grains, "within_tolerance": hits,
+                                      "fraction": hits / grains if grains else None,
+                                      "tolerance_deg": XCCA_ORIENTATION_TOLERANCE_DEG,
+                                      "grain_reported_where_none": false_grains}
+        figure = Figure(figsize=(15, 4))
+        draw_xcca(figure, rows, report, live.running_ccf())
+        figure.savefig(out / "xcca.png", dpi=110)
+        if report is None:
+            summary["status"] = live.failure or live.status
+            print(f"\nno averaged CCF: {summary['status']}")
+            return summary
+        summary["report"] = {k: report[k] for k in ("peaks_deg", "beta_deg", "c_over_a", "disorder_deg",
+                                                    "azimuthal_fwhm_deg", "radial_fwhm", "n_frames",
+                                                    "n_frames_with_grain", "n_frames_used", "psi_deg")}
+        true_peaks = np.array(truth["ccf_peaks_deg"])
+        found = np.array(report["peaks_deg"])
+        offsets = [float(np.min(np.abs(wrap180(found - p)))) if found.size else None for p in true_peaks]
+        summary["ccf_peak_offsets_deg"] = offsets
+        print(f"\n{len(rows)} patterns in {timing['acquisition_s']:.0f} s ({len(rows) / timing['acquisition_s']:.1f}/s); "
+              f"live XCCA {timing['reduction_ms_per_pattern']:.1f} ms per pattern, caught up "
+              f"{timing['caught_up_after_s']:.1f} s after the raster")
+        print(f"grains: {report['n_frames_with_grain']} patterns, {report['n_frames_used']} with both rings (averaged CCF); "
+              f"orientation within {XCCA_ORIENTATION_TOLERANCE_DEG:g} deg of the grain map at {hits}/{grains} positions "
+              f"with a grain; a grain reported at {false_grains} positions without one")
+        print(f"\n  {'':24} {'fit +- error':>20} {'truth':>10}")
+        for p, off in zip(true_peaks, offsets):
+            near = found[np.argmin(np.abs(wrap180(found - p)))] if found.size else math.nan
+            print(f"  {'CCF peak (deg)':24} {near:>20.1f} {p:>10.1f}   ({off:.1f} deg apart)")
+        for name, key, true in (("beta (deg)", "beta_deg", truth["beta_deg"]),
+                                ("c/a of the SL", "c_over_a", truth["sl_c_over_a"]),
+                                ("disorder FWHM (deg)", "disorder_deg", truth["disorder_fwhm_deg"])):
+            v = report[key]
+            text = "not determined" if v is None else f"{v['value']:.3f} +- {v['stderr']:.3f}"
+            print(f"  {name:24} {text:>20} {true:>10.3f}")
+        psi = report["psi_deg"]
+        if psi:
+            print(f"  {'psi mean, sd (deg)':24} {psi['mean']:>9.2f}, {psi['sd'] or 0:>8.2f} "
+                  f"{float(np.mean(psi_truth)):>6.2f}, {float(np.std(psi_truth, ddof=1)) if len(psi_truth) > 1 else 0:.2f}"
+                  f"   (truth: the grains under those patterns)")
+        print(f"figure: {out / 'xcca.png'}")
+        return summary
     finally:
         session.close()

@@ -59,11 +59,11 @@ from .acquisition.plans.temperature import anneal_profile, temperature_series
 from .acquisition.plans.time_zero import find_time_zero
 from .acquisition.progress import install_progress
 from .catalog import CatalogWriter, open_catalog, run_thermometers
-from .reduction.callbacks.live import LiveReduction, LiveSaxsReduction
+from .reduction.callbacks.live import LiveReduction, LiveSaxsReduction, LiveXccaReduction
 from .reduction.kinetics import onset_problem
 from .reduction.pump_probe import fit_time_zero
 from .reduction.reflections import load_thermometers
-from .reduction.settings import ReductionSettings, SaxsSettings, parse_window
+from .reduction.settings import ReductionSettings, SaxsSettings, XccaSettings, parse_window
 from .state import StateFile
 from .validation import finite
 
@@ -185,6 +185,22 @@ class _SessionChain:
         """Wait until every document sent so far is reduced (``TimeoutError`` if not in time)."""
         if self.live is not None:
             self.live.wait(timeout)
+
+    SETTINGS = None     # the settings class of set()
+    LABEL = ""          # what the session calls it
+    NEEDS = ""          # what set() says without a calibration
+
+    def set(self, poni=None, *, save: bool = True, **options):
+        """(Re)install the reduction; options as in its settings class (checked now, saved for
+        the next session). Options not given keep their current values; an option given as None
+        goes back to its default."""
+        if poni is None and self.settings is None:
+            raise ValueError(self.NEEDS)
+        values = self.settings.as_dict() if self.settings is not None else {}
+        values.update(options)
+        if poni is not None:
+            values["poni"] = poni
+        return self.install(self.SETTINGS.from_dict(values), save=save)
 
 
 class SessionReduction(_SessionChain):
@@ -318,18 +334,9 @@ class SessionSaxs(_SessionChain):
 
     LIVE = LiveSaxsReduction
     STATE_KEY = "saxs"
-
-    def set(self, poni=None, *, save: bool = True, **options) -> "SessionSaxs":
-        """(Re)install the SAXS reduction; options as in ``SaxsSettings`` (checked now). Options
-        not given keep their current values; an option given as None goes back to its default
-        (``set_saxs(background="auto", background_i0=None)``, ``set_saxs(stacking_q=None)``)."""
-        if poni is None and self.settings is None:
-            raise ValueError("set_saxs needs the SAXS detector's calibration: set_saxs(poni, mask=...)")
-        values = self.settings.as_dict() if self.settings is not None else {}
-        values.update(options)
-        if poni is not None:
-            values["poni"] = poni
-        return self.install(SaxsSettings.from_dict(values), save=save)
+    SETTINGS = SaxsSettings
+    LABEL = "live SAXS reduction"
+    NEEDS = "set_saxs needs the SAXS detector's calibration: set_saxs(poni, mask=...)"
 
     @property
     def report(self) -> dict | None:
@@ -355,6 +362,48 @@ class SessionSaxs(_SessionChain):
                 + (f", stacking peak in {s.stacking_q[0]:g}-{s.stacking_q[1]:g} A^-1" if s.stacking_q else ""))
 
 
+class SessionXcca(_SessionChain):
+    """The session's live cross-correlation analysis of ``raster_scan`` runs (grain,
+    orientation, psi and n-fold maps, the averaged CCF, beta, c/a and the disorder), on its own
+    thread like the other chains, stored as ``xcca`` runs linked to each raster. ``set_xcca(...)``
+    configures it (saved for the next session).
+
+    EXAMPLE::
+
+        set_xcca("/data/calib/waxs.poni", mask="/data/calib/waxs_mask.edf", q1=1.833, q2=0.172, dq=0.02)
+        RE(raster_scan([pilatus], (-3, 3), (-4, 4), 0.4))
+        xcca_reduction.report["c_over_a"], xcca_reduction.report["disorder_deg"]
+    """
+
+    LIVE = LiveXccaReduction
+    STATE_KEY = "xcca"
+    SETTINGS = XccaSettings
+    LABEL = "live XCCA"
+    NEEDS = "set_xcca needs the detector's calibration and two rings: set_xcca(poni, q1=..., q2=..., mask=...)"
+
+    @property
+    def report(self) -> dict | None:
+        """The last raster's averages (the JSON of ``trxrd xcca``), after catching up."""
+        if self.live is None:
+            return None
+        self.wait()
+        return self.live.xcca.report
+
+    @property
+    def rows(self) -> list:
+        """The last raster's patterns (grain, orientation, psi, n-fold, spots), after catching up."""
+        if self.live is None:
+            return []
+        self.wait()
+        return self.live.xcca.rows
+
+    def __repr__(self):
+        if self.settings is None:
+            return "live XCCA off: set_xcca(poni, q1=..., q2=..., mask=...)"
+        s = self.settings
+        return f"live XCCA of rasters: {s.poni}, rings {s.q1:g} and {s.q2:g} A^-1 (dq {s.dq:g}), {s.nphi} azimuth bins"
+
+
 @dataclass
 class Session:
     """One beamline session (see module): use :func:`open_session` to make one."""
@@ -370,11 +419,13 @@ class Session:
     sample: Sample | None = None
     reduction: SessionReduction = field(init=False)
     saxs_reduction: SessionSaxs = field(init=False)
+    xcca_reduction: SessionXcca = field(init=False)
     tokens: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.reduction = SessionReduction(self)
         self.saxs_reduction = SessionSaxs(self)
+        self.xcca_reduction = SessionXcca(self)
 
     # -- sample and metadata ------------------------------------------------------------------------
     def set_sample(self, **fields) -> Sample:
@@ -433,7 +484,8 @@ class Session:
         return dict(session=self, RE=self.RE, cat=self.catalog, bec=self.bec, beamline=self.beamline,
                     set_sample=self.set_sample, set_reduction=self.reduction.set, reduction=self.reduction,
                     set_thermometer=self.reduction.set_thermometer, set_saxs=self.saxs_reduction.set,
-                    saxs_reduction=self.saxs_reduction,
+                    saxs_reduction=self.saxs_reduction, set_xcca=self.xcca_reduction.set,
+                    xcca_reduction=self.xcca_reduction,
                     bps=bps, bp=bp, bpp=bpp, summarize_plan=summarize_plan, check_limits=check_limits,
                     **self.beamline.devices(), **self.plans)
 
@@ -441,7 +493,18 @@ class Session:
         """Finish the live reduction, flush the catalog writer (raises a pending catalog error)."""
         self.reduction.off()
         self.saxs_reduction.off()
+        self.xcca_reduction.off()
         self.writer.close()
+
+
+def _restore_chain(chain: _SessionChain, saved: dict, call: str) -> str:
+    """Install *chain* from its saved settings, if any; the line the session prints about it."""
+    if saved.get(chain.STATE_KEY):
+        try:
+            chain.install(chain.SETTINGS.from_dict(saved[chain.STATE_KEY]), save=False)
+        except (ValueError, OSError) as exc:    # a moved calibration must not stop the session
+            return f"{chain.LABEL}: OFF, the saved settings fail ({exc}); {call}(...)"
+    return repr(chain)
 
 
 def _persist_devices(bl: Beamline, state: StateFile) -> None:
@@ -550,13 +613,8 @@ def open_session(config: SessionConfig | None = None, *, verbose: bool = True) -
             reduction_line = repr(session.reduction)
         except (ValueError, OSError) as exc:    # a moved calibration must not stop the session
             reduction_line = f"live reduction: OFF, the saved settings fail ({exc}); set_reduction(...)"
-    saxs_line = repr(session.saxs_reduction)
-    if saved.get("saxs"):
-        try:
-            session.saxs_reduction.install(SaxsSettings.from_dict(saved["saxs"]), save=False)
-            saxs_line = repr(session.saxs_reduction)
-        except (ValueError, OSError) as exc:
-            saxs_line = f"live SAXS reduction: OFF, the saved settings fail ({exc}); set_saxs(...)"
+    chain_lines = [_restore_chain(chain, saved, call)
+                   for chain, call in ((session.saxs_reduction, "set_saxs"), (session.xcca_reduction, "set_xcca"))]
     if verbose:
         print(f"trxrd session: prefix {config.prefix!r}, data {root}, catalog "
               f"{config.catalog_uri or root / 'catalog'}\n"
@@ -564,6 +622,6 @@ def open_session(config: SessionConfig | None = None, *, verbose: bool = True) -
               f"  plans:   {', '.join(session.plans)}\n"
               f"  {sample_line}\n"
               f"  {reduction_line}\n"
-              f"  {saxs_line}\n"
+              + "".join(f"  {line}\n" for line in chain_lines) +
               f"  {'; '.join(device_lines)}")
     return session

@@ -14,6 +14,7 @@ from bluesky import plans as bp
 from bluesky.protocols import Readable
 from bluesky.utils import MsgGenerator
 
+from ... import datakeys as dk
 from ...validation import finite
 from .metadata import plan_md
 
@@ -65,6 +66,7 @@ def raster_scan(detectors: Sequence[Readable], x_range: tuple[float, float], y_r
     y0, y1, ny = _axis(y_range, step, stage.y, "y_range")
     meta = plan_md("raster_scan", {"detectors": [d.name for d in detectors], "x_range": [x0, x1],
                                    "y_range": [y0, y1], "step_um": step, "snake": bool(snake)}, md,
-                   num_points=nx * ny)
+                   num_points=nx * ny, **{dk.KEY_MAP: {"x_um": stage.x.name, "y_um": stage.y.name, "i0": i0.name,
+                                                       **dk.image_fields(detectors)}})
     return bp.grid_scan(list(detectors) + [i0], stage.y, y0, y1, ny, stage.x, x0, x1, nx,
                         snake_axes=bool(snake), md=meta)

@@ -96,5 +96,10 @@ class DerivedRunPublisher(DocumentRouter):
         self.emit("stop", bundle.compose_stop(exit_status=exit_status, reason=reason))
 
     @property
+    def failure(self) -> str | None:
+        """Why the current (or last) derived run was closed as failed; None if it was not."""
+        return self._failed
+
+    @property
     def derived_uid(self) -> str | None:
         return None if self._bundle is None else self._bundle.start_doc["uid"]

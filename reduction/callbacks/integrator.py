@@ -82,6 +82,12 @@ class LiveIntegrator(DerivedRunPublisher):
         if doc.get("name") != self.stream or self._image is None or self._image not in doc["data_keys"]:
             return
         self._descriptors.add(doc["uid"])
+        self._copy = {f: key for f, key in self._keys.items()
+                      if f not in ("image", "saxs_image") and key in doc["data_keys"]}
+        self.describe(doc)
+
+    def describe(self, doc):
+        """Open the derived run (first descriptor with the image) and set its data keys."""
         if self.derived_uid is None:
             raw = self._raw_start
             md = {key: raw[key] for key in COPY_START if key in raw}
@@ -101,8 +107,6 @@ class LiveIntegrator(DerivedRunPublisher):
             dk.RAW_SEQ_NUM: {"source": "reduction", "dtype": "integer", "shape": []},
             dk.RAW_TIME: {"source": "reduction", "dtype": "number", "shape": [], "units": "s"},
         }
-        self._copy = {f: key for f, key in self._keys.items()
-                      if f not in ("image", "saxs_image") and key in doc["data_keys"]}
         for f, key in self._copy.items():
             self._data_keys[f] = {k: v for k, v in doc["data_keys"][key].items()
                                   if k in ("dtype", "shape", "precision")}
@@ -128,13 +132,18 @@ class LiveIntegrator(DerivedRunPublisher):
             doc = {**doc, "filled": {**doc.get("filled", {}), self._image: False}}
             frame = self._filler("event", doc)[1]["data"][self._image]
         monitor = doc["data"].get(self._copy["i0"]) if "i0" in self._copy else None
-        q, intensity, sigma = self.integration.integrate(np.asarray(frame), monitor=monitor)
+        labels = {f: doc["data"][key] for f, key in self._copy.items() if key in doc["data"]}
+        data = self.reduce(np.asarray(frame), monitor, labels, doc)
         self.busy_s += time.perf_counter() - t0
         self.frames += 1
-        data = {f: doc["data"][key] for f, key in self._copy.items() if key in doc["data"]}
-        data.update({dk.Q: q, dk.INTENSITY: intensity, dk.SIGMA: sigma, dk.RAW_SEQ_NUM: doc["seq_num"],
-                     dk.RAW_TIME: doc["time"]})
         self.emit_event("primary", data, self._data_keys)
+
+    def reduce(self, frame: np.ndarray, monitor, labels: dict, doc: dict) -> dict:
+        """One frame -> the data of its event in the derived run (*labels*: the raw event's
+        mapped fields)."""
+        q, intensity, sigma = self.integration.integrate(frame, monitor=monitor)
+        return {**labels, dk.Q: q, dk.INTENSITY: intensity, dk.SIGMA: sigma, dk.RAW_SEQ_NUM: doc["seq_num"],
+                dk.RAW_TIME: doc["time"]}
 
     def stop(self, doc):
         self.close_derived(doc.get("exit_status", "success"), doc.get("reason", ""))

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..settings import ReductionSettings, SaxsSettings
+from ..settings import ReductionSettings, SaxsSettings, XccaSettings
 from .buffer import BufferedCallback
 from .integrator import LiveIntegrator
-from .plot import LivePumpProbePlot, LiveReflectionsPlot, LiveSaxsPlot, LiveStackingPlot
+from .plot import LivePumpProbePlot, LiveReflectionsPlot, LiveSaxsPlot, LiveStackingPlot, LiveXccaPlot
 from .pump_probe import LivePumpProbe, RefitPolicy
 from .reflections import LiveReflections, LiveThermometer
 from .saxs import LiveSaxs, LiveStacking
+from .xcca import LiveXcca
 
 
 def live_reduction(settings: ReductionSettings, *, store=None, plot=False, refit: RefitPolicy | None = None):
@@ -168,3 +169,37 @@ class LiveSaxsReduction(LiveReduction):
     def result(self):
         """The report of the last injection series reduced so far (does not wait)."""
         return self.saxs.report
+
+
+def xcca_reduction(settings: XccaSettings, *, store=None, plot=False) -> LiveXcca:
+    """The XCCA of raster runs in the caller's thread; *store* receives the ``xcca`` runs, *plot*
+    as in ``live_reduction``."""
+    xcca = LiveXcca(settings)
+    if store is not None:
+        xcca.subscribe(store)
+    if plot:
+        xcca.subscribe(LiveXccaPlot(xcca, None if plot is True else plot))
+    return xcca
+
+
+class LiveXccaReduction(LiveReduction):
+    """The XCCA of raster runs behind a bounded queue on its own thread, like ``LiveReduction``.
+
+    EXAMPLE::
+
+        live = LiveXccaReduction(XccaSettings("waxs.poni", q1=1.833, q2=0.172, mask="waxs_mask.edf"),
+                                 store=writer)
+        RE.subscribe(live)
+        RE(raster_scan([pilatus], (-3, 3), (-4, 4), 0.4))
+        live.wait(60); live.xcca.report["c_over_a"]
+    """
+
+    def __init__(self, settings: XccaSettings, *, store=None, plot=False, max_queued: int = 50_000):
+        self.settings = settings
+        self.xcca = xcca_reduction(settings, store=store, plot=plot)
+        self.buffer = BufferedCallback(self.xcca, max_queued=max_queued, name="live-xcca")
+
+    @property
+    def result(self):
+        """The report of the last raster reduced so far (does not wait)."""
+        return self.xcca.report

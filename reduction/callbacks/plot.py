@@ -16,7 +16,7 @@ import time
 
 from bluesky.callbacks.mpl_plotting import QtAwareCallback
 
-from ..plots import draw_grid, draw_pump_probe, draw_reflections, draw_saxs, draw_stacking
+from ..plots import draw_grid, draw_pump_probe, draw_reflections, draw_saxs, draw_stacking, draw_xcca
 
 
 class LivePumpProbePlot(QtAwareCallback):
@@ -98,3 +98,13 @@ class LiveStackingPlot(LivePumpProbePlot):
 
     def draw(self, stacking) -> None:
         draw_stacking(self.figure, stacking.rows)
+
+
+class LiveXccaPlot(LivePumpProbePlot):
+    """The live figure of a ``LiveXcca``: orientation, psi and n-fold maps placed by the stage
+    positions (snake rasters included) and the running averaged CCF; the CCF's peaks at the end."""
+
+    TITLE, SIZE = "trxrd XCCA", (15, 4)
+
+    def draw(self, xcca) -> None:
+        draw_xcca(self.figure, xcca.rows, xcca.report, xcca.running_ccf())

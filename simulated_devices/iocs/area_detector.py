@@ -385,7 +385,6 @@ class HDF5PluginIOC(PVGroup):
         """A frame from the driver (only when callbacks are enabled)."""
         if self.enable.readback.value != "Enable":
             return
-        det: AreaDetectorIOC = self.parent
         count = self.array_counter.readback.value + 1
         await self.array_counter.readback.write(count)
         await self.array_counter.setpoint.write(count, verify_value=False)
