@@ -83,6 +83,7 @@ class AzimuthalIntegration:
         self.npt = int(npt)
         self.polarization_factor = polarization_factor
         self.method = method
+        self._polar: dict = {}
 
     def _prepare(self, frame, monitor):
         """(data as float32 with invalid pixels 0, invalid-pixel mask), after the checks."""
@@ -115,7 +116,13 @@ class AzimuthalIntegration:
         """Re-bin one frame onto *nq* q bins over *q_range* (A^-1) x *nphi* azimuth bins over the
         full circle (pyFAI's 2D integration, same corrections and invalid pixels as ``integrate``)."""
         data, invalid = self._prepare(frame, monitor)
-        res = self.ai.integrate2d_ng(data, int(nq), int(nphi), unit="q_A^-1", radial_range=tuple(q_range),
+        key = (tuple(q_range), int(nq), int(nphi))
+        ai = self._polar.get(key)
+        if ai is None:       # one integrator per binning: pyFAI keeps one sparse matrix per integrator
+            import copy
+
+            ai = self._polar[key] = copy.deepcopy(self.ai)
+        res = ai.integrate2d_ng(data, int(nq), int(nphi), unit="q_A^-1", radial_range=tuple(q_range),
                                      azimuth_range=(-180.0, 180.0), mask=invalid, correctSolidAngle=True,
                                      polarization_factor=self.polarization_factor, method=self.method,
                                      normalization_factor=monitor or 1.0)

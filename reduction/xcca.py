@@ -176,9 +176,14 @@ def _fit_ring_peak(ring: Ring, m: int, level: float, step: float) -> RingPeak | 
     def resid(p):
         return (p[0] + _gauss(x, p[1], p[2], p[3]) - y) / e
 
+    def jac(p):                  # analytic: a pattern has a few spots per ring, a raster thousands
+        u = (x - p[2]) / p[3]
+        g = np.exp(-0.5 * u * u)
+        return np.column_stack([np.ones_like(x), g, p[1] * g * u / p[3], p[1] * g * u * u / p[3]]) / e[:, None]
+
     height0 = max(float(y.max() - level), 1e-12)
     try:
-        fit = least_squares(resid, [level, height0, 0.0, 1.5 * step],
+        fit = least_squares(resid, [level, height0, 0.0, 1.5 * step], jac=jac,
                             bounds=([-np.inf, 0.0, -3 * step, 0.3 * step], [np.inf, np.inf, 3 * step, 12 * step]))
     except ValueError:
         return None
