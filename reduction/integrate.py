@@ -115,19 +115,26 @@ class AzimuthalIntegration:
               monitor: float | None = None) -> Polar:
         """Re-bin one frame onto *nq* q bins over *q_range* (A^-1) x *nphi* azimuth bins over the
         full circle (pyFAI's 2D integration, same corrections and invalid pixels as ``integrate``)."""
-        data, invalid = self._prepare(frame, monitor)
-        key = (tuple(q_range), int(nq), int(nphi))
-        ai = self._polar.get(key)
-        if ai is None:       # one integrator per binning: pyFAI keeps one sparse matrix per integrator
-            import copy
+        return self.polars(frame, [(q_range, nq, nphi)], monitor=monitor)[0]
 
-            ai = self._polar[key] = copy.deepcopy(self.ai)
-        res = ai.integrate2d_ng(data, int(nq), int(nphi), unit="q_A^-1", radial_range=tuple(q_range),
-                                     azimuth_range=(-180.0, 180.0), mask=invalid, correctSolidAngle=True,
-                                     polarization_factor=self.polarization_factor, method=self.method,
-                                     normalization_factor=monitor or 1.0)
-        return Polar(res.radial, res.azimuthal, np.asarray(res.sum_signal, dtype=float),
-                     np.asarray(res.sum_normalization, dtype=float), np.asarray(res.count, dtype=float))
+    def polars(self, frame: np.ndarray, binnings, monitor: float | None = None) -> list[Polar]:
+        """``polar`` for several binnings ``[(q_range, nq, nphi), ...]`` of one frame (prepared once)."""
+        data, invalid = self._prepare(frame, monitor)
+        out = []
+        for q_range, nq, nphi in binnings:
+            key = (tuple(q_range), int(nq), int(nphi))
+            ai = self._polar.get(key)
+            if ai is None:       # one integrator per binning: pyFAI keeps one sparse matrix per integrator
+                import copy
+
+                ai = self._polar[key] = copy.deepcopy(self.ai)
+            res = ai.integrate2d_ng(data, int(nq), int(nphi), unit="q_A^-1", radial_range=tuple(q_range),
+                                    azimuth_range=(-180.0, 180.0), mask=invalid, correctSolidAngle=True,
+                                    polarization_factor=self.polarization_factor, method=self.method,
+                                    normalization_factor=monitor or 1.0)
+            out.append(Polar(res.radial, res.azimuthal, np.asarray(res.sum_signal, dtype=float),
+                             np.asarray(res.sum_normalization, dtype=float), np.asarray(res.count, dtype=float)))
+        return out
 
     def integrate_many(self, frames, monitors=None, dark: np.ndarray | None = None) -> Pattern:
         """Integrate a stack of frames (N, ny, nx): q (npt,), intensity and sigma (N, npt)."""

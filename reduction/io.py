@@ -24,21 +24,7 @@ HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs")
 HDF5_DATASET = "/entry/data/data"
 
 
-def _hdf5_frames(path: Path) -> np.ndarray:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            if not isinstance(f.get(HDF5_DATASET), h5py.Dataset):
-                raise ValueError(f"{path}: no {HDF5_DATASET} dataset (areaDetector/NeXus layout expected)")
-            data = f[HDF5_DATASET][()]
-    except OSError as exc:
-        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
-    if data.ndim == 2:
-        data = data[None]
-    if data.ndim != 3:
-        raise ValueError(f"{path}: {HDF5_DATASET} has shape {data.shape}, expected (N, ny, nx)")
-    return data
+BLOCK_FRAMES = 32       # frames read from an HDF5 stack at a time (a raster holds thousands)
 
 
 def _image_frame(path: Path) -> np.ndarray:
@@ -53,23 +39,73 @@ def _image_frame(path: Path) -> np.ndarray:
     return data[None]
 
 
-def load_frames(paths) -> np.ndarray:
-    """All frames of *paths* in order, as one (N, ny, nx) array; every file must exist and
-    all frames must have one shape."""
+def frame_files(paths) -> list[tuple[Path, int, tuple | None]]:
+    """(file, frames in it, frame shape; None for a one-frame image, read later) for each of
+    *paths*, checked: every file exists, HDF5 files hold the areaDetector dataset as (N, ny, nx) or
+    (ny, nx), the stacks have one frame shape, there is at least one frame. Of an HDF5 stack only
+    its shape is read here."""
+    import h5py
+
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("no frame files given")
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise ValueError(f"frame file(s) not found: {', '.join(missing)}")
-    stacks = [(_hdf5_frames(p) if p.suffix.lower() in HDF5_SUFFIXES else _image_frame(p)) for p in paths]
-    shapes = {s.shape[1:] for s in stacks}
+    files = []
+    for path in paths:
+        if path.suffix.lower() not in HDF5_SUFFIXES:
+            files.append((path, 1, None))
+            continue
+        try:
+            with h5py.File(path, "r") as f:
+                data = f.get(HDF5_DATASET)
+                if not isinstance(data, h5py.Dataset):
+                    raise ValueError(f"{path}: no {HDF5_DATASET} dataset (areaDetector/NeXus layout expected)")
+                shape = tuple(data.shape)
+        except OSError as exc:
+            raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
+        if len(shape) not in (2, 3):
+            raise ValueError(f"{path}: {HDF5_DATASET} has shape {shape}, expected (N, ny, nx)")
+        files.append((path, 1 if len(shape) == 2 else shape[0], shape[-2:]))
+    shapes = {s for _, _, s in files if s is not None}
     if len(shapes) > 1:
         raise ValueError(f"frames of different shapes: {sorted(shapes)}")
-    frames = np.concatenate(stacks)
-    if len(frames) == 0:
+    if sum(n for _, n, _ in files) == 0:
         raise ValueError(f"no frames in {', '.join(str(p) for p in paths)}")
-    return frames
+    return files
+
+
+def iter_frames(files, block: int = BLOCK_FRAMES):
+    """The frames of ``frame_files`` in order, one (ny, nx) array at a time, HDF5 stacks read
+    *block* frames at a time; ``ValueError`` naming the file for a one-frame image of another shape."""
+    import h5py
+
+    shape = next((s for _, _, s in files if s is not None), None)
+    for path, n, file_shape in files:
+        if file_shape is None:
+            frame = _image_frame(path)[0]
+            if shape is not None and frame.shape != shape:
+                raise ValueError(f"frames of different shapes: {path} is {frame.shape}, the others {shape}")
+            shape = frame.shape
+            yield frame
+            continue
+        try:
+            with h5py.File(path, "r") as f:
+                data = f[HDF5_DATASET]
+                if data.ndim == 2:
+                    yield data[()]
+                    continue
+                for start in range(0, n, block):
+                    yield from data[start:start + block]
+        except OSError as exc:
+            raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
+
+
+def load_frames(paths) -> np.ndarray:
+    """All frames of *paths* in order, as one (N, ny, nx) array; every file must exist and
+    all frames must have one shape (``frame_files``, ``iter_frames``)."""
+    return np.array(list(iter_frames(frame_files(paths))))
 
 
 def _number(row: dict, key: str, line: int, path: Path) -> float:

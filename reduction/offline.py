@@ -27,7 +27,7 @@ import numpy as np
 
 from .difference import differences
 from .integrate import AzimuthalIntegration
-from .io import HDF5_DATASET, HDF5_SUFFIXES, _image_frame, load_frames, read_frame_table, write_nexus
+from .io import _image_frame, frame_files, iter_frames, load_frames, read_frame_table, write_nexus
 from .peaks import fit_pseudo_voigt
 from .pump_probe import PumpProbeResult, fit_delays, pump_probe_signal
 from .reflections import (
@@ -385,8 +385,6 @@ def stacking_files(frame_paths, poni, table, *, mask=None, npt: int = 1000, q_mi
 
 
 # -- X-ray cross-correlation analysis of a nano-diffraction raster ----------------------------------------
-XCCA_DQ_INV_ANGSTROM = 0.02         # default width of each ring (A^-1)
-XCCA_BLOCK_FRAMES = 32              # frames read from an HDF5 stack at a time (a raster holds thousands)
 
 
 def _finite(value):
@@ -424,78 +422,18 @@ class XccaResult:
         return _finite({**self.report, "frames": frames, "sources": self.sources})
 
 
-def _frame_files(frame_paths) -> list[tuple[Path, int, tuple | None]]:
-    """(file, frames in it, frame shape or None for a one-frame image) for each of *frame_paths*,
-    checked as ``io.load_frames`` checks them; of an HDF5 stack only the shape is read here."""
-    import h5py
-
-    paths = [Path(p) for p in frame_paths]
-    if not paths:
-        raise ValueError("no frame files given")
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise ValueError(f"frame file(s) not found: {', '.join(missing)}")
-    files = []
-    for path in paths:
-        if path.suffix.lower() not in HDF5_SUFFIXES:
-            files.append((path, 1, None))
-            continue
-        try:
-            with h5py.File(path, "r") as f:
-                data = f.get(HDF5_DATASET)
-                if not isinstance(data, h5py.Dataset):
-                    raise ValueError(f"{path}: no {HDF5_DATASET} dataset (areaDetector/NeXus layout expected)")
-                shape = tuple(data.shape)
-        except OSError as exc:
-            raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
-        if len(shape) not in (2, 3):
-            raise ValueError(f"{path}: {HDF5_DATASET} has shape {shape}, expected (N, ny, nx)")
-        files.append((path, 1 if len(shape) == 2 else shape[0], shape[-2:]))
-    shapes = {s for _, _, s in files if s is not None}
-    if len(shapes) > 1:
-        raise ValueError(f"frames of different shapes: {sorted(shapes)}")
-    if sum(n for _, n, _ in files) == 0:
-        raise ValueError(f"no frames in {', '.join(str(p) for p in paths)}")
-    return files
-
-
-def _iter_frames(files):
-    """The frames of ``_frame_files`` in order, one (ny, nx) array at a time (HDF5 stacks read in
-    blocks of ``XCCA_BLOCK_FRAMES``)."""
-    import h5py
-
-    for path, n, shape in files:
-        if shape is None:
-            yield _image_frame(path)[0]
-            continue
-        try:
-            with h5py.File(path, "r") as f:
-                data = f[HDF5_DATASET]
-                if data.ndim == 2:
-                    yield data[()]
-                    continue
-                for start in range(0, n, XCCA_BLOCK_FRAMES):
-                    yield from data[start:start + XCCA_BLOCK_FRAMES]
-        except OSError as exc:
-            raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
-
-
 def _xcca_arguments(q1, q2, dq, nphi) -> float:
     """Check the rings and the binning of ``xcca_files``; the ring width (A^-1) in force."""
-    for name, value in (("--q1", q1), ("--q2", q2), ("--dq", dq)):
-        if value is not None and not (isinstance(value, (int, float, np.number)) and math.isfinite(value)
-                                      and value > 0):
-            raise ValueError(f"{name} must be a positive q in A^-1, got {value!r}")
+    from .xcca import DQ_DEFAULT, check_nphi, check_rings
+
     if q1 is None or q2 is None:
         raise ValueError("XCCA needs two rings: give --q1 and --q2 (A^-1)")
-    if dq is None:
-        if math.isclose(q1, q2, rel_tol=1e-9):
-            raise ValueError("the autocorrelation of one ring needs its width: give --dq")
-        dq = XCCA_DQ_INV_ANGSTROM
-    from .xcca import check_nphi
-
+    if dq is None and isinstance(q1, (int, float)) and q1 == q2:
+        raise ValueError(f"--q1 and --q2 are the same ring ({q1:g} A^-1): XCCA correlates two distinct rings "
+                         f"(a superlattice and an atomic-lattice ring)")
+    _, _, dq = check_rings(q1, q2, DQ_DEFAULT if dq is None else dq)
     check_nphi(nphi)
-    return float(dq)
+    return dq
 
 
 def xcca_files(frame_paths, poni, *, q1: float, q2: float, mask=None, dq: float | None = None, nphi: int = 180,
@@ -511,8 +449,7 @@ def xcca_files(frame_paths, poni, *, q1: float, q2: float, mask=None, dq: float 
     q1, q2 : float
         The two rings (A^-1): the lower one the superlattice ring, the higher the atomic-lattice one.
     dq : float, optional
-        Width of each ring (A^-1); default 0.02, but required when q1 == q2 (which ``XccaAnalysis``
-        then refuses as overlapping rings: it correlates two distinct rings).
+        Width of each ring (A^-1); default ``xcca.DQ_DEFAULT`` (0.02). The rings must not overlap.
     nphi : int
         Azimuth bins over 360 deg (even, 36 .. 3600).
     table : path, optional
@@ -532,7 +469,7 @@ def xcca_files(frame_paths, poni, *, q1: float, q2: float, mask=None, dq: float 
     from .xcca import XccaAnalysis
 
     dq = _xcca_arguments(q1, q2, dq, nphi)
-    files = _frame_files(frame_paths)
+    files = frame_files(frame_paths)
     n_frames = sum(n for _, n, _ in files)
     integ = AzimuthalIntegration(poni, mask=mask)
     shape = next((s for _, _, s in files if s is not None), None)
@@ -548,7 +485,7 @@ def xcca_files(frame_paths, poni, *, q1: float, q2: float, mask=None, dq: float 
     if table is not None:
         rows = read_frame_table(table, n_frames, required=("frame", "x_um", "y_um"))
     analysis = XccaAnalysis(integ, q1, q2, dq=dq, nphi=int(nphi))
-    for i, image in enumerate(_iter_frames(files)):
+    for i, image in enumerate(iter_frames(files)):
         labels = {} if rows is None else {"x_um": float(rows["x_um"][i]), "y_um": float(rows["y_um"][i])}
         monitor = None if rows is None or "i0" not in rows else float(rows["i0"][i])
         analysis.add(image, monitor, frame=i, **labels)

@@ -10,6 +10,7 @@ EXAMPLE::
 """
 from __future__ import annotations
 
+import math
 import textwrap
 
 import numpy as np
@@ -284,7 +285,7 @@ def raster_grid(rows):
     else a strip of one row by frame index."""
     xs = [r.get("x_um") for r in rows]
     ys = [r.get("y_um") for r in rows]
-    if rows and all(v is not None for v in xs + ys):
+    if rows and all(v is not None and math.isfinite(v) for v in xs + ys):
         (cx, ix), (cy, iy) = _raster_axis(xs), _raster_axis(ys)
         steps = [np.min(np.diff(c)) for c in (cx, cy) if c.size > 1]
         width = float(min(steps)) if steps else 1.0

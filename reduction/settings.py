@@ -20,6 +20,7 @@ from .peaks import SIGNAL_PARTS
 from .pump_probe import KINETICS_MODELS
 from .reflections import STRUCTURES, parse_reflection, thermometer_reflection
 from .thermometry import ThermometerCalibration
+from .xcca import DQ_DEFAULT
 
 MIN_NPT = 10
 
@@ -297,10 +298,10 @@ class XccaSettings:
     """
 
     poni: Path
-    q1: float
-    q2: float
+    q1: float | None = None
+    q2: float | None = None
     mask: Path | None = None
-    dq: float = 0.02
+    dq: float = DQ_DEFAULT
     nphi: int = 180
     image_key: str = "pilatus_image"
 
@@ -309,6 +310,8 @@ class XccaSettings:
         from .xcca import check_nphi, check_rings
 
         _resolve_calibration(self)
+        if self.q1 is None or self.q2 is None:
+            raise ValueError("XCCA needs two rings: q1 and q2 (A^-1, or strings such as \"1.72nm-1\")")
         rings = check_rings(*(parse_q(getattr(self, name), name) for name in ("q1", "q2", "dq")))
         for name, value in zip(("q1", "q2", "dq"), rings):
             object.__setattr__(self, name, value)

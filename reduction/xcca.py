@@ -10,8 +10,9 @@ in (q, phi) with pyFAI (``AzimuthalIntegration.polar``); on two rings q1 and q2 
 - the **grain orientation**: the mirror axis of the spots on the lower-q (SL) ring, i.e. the
   bisector of the short arc between its two strongest spots folded onto 0-180 deg (for a bct SL
   seen along [110] with 1 <= c/a < sqrt 2, between bcc and fcc, that is the [001] axis); the same
-  axis on the AL ring gives the **misorientation** psi = AL axis - SL axis, folded into
-  (-45, 45] deg since both patterns have two perpendicular mirror lines;
+  construction on the AL ring gives its mirror axis (for AL 111 along [110]: [1-10], 90 deg from
+  [001]); the **misorientation** psi = AL axis - SL axis, folded into [-45, 45) deg since both
+  patterns have two perpendicular mirror lines;
 - the **two-point cross-correlation function** C(q1, q2, D) = <dI(q1, phi) dI(q2, phi + D)>_phi
   / (<I(q1)> <I(q2)>), dI = I - <I>_phi, by FFT along phi, each product normalised by the
   correlation of the two rings' valid-bin masks (so a half-masked ring gives the same CCF), and its
@@ -20,7 +21,7 @@ in (q, phi) with pyFAI (``AzimuthalIntegration.polar``); on two rings q1 and q2 
   smoothed -C''), and from them **beta and c/a** of a bct SL: for a rock-salt AL and a bct SL,
   both with [110] along the beam and [001]_SL parallel to [001]_AL, the CCF between the AL 111
   ring and the SL 112 ring peaks at D = +-(90 +- theta +- beta), theta = 35.26 deg (the angle
-  between [111] and [1-10]), tan(beta) = c / (a sqrt 2);
+  between [1-11] and [1-10]), tan(beta) = c / (a sqrt 2);
 - the **averaged Bragg peak**: the AL ring's spots stacked on their fitted azimuth, fitted with
   Gaussians radially and azimuthally; the azimuthal width in excess of the radial one (a spot of
   a finite, randomly oriented crystal is as wide in angle as its radial width / q) is the
@@ -44,10 +45,16 @@ import numpy as np
 from scipy.optimize import least_squares
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
-THETA_DEG = math.degrees(math.acos(math.sqrt(2.0 / 3.0)))   # 35.26: [111] vs [1-10] in a cubic lattice
+THETA_DEG = math.degrees(math.acos(math.sqrt(2.0 / 3.0)))   # 35.26: [1-11] vs [1-10] in a cubic lattice
 MIN_SIGNIFICANCE = 5.0        # sigma of a ring peak over the ring's median
+SMOOTH_DEG = 2.0              # sigma of the smoothing before the spots' maxima are found
+SIGNIFICANCE_HALF_DEG = 8.0   # half window of a spot's excess over the ring's median
+FIT_HALF_DEG = 16.0           # half window of a spot's Gaussian fit
+SPOT_SIGMA_DEG = (0.6, 24.0)  # range of a spot's Gaussian sigma
+DQ_DEFAULT = 0.02             # width of each ring (A^-1)
 MIN_CCF_PATTERNS = 3          # patterns with both rings needed for an averaged CCF
-CRITERION = (f"a ring shows a grain's spot where the excess over the ring's median within +-4 bins of a "
+CRITERION = (f"a ring shows a grain's spot where the excess over the ring's median within "
+             f"+-{SIGNIFICANCE_HALF_DEG:g} deg of a "
              f"local maximum is >= {MIN_SIGNIFICANCE:g} sigma (Poisson) and a Gaussian fits it; the CCF "
              f"average takes the patterns with spots on both rings")
 
@@ -128,9 +135,10 @@ def _gauss(x, height, centre, sigma):
 
 
 def ring_peaks(ring: Ring, *, min_significance: float = MIN_SIGNIFICANCE, max_peaks: int = 8) -> list[RingPeak]:
-    """The spots on *ring*: local maxima of the smoothed profile whose excess over the ring's
-    median within +-4 bins is at least *min_significance* Poisson sigma, each fitted with a
-    Gaussian on a constant (periodic in phi); strongest first, at most *max_peaks*."""
+    """The spots on *ring*: local maxima of the profile smoothed over SMOOTH_DEG whose excess over
+    the ring's median within +-SIGNIFICANCE_HALF_DEG is at least *min_significance* Poisson sigma,
+    each fitted with a Gaussian on a constant (periodic in phi) over +-FIT_HALF_DEG; strongest
+    first, at most *max_peaks*."""
     valid = ring.valid
     if valid.sum() < 8:
         return []
@@ -138,11 +146,11 @@ def ring_peaks(ring: Ring, *, min_significance: float = MIN_SIGNIFICANCE, max_pe
     level = float(np.median(ring.intensity[valid]))
     excess = np.where(valid, ring.intensity - level, 0.0)
     var = np.where(valid, ring.sigma**2, 0.0)
-    smooth = _circular_smooth(excess, valid.astype(float), 1.0)
+    smooth = _circular_smooth(excess, valid.astype(float), max(SMOOTH_DEG / step, 0.5))
     ok = np.isfinite(smooth)
     s = np.where(ok, smooth, -np.inf)
     maxima = np.flatnonzero(ok & (s > 0) & (s >= np.roll(s, 1)) & (s > np.roll(s, -1)))
-    half = 4
+    half = max(1, round(SIGNIFICANCE_HALF_DEG / step))
     offsets = np.arange(-half, half + 1)
     found: list[RingPeak] = []
     for m in maxima[np.argsort(-s[maxima])]:
@@ -166,7 +174,8 @@ def ring_peaks(ring: Ring, *, min_significance: float = MIN_SIGNIFICANCE, max_pe
 
 def _fit_ring_peak(ring: Ring, m: int, level: float, step: float) -> RingPeak | None:
     n = len(ring.phi_deg)
-    idx = (m + np.arange(-8, 9)) % n
+    half = max(3, round(FIT_HALF_DEG / step))
+    idx = (m + np.arange(-half, half + 1)) % n
     idx = idx[ring.valid[idx]]
     if idx.size < 5:
         return None
@@ -183,8 +192,10 @@ def _fit_ring_peak(ring: Ring, m: int, level: float, step: float) -> RingPeak | 
 
     height0 = max(float(y.max() - level), 1e-12)
     try:
-        fit = least_squares(resid, [level, height0, 0.0, 1.5 * step], jac=jac,
-                            bounds=([-np.inf, 0.0, -3 * step, 0.3 * step], [np.inf, np.inf, 3 * step, 12 * step]))
+        lo, hi = SPOT_SIGMA_DEG
+        fit = least_squares(resid, [level, height0, 0.0, float(np.clip(3.0, lo, hi))], jac=jac,
+                            bounds=([-np.inf, 0.0, -max(3 * step, SMOOTH_DEG), min(lo, step)],
+                                    [np.inf, np.inf, max(3 * step, SMOOTH_DEG), hi]))
     except ValueError:
         return None
     if not fit.success:
@@ -203,15 +214,15 @@ def _fit_ring_peak(ring: Ring, m: int, level: float, step: float) -> RingPeak | 
 
 def mirror_axis(peaks: list[RingPeak]) -> tuple[float, float] | None:
     """(axis, error) in deg, axis in [0, 180): the bisector of the short arc between the two
-    strongest spots folded onto 0-180 deg (a single folded spot: the spot itself); None without
-    peaks."""
+    strongest spots folded onto 0-180 deg; None without two such spots (one spot and its Friedel
+    mate do not show where the mirror line is)."""
     if not peaks:
         return None
     a = peaks[0]
     others = [p for p in peaks[1:]
               if abs(float(_wrap_period(p.phi_deg - a.phi_deg, 180.0))) > 0.5 * max(p.fwhm_deg, a.fwhm_deg)]
     if not others:
-        return float(a.phi_deg % 180.0), a.phi_err
+        return None
     b = others[0]
     axis = a.phi_deg + 0.5 * float(_wrap_period(b.phi_deg - a.phi_deg, 180.0))
     return float(axis % 180.0), 0.5 * math.hypot(a.phi_err, b.phi_err)
@@ -280,11 +291,13 @@ def dominant_symmetry(c: np.ndarray) -> int:
 # -- the averaged CCF's peaks and the bct model ---------------------------------------------------------------
 @dataclass
 class CcfPeak:
-    """A peak of the averaged CCF: position D (deg, in [-180, 180)), amplitude and FWHM, with errors."""
+    """A peak of the averaged CCF: position D (deg, in [-180, 180)), amplitude and FWHM, with
+    errors; *component* numbers the fitted peaks (the symmetric copies of one share it)."""
     delta_deg: float
     delta_err: float
     amplitude: float
     fwhm_deg: float
+    component: int = 0
 
 
 def _images(p):
@@ -370,7 +383,7 @@ def ccf_peaks(delta: np.ndarray, c: np.ndarray, err: np.ndarray | None = None, *
         for d in (_images(centre) if symmetric else (centre,)):
             d = float(wrap180(d))
             if all(abs(float(wrap180(d - p.delta_deg))) > 0.5 * step for p in peaks):
-                peaks.append(CcfPeak(d, float(perr[3 + 2 * j]), float(amp), fwhm))
+                peaks.append(CcfPeak(d, float(perr[3 + 2 * j]), float(amp), fwhm, j))
     return sorted(peaks, key=lambda p: p.delta_deg)
 
 
@@ -382,45 +395,51 @@ def bct_peaks_deg(beta_deg: float, theta_deg: float = THETA_DEG) -> np.ndarray:
 
 def bct_from_peaks(peaks: list[CcfPeak], theta_deg: float = THETA_DEG) -> dict | None:
     """beta (deg) and c/a of a bct SL from the averaged CCF's peaks (see module): each peak is
-    matched to the nearest of the eight model positions, beta is their weighted least-squares value
-    (error scaled by sqrt(redchi) when above 1). None with fewer than two matched peaks."""
+    matched to the nearest of the eight model positions (after a grid search over beta), beta is
+    the weighted least-squares value over the matched peaks, the symmetric copies of one fitted peak
+    sharing its weight (error scaled by sqrt(redchi) when above 1, redchi over the independent
+    peaks). None with fewer than two matched peaks."""
     if len(peaks) < 2:
         return None
     pos = np.array([p.delta_deg for p in peaks])
     err = np.array([max(p.delta_err, 0.05) for p in peaks])
+    comp = np.array([p.component for p in peaks])
+    copies = np.array([np.sum(comp == c) for c in comp], dtype=float)
+    weight = 1.0 / (err**2 * copies)
     signs = [(s1, s2, s3) for s1 in (1, -1) for s2 in (1, -1) for s3 in (1, -1)]
 
     def model(beta):
         return np.array([wrap180(s1 * (90.0 + s2 * theta_deg + s3 * beta)) for s1, s2, s3 in signs])
 
-    def cost(beta):
-        d = np.abs(wrap180(pos[:, None] - model(beta)[None, :]))
-        return float(np.sum((d.min(axis=1) / err) ** 2))
-
-    grid = np.arange(0.25, 90.0, 0.25)
-    beta = float(grid[np.argmin([cost(b) for b in grid])])
-    for _ in range(3):                                # refine: linear in beta once matched
+    def nearest(beta):
         m = model(beta)
         j = np.argmin(np.abs(wrap180(pos[:, None] - m[None, :])), axis=1)
-        slope = np.array([signs[i][0] * signs[i][2] for i in j], dtype=float)
-        resid = wrap180(pos - m[j])
-        w = 1.0 / err**2
-        beta += float(np.sum(w * slope * resid) / np.sum(w))
-    m = model(beta)
-    j = np.argmin(np.abs(wrap180(pos[:, None] - m[None, :])), axis=1)
-    resid = wrap180(pos - m[j])
+        return m, j, wrap180(pos - m[j])
+
+    grid = np.arange(0.25, 90.0, 0.25)
+    beta = float(grid[np.argmin([np.sum(weight * nearest(b)[2] ** 2) for b in grid])])
+    for _ in range(3):                                # refine on the matched peaks: linear in beta
+        m, j, resid = nearest(beta)
+        matched = np.abs(resid) < 3 * np.maximum(err, 1.0)
+        if matched.sum() < 2:
+            return None
+        slope = np.array([signs[i][0] * signs[i][2] for i in j], dtype=float)[matched]
+        w = weight[matched]
+        beta += float(np.sum(w * slope * resid[matched]) / np.sum(w))
+    m, j, resid = nearest(beta)
     matched = np.abs(resid) < 3 * np.maximum(err, 1.0)
     if matched.sum() < 2:
         return None
-    w = 1.0 / err[matched] ** 2
-    redchi = float(np.sum(w * resid[matched] ** 2) / max(matched.sum() - 1, 1))
-    beta_err = math.sqrt(1.0 / np.sum(w)) * math.sqrt(max(1.0, redchi))
+    w = weight[matched]
+    independent = len(set(comp[matched]))
+    redchi = float(np.sum(w * resid[matched] ** 2) / (independent - 1)) if independent > 1 else None
+    beta_err = math.sqrt(1.0 / np.sum(w)) * math.sqrt(max(1.0, redchi or 1.0))
     b = math.radians(beta)
     c_over_a = math.sqrt(2.0) * math.tan(b)
     c_over_a_err = math.sqrt(2.0) / math.cos(b) ** 2 * math.radians(beta_err)
     return {"beta_deg": {"value": beta, "stderr": beta_err}, "c_over_a": {"value": c_over_a, "stderr": c_over_a_err},
-            "theta_deg": theta_deg, "peaks_matched": int(matched.sum()), "redchi": redchi,
-            "model_peaks_deg": [float(v) for v in np.sort(m)]}
+            "theta_deg": theta_deg, "peaks_matched": int(matched.sum()), "independent_peaks": independent,
+            "redchi": redchi, "model_peaks_deg": [float(v) for v in np.sort(m)]}
 
 
 # -- averaged Bragg peak and disorder ------------------------------------------------------------------------------
@@ -525,6 +544,7 @@ class BraggPeakStack:
 
 
 NPHI_RANGE = (36, 3600)
+MAX_PATCH_BINS = 400          # q bins of the AL patch the averaged Bragg peak is fitted on
 
 
 def check_nphi(nphi) -> int:
@@ -574,7 +594,7 @@ class XccaAnalysis:
         Bragg peak is fitted on.
     """
 
-    def __init__(self, integration, q1: float, q2: float, *, dq: float = 0.02, nphi: int = 180,
+    def __init__(self, integration, q1: float, q2: float, *, dq: float = DQ_DEFAULT, nphi: int = 180,
                  bragg_half_width: float = 0.1, min_significance: float = MIN_SIGNIFICANCE):
         q1, q2, dq = check_rings(q1, q2, dq)
         nphi = check_nphi(nphi)
@@ -583,10 +603,13 @@ class XccaAnalysis:
         self.q_sl, self.q_al = min(q1, q2), max(q1, q2)
         self.min_significance = float(min_significance)
         self._check_on_detector()
-        half_al = max(dq / 2, bragg_half_width * self.q_al)
-        self._al_range = (self.q_al - half_al, self.q_al + half_al)
-        self._al_nq = max(20, int(math.ceil(2 * half_al / (dq / 2))))
-        self._al_nq = min(self._al_nq, 200)
+        # the AL patch: an odd number of bins of dq / 3 (dq if that would be too many) centred on the
+        # ring, so that the ring's profile takes exactly its width dq
+        per_ring = 3 if bragg_half_width * self.q_al / (dq / 3) <= MAX_PATCH_BINS // 2 else 1
+        step = dq / per_ring
+        n_half = min(MAX_PATCH_BINS // 2, max(per_ring, math.ceil(bragg_half_width * self.q_al / step)))
+        self._binnings = ((self.q_sl - dq / 2, self.q_sl + dq / 2), 3), \
+            ((self.q_al - (n_half + 0.5) * step, self.q_al + (n_half + 0.5) * step), 2 * n_half + 1)
         self.bragg = BraggPeakStack(self.q_al)
         self.rows: list[dict] = []
         self._sum = np.zeros(self.nphi)
@@ -595,23 +618,31 @@ class XccaAnalysis:
         self.n_used = 0
 
     def _check_on_detector(self):
+        """Both rings on the detector's valid pixels, dq at least one pixel's q step there, and at
+        least one pixel per azimuth bin on the lower ring."""
         if self.integration.shape is None:                # a generic detector: no pixels to check
             return
         q = self.integration.ai.qArray(self.integration.shape) / 10.0          # nm^-1 -> A^-1
         valid = np.ones(q.shape, bool) if self.integration.mask is None else ~self.integration.mask
         qv = q[valid]
         lo, hi = float(qv.min()), float(qv.max())
+        step = np.hypot(*np.gradient(q))                 # q step of one pixel (A^-1)
         for name, v in (("q1", self.q1), ("q2", self.q2)):
             if not lo <= v <= hi:
                 raise ValueError(f"the ring {name} = {v:.4f} A^-1 is not on the detector (its valid pixels see "
                                  f"{lo:.4f} to {hi:.4f} A^-1)")
+            ring = valid & (np.abs(q - v) <= self.dq / 2)
+            pixel = float(np.median(step[ring])) if ring.any() else math.inf
+            if self.dq < pixel:
+                raise ValueError(f"dq = {self.dq:.4g} A^-1 is below one pixel's q step at {name} = {v:.4f} A^-1 "
+                                 f"({pixel:.4g} A^-1): widen dq")
+            if v == self.q_sl and ring.sum() < self.nphi:
+                raise ValueError(f"the ring {name} = {v:.4f} +- {self.dq / 2:.4g} A^-1 has {int(ring.sum())} valid "
+                                 f"pixels for {self.nphi} azimuth bins: fewer bins (nphi) or a wider dq")
 
     def rings(self, image, monitor=None):
         """(SL ring, AL ring, AL polar patch) of one image."""
-        half = self.dq / 2
-        sl = self.integration.polar(image, q_range=(self.q_sl - half, self.q_sl + half), nq=4, nphi=self.nphi,
-                                    monitor=monitor)
-        al = self.integration.polar(image, q_range=self._al_range, nq=self._al_nq, nphi=self.nphi, monitor=monitor)
+        sl, al = self.integration.polars(image, [(r, nq, self.nphi) for r, nq in self._binnings], monitor=monitor)
         return ring_profile(sl, self.q_sl, self.dq), ring_profile(al, self.q_al, self.dq), al
 
     def add(self, image, monitor=None, **labels) -> dict:
@@ -624,7 +655,7 @@ class XccaAnalysis:
         row = {**labels, "has_grain": bool(peaks_sl), "both_rings": bool(peaks_sl and peaks_al),
                "orientation_deg": axis_sl[0] if axis_sl else None,
                "orientation_err": axis_sl[1] if axis_sl else None,
-               "al_orientation_deg": axis_al[0] if axis_al else None,
+               "al_axis_deg": axis_al[0] if axis_al else None,
                "psi_deg": None, "psi_err": None, "n_fold": 0,
                "peaks_sl": [_peak_dict(p) for p in peaks_sl], "peaks_al": [_peak_dict(p) for p in peaks_al]}
         if axis_sl and axis_al:

@@ -236,17 +236,17 @@ def test_the_figure_draws_a_running_ccf_by_frame_index(analysed):
 
 def test_frames_are_read_in_order_a_block_at_a_time(tmp_path):
     """HDF5 stacks (longer than a block, and a single 2-D frame) and one-frame images, in the order given."""
-    from trxrd.reduction.offline import XCCA_BLOCK_FRAMES, _frame_files, _iter_frames
+    from trxrd.reduction.io import BLOCK_FRAMES, frame_files, iter_frames
 
-    n = XCCA_BLOCK_FRAMES + 5
+    n = BLOCK_FRAMES + 5
     stack = np.arange(n * 12, dtype=np.int32).reshape(n, 3, 4)
     with h5py.File(tmp_path / "one.h5", "w") as f:
         f.create_dataset("entry/data/data", data=stack[0])
     paths = [str(tmp_path / "one.h5"), write_h5(tmp_path / "stack.h5", stack[1:-1]),
              write_mask(tmp_path / "last.edf", stack[-1] % 100)]
-    files = _frame_files(paths)
+    files = frame_files(paths)
     assert [(k, s) for _, k, s in files] == [(1, (3, 4)), (n - 2, (3, 4)), (1, None)]
-    frames = list(_iter_frames(files))
+    frames = list(iter_frames(files))
     assert len(frames) == n
     assert all(np.array_equal(a, b) for a, b in zip(frames[:-1], stack[:-1]))
     assert np.array_equal(frames[-1], stack[-1] % 100)
@@ -289,7 +289,8 @@ BAD_XCCA = {
     "PONI of another detector": (_other_detector, ["487 x 619", "981 x 1043", "PONI"]),
     "mask of the wrong shape": (_mask_shape, ["mask shape", "(100, 100)"]),
     "ring outside the detector": (lambda r, t: {"--q2": "4.5"}, ["q2", "not on the detector"]),
-    "q1 == q2 without dq": (lambda r, t: {"--q2": "0.172"}, ["autocorrelation", "give --dq"]),
+    "q1 == q2 without dq": (lambda r, t: {"--q2": "0.172"}, ["same ring", "distinct"]),
+    "dq below a pixel": (lambda r, t: {"--dq": "0.002"}, ["dq = 0.002", "below one pixel"]),
     "q1 == q2 with dq": (lambda r, t: {"--q2": "0.172", "--dq": "0.01"}, ["overlap"]),
     "too few patterns with both rings": (_too_few, ["1 of 3 patterns", "both rings"]),
     "negative q": (lambda r, t: {"--q1": "-0.172"}, ["--q1", "positive"]),

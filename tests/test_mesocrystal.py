@@ -57,7 +57,7 @@ def _first(meso, **want):
 def test_the_sample_file_is_shipped(cfg):
     assert SAMPLE in sample_names()
     s, w = cfg["sample"], cfg["waxs"]
-    assert s["structure"] == "rocksalt" and s["a_angstrom"] == s["c_angstrom"] == 5.936
+    assert s["structure"] == "rocksalt" and s["a_angstrom"] == s["c_angstrom"] == 5.950
     assert s["holder"] == "film"
     assert w["model"] == "mesocrystal" and w["detector"] == "pilatus300k" and w["beamstop_radius_mm"] > 0
     x0, x1, y0, y1 = cfg["mesocrystal"]["extent_um"]
@@ -102,8 +102,11 @@ def test_angles_rings_and_ccf_peaks(meso, cfg):
     assert t["beta_deg"] == pytest.approx(40.8, abs=0.05)
     assert t["theta_deg"] == pytest.approx(35.26, abs=0.01)
     q = t["q_inv_angstrom"]
-    assert q["sl_112"] == pytest.approx(0.172, abs=5e-4)
-    assert q["al_111"] == pytest.approx(1.833, abs=1e-3) and q["al_200"] == pytest.approx(2.117, abs=1e-3)
+    a_sl, c_sl, a_al = t["sl_a_angstrom"], t["sl_c_angstrom"], t["al_a_angstrom"]
+    assert q["sl_112"] == pytest.approx(2 * math.pi * math.sqrt(2 / a_sl**2 + 4 / c_sl**2))
+    assert q["sl_112"] == pytest.approx(0.172, rel=0.01)                     # near the published q_4
+    assert q["al_111"] == pytest.approx(2 * math.pi * math.sqrt(3) / a_al)
+    assert q["al_200"] == pytest.approx(4 * math.pi / a_al)
     assert q["sl_110"] == pytest.approx(2 * math.pi * math.sqrt(2) / t["sl_a_angstrom"])
     assert q["sl_002"] == pytest.approx(4 * math.pi / t["sl_c_angstrom"])
     expected = [-166.0, -95.4, -84.5, -14.0, 14.0, 84.5, 95.4, 166.0]

@@ -83,17 +83,21 @@ def test_saxs_and_xcca_settings_are_kept_for_the_next_session(sim, tmp_path, cap
     ns = session.namespace()
     with pytest.raises(ValueError, match="set_xcca needs"):
         ns["set_xcca"](q1=1.83)
+    with pytest.raises(ValueError, match="two rings"):
+        ns["set_xcca"](calib / "waxs.poni")
+    with pytest.raises(ValueError, match="not on the detector"):                # checked before any raster
+        ns["set_xcca"](calib / "waxs.poni", q1=1.83, q2=9.0)
     with pytest.raises(ValueError, match="overlap"):
         ns["set_xcca"](calib / "waxs.poni", q1=1.83, q2=1.84)
     with pytest.raises(ValueError, match="even"):
-        ns["set_xcca"](calib / "waxs.poni", q1=1.83, q2=0.172, nphi=181)
+        ns["set_xcca"](calib / "waxs.poni", q1=1.83, q2=0.5, nphi=181)
     assert session.xcca_reduction.settings is None              # a refused setting installs nothing
-    ns["set_xcca"](calib / "waxs.poni", mask=calib / "waxs_mask.edf", q1=1.833, q2="1.72nm-1")
+    ns["set_xcca"](calib / "waxs.poni", mask=calib / "waxs_mask.edf", q1=1.833, q2="5nm-1")
     ns["set_xcca"](dq=0.03)                                       # the rest kept
     ns["set_saxs"](calib / "saxs.poni", stacking_q=(0.1, 0.8))
-    assert "rings 1.833 and 0.172 A^-1 (dq 0.03)" in repr(ns["xcca_reduction"])
+    assert "rings 1.833 and 0.5 A^-1 (dq 0.03)" in repr(ns["xcca_reduction"])
     state = json.loads((tmp_path / "state.json").read_text())
-    assert state["xcca"]["q2"] == pytest.approx(0.172) and state["xcca"]["dq"] == 0.03
+    assert state["xcca"]["q2"] == pytest.approx(0.5) and state["xcca"]["dq"] == 0.03
     assert state["saxs"]["stacking_q"] == [0.1, 0.8]
     session.close()
     again = open_session(SessionConfig(prefix=sim.prefix, data_root=tmp_path), verbose=True)

@@ -126,6 +126,8 @@ def test_ring_peaks_mirror_axis_and_symmetry():
     assert dominant_symmetry(ccf(r_sl, r_sl)) == 4
     flat = noisy_ring(np.full(NPHI, 30.0), rng)
     assert ring_peaks(flat) == [] and mirror_axis([]) is None
+    one_pair = ring_peaks(noisy_ring(spots([omega + beta, omega + beta + 180], 6.0, 60.0, 30.0), rng))
+    assert len(one_pair) == 2 and mirror_axis(one_pair) is None     # a spot and its Friedel mate: no mirror line
 
 
 def test_ring_profile_excludes_masked_bins():

@@ -742,7 +742,8 @@ def _xcca_campaign(sim, cfg, out, root) -> dict:
                                 ("c/a of the SL", "c_over_a", truth["sl_c_over_a"]),
                                 ("disorder FWHM (deg)", "disorder_deg", truth["disorder_fwhm_deg"])):
             v = report[key]
-            text = "not determined" if v is None else f"{v['value']:.3f} +- {v['stderr']:.3f}"
+            text = "not determined" if v is None else f"{v['value']:.3f} +- " + (
+                "?" if v["stderr"] is None else f"{v['stderr']:.3f}")
             print(f"  {name:24} {text:>20} {true:>10.3f}")
         psi = report["psi_deg"]
         if psi:

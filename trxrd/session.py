@@ -154,6 +154,8 @@ class _SessionChain:
 
     LIVE = LiveReduction
     STATE_KEY = "reduction"
+    SETTINGS = ReductionSettings
+    LABEL = "live reduction"
 
     def __init__(self, session: "Session"):
         self._session = session
@@ -186,8 +188,6 @@ class _SessionChain:
         if self.live is not None:
             self.live.wait(timeout)
 
-    SETTINGS = None     # the settings class of set()
-    LABEL = ""          # what the session calls it
     NEEDS = ""          # what set() says without a calibration
 
     def set(self, poni=None, *, save: bool = True, **options):
@@ -497,12 +497,12 @@ class Session:
         self.writer.close()
 
 
-def _restore_chain(chain: _SessionChain, saved: dict, call: str) -> str:
-    """Install *chain* from its saved settings, if any; the line the session prints about it."""
-    if saved.get(chain.STATE_KEY):
+def _restore_chain(chain: _SessionChain, values: dict | None, call: str) -> str:
+    """Install *chain* from its saved settings *values*, if any; the line the session prints about it."""
+    if values:
         try:
-            chain.install(chain.SETTINGS.from_dict(saved[chain.STATE_KEY]), save=False)
-        except (ValueError, OSError) as exc:    # a moved calibration must not stop the session
+            chain.install(chain.SETTINGS.from_dict(values), save=False)
+        except (ValueError, TypeError, OSError) as exc:    # a moved calibration must not stop the session
             return f"{chain.LABEL}: OFF, the saved settings fail ({exc}); {call}(...)"
     return repr(chain)
 
@@ -606,22 +606,16 @@ def open_session(config: SessionConfig | None = None, *, verbose: bool = True) -
         sample_line = ("sample: none declared; call set_sample(name=..., size_nm=..., ligand=..., solvent=..., "
                        "sigma_cm2=...)")
     reduction = saved.get("reduction") or config.reduction
-    reduction_line = "live reduction: off (set_reduction(poni, mask=..., windows=[(qmin, qmax)]))"
-    if reduction and reduction.get("windows"):
-        try:
-            session.reduction.install(ReductionSettings.from_dict(reduction), save=False)
-            reduction_line = repr(session.reduction)
-        except (ValueError, OSError) as exc:    # a moved calibration must not stop the session
-            reduction_line = f"live reduction: OFF, the saved settings fail ({exc}); set_reduction(...)"
-    chain_lines = [_restore_chain(chain, saved, call)
-                   for chain, call in ((session.saxs_reduction, "set_saxs"), (session.xcca_reduction, "set_xcca"))]
+    chain_lines = [_restore_chain(session.reduction, reduction if reduction and reduction.get("windows") else None,
+                                  "set_reduction")]
+    chain_lines += [_restore_chain(chain, saved.get(chain.STATE_KEY), call)
+                    for chain, call in ((session.saxs_reduction, "set_saxs"), (session.xcca_reduction, "set_xcca"))]
     if verbose:
         print(f"trxrd session: prefix {config.prefix!r}, data {root}, catalog "
               f"{config.catalog_uri or root / 'catalog'}\n"
               f"  devices: {', '.join(bl.devices())}\n"
               f"  plans:   {', '.join(session.plans)}\n"
               f"  {sample_line}\n"
-              f"  {reduction_line}\n"
               + "".join(f"  {line}\n" for line in chain_lines) +
               f"  {'; '.join(device_lines)}")
     return session

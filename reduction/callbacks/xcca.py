@@ -6,7 +6,7 @@ or not, orientation, misorientation psi, n-fold symmetry, the spots on each ring
 averages (the CCF of the patterns with both rings, the stacked AL Bragg peak) grow by constant
 work per frame; the fits of the averages run once, at the end. Derived run ``xcca`` linked to the
 raw run (``raw_uid``): stream ``primary`` one event per pattern (``frame``, ``x_um``, ``y_um``,
-``has_grain``, ``both_rings``, ``orientation_deg``, ``psi_deg``, ``al_orientation_deg``,
+``has_grain``, ``both_rings``, ``orientation_deg``, ``psi_deg``, ``al_axis_deg`` (the AL ring's mirror axis),
 ``n_fold``, the spots' azimuths ``peaks_sl_deg`` / ``peaks_al_deg``, nan-padded to
 ``MAX_PEAKS``); stream ``summary`` at the end: the averaged CCF and its error, its peaks, beta
 and c/a of the bct model, the averaged Bragg peak's widths and the disorder (``status`` says
@@ -54,19 +54,23 @@ class LiveXcca(LiveIntegrator):
         super().__init__(settings.poni, mask=settings.mask, npt=10, image_key=settings.image_key,
                          root_map=root_map)
         self.settings = settings
-        self.analysis: XccaAnalysis | None = None
+        self.analysis = self._analysis()        # checked now: rings on the detector, dq, nphi
         self.report: dict | None = None
         self.status = ""
         self.active = False
 
-    def start(self, doc):
-        self.active = doc.get("plan_name") in dk.RASTER_PLANS
-        if not self.active:
-            return
+    def _analysis(self) -> XccaAnalysis:
         s = self.settings
-        self.analysis = XccaAnalysis(self.integration, s.q1, s.q2, dq=s.dq, nphi=s.nphi)
+        return XccaAnalysis(self.integration, s.q1, s.q2, dq=s.dq, nphi=s.nphi)
+
+    def start(self, doc):
+        self.active = False
+        if doc.get("plan_name") not in dk.RASTER_PLANS:
+            return
+        self.analysis = self._analysis()
         self.report, self.status = None, ""
         super().start(doc)
+        self.active = True
 
     def descriptor(self, doc):
         if self.active:
@@ -99,9 +103,9 @@ class LiveXcca(LiveIntegrator):
                       mask_file=None if self.mask is None else str(self.mask),
                       q1=s.q1, q2=s.q2, dq=s.dq, nphi=s.nphi, q_unit="A^-1", criterion=CRITERION,
                       orientation="mirror axis of the spots on the lower-q (superlattice) ring, deg in [0, 180)",
-                      psi="AL axis - SL axis, deg in (-45, 45]")
+                      psi="AL axis - SL axis, deg in [-45, 45)")
             self.open_derived(md, time=raw["time"] - DERIVED_TIME_OFFSET_S)
-        keys = {k: _number("deg") for k in ("orientation_deg", "orientation_err", "al_orientation_deg",
+        keys = {k: _number("deg") for k in ("orientation_deg", "orientation_err", "al_axis_deg",
                                             "psi_deg", "psi_err")}
         keys.update({k: _number("um") for k in ("x_um", "y_um")})
         keys.update({k: {"source": "reduction", "dtype": "integer", "shape": []}
@@ -117,7 +121,7 @@ class LiveXcca(LiveIntegrator):
                                 y_um=_nan(labels.get("y_um")))
         return {"frame": frame_index, dk.RAW_SEQ_NUM: doc["seq_num"], "x_um": row["x_um"], "y_um": row["y_um"],
                 "has_grain": row["has_grain"], "both_rings": row["both_rings"],
-                **{k: _nan(row[k]) for k in ("orientation_deg", "orientation_err", "al_orientation_deg",
+                **{k: _nan(row[k]) for k in ("orientation_deg", "orientation_err", "al_axis_deg",
                                              "psi_deg", "psi_err")},
                 "n_fold": row["n_fold"], "n_peaks_sl": len(row["peaks_sl"]), "n_peaks_al": len(row["peaks_al"]),
                 "peaks_sl_deg": _padded(row["peaks_sl"]), "peaks_al_deg": _padded(row["peaks_al"])}
@@ -133,7 +137,7 @@ class LiveXcca(LiveIntegrator):
     @property
     def rows(self) -> list[dict]:
         """The patterns analysed so far in the current (or last) raster."""
-        return [] if self.analysis is None else self.analysis.rows
+        return self.analysis.rows
 
     @property
     def result(self):
@@ -142,7 +146,7 @@ class LiveXcca(LiveIntegrator):
 
     def running_ccf(self):
         """(D, averaged CCF, error) of the patterns so far with both rings, or None."""
-        if self.analysis is None or not self.analysis.n_used:
+        if not self.analysis.n_used:
             return None
         return self.analysis.averaged_ccf()
 
@@ -173,7 +177,7 @@ class LiveXcca(LiveIntegrator):
         keys = {k: _number("deg" if k.endswith("deg") else None) for k in data}
         for k, n in (("delta_deg", len(d)), ("ccf", len(d)), ("ccf_err", len(d)), ("peaks_deg", len(peaks)),
                      ("peaks_err_deg", len(peaks))):
-            keys[k] = {"source": "reduction", "dtype": "array", "shape": [n]}
+            keys[k] = {"source": "reduction", "dtype": "array", "shape": [n], **({"units": "deg"} if "deg" in k else {})}
         keys["radial_fwhm"]["units"] = "A^-1"
         for k in ("n_frames", "n_frames_used", "n_frames_with_grain"):
             keys[k] = {"source": "reduction", "dtype": "integer", "shape": []}
