@@ -28,13 +28,9 @@ EXAMPLE::
 """
 from __future__ import annotations
 
-import os
+import one_core  # first: the thread counts, before numpy
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-             "VECLIB_MAXIMUM_THREADS"):
-    os.environ[_var] = "1"
-
-import argparse  # noqa: E402  (after the thread settings)
+import argparse  # noqa: E402  (after one_core)
 import logging  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -45,14 +41,6 @@ import numpy as np  # noqa: E402
 TARGET_FITS_PER_S = 10.0
 HC_KEV_ANGSTROM = 12.398419843320026
 COUNTS_PER_CM = 300.0                   # counts per pixel per cm^-1 (as tests/test_cli_saxs.py)
-
-
-def pin_one_core() -> str:
-    if hasattr(os, "sched_setaffinity"):
-        cpu = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})
-        return f"pinned to CPU {cpu}"
-    return "not pinned (no sched_setaffinity)"
 
 
 def profiles_cm(q_nm: np.ndarray, times_s: np.ndarray) -> tuple[list[np.ndarray], str]:
@@ -116,7 +104,7 @@ def main() -> None:
     parser.add_argument("--npt", type=int, default=500, help="q bins of the integration (default 500)")
     args = parser.parse_args()
     logging.getLogger("silx.opencl.common").setLevel(logging.ERROR)
-    pinned = pin_one_core()
+    pinned = one_core.pin()
 
     from trxrd.reduction.integrate import AzimuthalIntegration
     from trxrd.reduction.saxs import SphereTable, fit_spheres, subtract_background

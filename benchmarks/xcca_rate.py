@@ -25,13 +25,9 @@ EXAMPLE::
 """
 from __future__ import annotations
 
-import os
+import one_core  # first: the thread counts, before numpy
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-             "VECLIB_MAXIMUM_THREADS"):
-    os.environ[_var] = "1"
-
-import argparse  # noqa: E402  (after the thread settings)
+import argparse  # noqa: E402  (after one_core)
 import logging  # noqa: E402
 import math  # noqa: E402
 import tempfile  # noqa: E402
@@ -43,14 +39,6 @@ import numpy as np  # noqa: E402
 TARGET_PATTERNS_PER_S = 20.0
 STEP_UM = 0.4
 Q1, Q2 = 2 * math.pi * math.sqrt(3) / 5.936, 0.172     # PbS 111 (literature a) and the published SL ring
-
-
-def pin_one_core() -> str:
-    if hasattr(os, "sched_setaffinity"):
-        cpu = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})
-        return f"pinned to CPU {cpu}"
-    return "not pinned (no sched_setaffinity)"
 
 
 def make_raster(side: int, seed: int = 4):
@@ -101,7 +89,7 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=14, help="raster of side x side patterns (default 14)")
     args = parser.parse_args()
     logging.getLogger("silx.opencl.common").setLevel(logging.ERROR)
-    pinned = pin_one_core()
+    pinned = one_core.pin()
 
     from trxrd.reduction.callbacks.live import LiveXccaReduction
     from trxrd.reduction.integrate import AzimuthalIntegration

@@ -257,15 +257,9 @@ class SaxsSettings:
             if not low < high:
                 raise ValueError(f"stacking_q {self.stacking_q}: need QMIN < QMAX (A^-1)")
             object.__setattr__(self, "stacking_q", (low, high))
-        if not (isinstance(self.image_key, str) and self.image_key):
-            raise ValueError(f"image_key must be a data key name, got {self.image_key!r}")
 
     def as_dict(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["poni"] = str(self.poni)
-        out["mask"] = None if self.mask is None else str(self.mask)
-        out["stacking_q"] = None if self.stacking_q is None else list(self.stacking_q)
-        return out
+        return {**_as_dict(self), "stacking_q": None if self.stacking_q is None else list(self.stacking_q)}
 
     @classmethod
     def from_dict(cls, values: dict) -> "SaxsSettings":
@@ -316,14 +310,9 @@ class XccaSettings:
         for name, value in zip(("q1", "q2", "dq"), rings):
             object.__setattr__(self, name, value)
         check_nphi(self.nphi)
-        if not (isinstance(self.image_key, str) and self.image_key):
-            raise ValueError(f"image_key must be a data key name, got {self.image_key!r}")
 
     def as_dict(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["poni"] = str(self.poni)
-        out["mask"] = None if self.mask is None else str(self.mask)
-        return out
+        return _as_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "XccaSettings":
@@ -332,7 +321,8 @@ class XccaSettings:
 
 
 def _resolve_calibration(settings) -> None:
-    """Turn the ``poni`` and ``mask`` of frozen *settings* into absolute paths of existing files."""
+    """Turn the ``poni`` and ``mask`` of frozen *settings* into absolute paths of existing files;
+    check its ``image_key``."""
     for name in ("poni", "mask"):
         value = getattr(settings, name)
         if value is None:
@@ -341,6 +331,16 @@ def _resolve_calibration(settings) -> None:
         if not path.is_file():
             raise ValueError(f"{'PONI' if name == 'poni' else 'mask'} file not found: {path}")
         object.__setattr__(settings, name, path)
+    if not (isinstance(settings.image_key, str) and settings.image_key):
+        raise ValueError(f"image_key must be a data key name, got {settings.image_key!r}")
+
+
+def _as_dict(settings) -> dict:
+    """The fields of *settings*, JSON-able (paths as strings)."""
+    out = {f.name: getattr(settings, f.name) for f in fields(settings)}
+    out["poni"] = str(settings.poni)
+    out["mask"] = None if settings.mask is None else str(settings.mask)
+    return out
 
 
 def _from_dict(cls, values: dict, what: str, no_poni: str):

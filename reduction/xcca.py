@@ -467,65 +467,96 @@ def _fit_gauss_line(x, y, e, slope: bool):
             "sigma_err": float(err[3]), "height": float(fit.x[1]), "height_err": float(err[1])}
 
 
+SUBSETS = 8       # interleaved subsets of the patterns (spots) whose spread gives the errors of the averages
+
+
+def split_error(values) -> float | None:
+    """Standard error of a quantity from its values on the interleaved subsets (sd / sqrt(n));
+    None with fewer than three."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    return float(v.std(ddof=1) / math.sqrt(v.size)) if v.size >= 3 else None
+
+
+def _larger(a, b):
+    return b if a is None else a if b is None else max(a, b)
+
+
 class BraggPeakStack:
-    """The spots of one ring accumulated on their fitted azimuth (constant work per spot), then
-    fitted once (``result``): radial and azimuthal FWHM and the orientational disorder."""
+    """The spots of one ring accumulated on their fitted azimuth (constant work per spot), in
+    SUBSETS interleaved stacks, then fitted once (``result``): radial and azimuthal FWHM and the
+    orientational disorder, with errors from the fit and from the spread of the subsets."""
 
     def __init__(self, q: float, half_width_deg: float = 40.0):
         self.q = float(q)
         self.half_width_deg = float(half_width_deg)
         self.signal = self.norm = None
         self.spots = 0
-        self._pos_var = 0.0
+        self._pos_var = np.zeros(SUBSETS)
+        self._count = np.zeros(SUBSETS, dtype=int)
 
     def add(self, polar, peak: RingPeak) -> None:
         nphi = len(polar.phi_deg)
         step = 360.0 / nphi
         shift = int(round((peak.phi_deg - polar.phi_deg[0]) / step)) - nphi // 2
-        sig = np.roll(polar.signal, -shift, axis=0)
-        nor = np.roll(polar.norm, -shift, axis=0)
         if self.signal is None:
-            self.signal, self.norm = np.zeros_like(sig), np.zeros_like(nor)
+            self.signal = np.zeros((SUBSETS,) + polar.signal.shape)
+            self.norm = np.zeros_like(self.signal)
             self.q_axis = np.asarray(polar.q_inv_angstrom, dtype=float)
             self.phi_axis = (np.arange(nphi) - nphi // 2) * step     # azimuth from the spot's fitted centre
             self.step = step
-        self.signal += sig
-        self.norm += nor
+        k = self.spots % SUBSETS
+        self.signal[k] += np.roll(polar.signal, -shift, axis=0)
+        self.norm[k] += np.roll(polar.norm, -shift, axis=0)
+        self._pos_var[k] += peak.phi_err**2
+        self._count[k] += 1
         self.spots += 1
-        self._pos_var += peak.phi_err**2
 
     def result(self) -> dict | None:
         """Radial FWHM (A^-1) and azimuthal FWHM (deg) of the stacked spot with errors, and the
         disorder sqrt(FWHM_az^2 - (FWHM_rad / q)^2) in deg; the azimuthal width is corrected for
         the azimuth bins (bin^2 / 12 of the profile and of the alignment) and the spots' own
-        position errors. None without spots or when a fit fails."""
+        position errors. Each error is the larger of the fit's and the subsets' spread. None
+        without spots or when the fit fails."""
         if not self.spots:
             return None
-        half = self.half_width_deg
-        phi = self.phi_axis
-        near = np.abs(phi) <= half
+        out = self._fit(self.signal.sum(axis=0), self.norm.sum(axis=0), self._pos_var.sum() / self.spots)
+        if out is None:
+            return None
+        parts = [self._fit(self.signal[k], self.norm[k], self._pos_var[k] / self._count[k])
+                 for k in range(SUBSETS) if self._count[k] >= 3]
+        parts = [p for p in parts if p is not None]
+        for key in ("radial_fwhm", "azimuthal_fwhm_deg"):
+            err_key = "azimuthal_fwhm_err_deg" if key == "azimuthal_fwhm_deg" else "radial_fwhm_err"
+            out[err_key] = _larger(out[err_key], split_error([p[key] for p in parts]))
+        d = out["disorder_deg"]
+        d["stderr"] = _larger(d["stderr"], split_error([p["disorder_deg"]["value"] for p in parts]))
+        out["subsets"] = len(parts)
+        return out
+
+    def _fit(self, signal, norm, pos_var) -> dict | None:
+        phi, qs = self.phi_axis, self.q_axis
+        near = np.abs(phi) <= self.half_width_deg
         with np.errstate(invalid="ignore", divide="ignore"):
-            # azimuthal: over the whole radial patch first, to find the radial peak
-            qs = self.q_axis
-            rad_sig = self.signal[np.abs(phi) <= 5 * self.step].sum(axis=0)
-            rad_nor = self.norm[np.abs(phi) <= 5 * self.step].sum(axis=0)
+            # radial first, close to the spot's centre, to find the ring's peak
+            rad_sig = signal[np.abs(phi) <= 5 * self.step].sum(axis=0)
+            rad_nor = norm[np.abs(phi) <= 5 * self.step].sum(axis=0)
             radial = _fit_gauss_line(qs, rad_sig / rad_nor, np.sqrt(np.maximum(rad_sig, 1)) / rad_nor, slope=True)
             if radial is None:
                 return None
             qsel = np.abs(qs - radial["centre"]) <= max(radial["sigma"] * 1.2, np.median(np.diff(qs)))
-            az_sig = self.signal[:, qsel].sum(axis=1)[near]
-            az_nor = self.norm[:, qsel].sum(axis=1)[near]
+            az_sig = signal[:, qsel].sum(axis=1)[near]
+            az_nor = norm[:, qsel].sum(axis=1)[near]
             azim = _fit_gauss_line(phi[near], az_sig / az_nor, np.sqrt(np.maximum(az_sig, 1)) / az_nor, slope=False)
             if azim is None:
                 return None
             # radial again, within the spot's azimuthal FWHM
             psel = np.abs(phi) <= max(azim["sigma"] * 1.2, self.step)
-            rad_sig = self.signal[psel].sum(axis=0)
-            rad_nor = self.norm[psel].sum(axis=0)
+            rad_sig = signal[psel].sum(axis=0)
+            rad_nor = norm[psel].sum(axis=0)
             radial = _fit_gauss_line(qs, rad_sig / rad_nor, np.sqrt(np.maximum(rad_sig, 1)) / rad_nor, slope=True) \
                 or radial
         q_step = float(np.median(np.diff(qs)))
-        var_az = azim["sigma"] ** 2 - self.step**2 / 6 - self._pos_var / self.spots
+        var_az = azim["sigma"] ** 2 - self.step**2 / 6 - pos_var
         var_rad = radial["sigma"] ** 2 - q_step**2 / 12
         fw_az = FWHM_PER_SIGMA * math.sqrt(max(var_az, 0.0))
         fw_rad = FWHM_PER_SIGMA * math.sqrt(max(var_rad, 0.0))
@@ -612,9 +643,9 @@ class XccaAnalysis:
             ((self.q_al - (n_half + 0.5) * step, self.q_al + (n_half + 0.5) * step), 2 * n_half + 1)
         self.bragg = BraggPeakStack(self.q_al)
         self.rows: list[dict] = []
-        self._sum = np.zeros(self.nphi)
-        self._sum2 = np.zeros(self.nphi)
-        self._n = np.zeros(self.nphi)
+        self._sum = np.zeros((SUBSETS, self.nphi))       # per interleaved subset of the patterns
+        self._sum2 = np.zeros((SUBSETS, self.nphi))
+        self._n = np.zeros((SUBSETS, self.nphi))
         self.n_used = 0
 
     def _check_on_detector(self):
@@ -667,21 +698,24 @@ class XccaAnalysis:
             r1, r2 = (ring_al, ring_sl) if self.q1 == self.q_al else (ring_sl, ring_al)
             c = ccf(r1, r2)
             ok = np.isfinite(c)
-            self._sum[ok] += c[ok]
-            self._sum2[ok] += c[ok] ** 2
-            self._n[ok] += 1
+            k = self.n_used % SUBSETS
+            self._sum[k, ok] += c[ok]
+            self._sum2[k, ok] += c[ok] ** 2
+            self._n[k, ok] += 1
             self.n_used += 1
         for p in peaks_al:
             self.bragg.add(al_polar, p)
         self.rows.append(row)
         return row
 
-    def averaged_ccf(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(D in deg over [-180, 180), mean CCF, its standard error) of the patterns with both rings."""
+    def averaged_ccf(self, subset: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(D in deg over [-180, 180), mean CCF, its standard error) of the patterns with both
+        rings (or of one interleaved *subset* of them)."""
+        sel = slice(None) if subset is None else slice(subset, subset + 1)
+        total, total2, n = (a[sel].sum(axis=0) for a in (self._sum, self._sum2, self._n))
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(self._n > 0, self._sum / np.maximum(self._n, 1), np.nan)
-            var = np.where(self._n > 1, (self._sum2 / np.maximum(self._n, 1) - mean**2) / np.maximum(self._n - 1, 1),
-                           np.nan)
+            mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+            var = np.where(n > 1, (total2 / np.maximum(n, 1) - mean**2) / np.maximum(n - 1, 1), np.nan)
         d = wrap180(delta_deg(self.nphi))
         order = np.argsort(d)
         return d[order], mean[order], np.sqrt(np.clip(var, 0, None))[order]
@@ -697,6 +731,17 @@ class XccaAnalysis:
         d, c, e = self.averaged_ccf()
         peaks = ccf_peaks(d, c, e)
         bct = bct_from_peaks(peaks)
+        if bct is not None:             # beta's error: the larger of the fit's and the subsets' spread
+            betas = []
+            for k in range(SUBSETS):
+                if self._n[k].max() >= MIN_CCF_PATTERNS:
+                    fit = bct_from_peaks(ccf_peaks(*self.averaged_ccf(k)))
+                    betas.append(None if fit is None else fit["beta_deg"]["value"])
+            err = _larger(bct["beta_deg"]["stderr"], split_error(betas))
+            b = math.radians(bct["beta_deg"]["value"])
+            bct["beta_deg"]["stderr"] = err
+            bct["c_over_a"]["stderr"] = math.sqrt(2.0) / math.cos(b) ** 2 * math.radians(err)
+            bct["subsets"] = sum(v is not None for v in betas)
         bragg = self.bragg.result()
         comps = fourier_components(c)          # |C_n| does not depend on where the D axis starts
         return {"q1": self.q1, "q2": self.q2, "dq": self.dq, "nphi": self.nphi, "q_unit": "A^-1",

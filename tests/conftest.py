@@ -183,6 +183,21 @@ def sim_session(sim, data_root, **reduction):
     return session
 
 
+def run_demo(experiment: str, out) -> tuple[str, dict]:
+    """``trxrd demo --experiment EXPERIMENT --out OUT`` as a user runs it, on a simulator of its
+    own (no EPICS variables passed on): (its stdout, its summary.json); fails the test with the end
+    of its stderr if it exits non-zero."""
+    import json
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EPICS_")}    # its own simulator and port
+    env["MPLBACKEND"] = "Agg"
+    run = subprocess.run([sys.executable, "-m", "trxrd.cli", "demo", "--experiment", experiment, "--out", str(out)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout, json.loads((out / "summary.json").read_text())
+
+
 def remote_reduction(live_args: list, docs, result, *, env: dict | None = None, timeout: float = 120.0):
     """`trxrd proxy` and `trxrd live *live_args*` on free loopback ports: ping until the live
     process hears, publish *docs* (name, doc) as a RunEngine would, wait until ``result()`` gives

@@ -2,29 +2,17 @@
 simulator of its own: the hot injection with live sphere fits (radius, size dispersion and t98
 against the simulator's synthesis), and the nanoplatelet-film anneal with the live stacking
 peak (the period at each hold against the film model replayed on the recorded temperatures)."""
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-
-def _demo(experiment, out):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EPICS_")}    # its own simulator and port
-    env["MPLBACKEND"] = "Agg"
-    run = subprocess.run([sys.executable, "-m", "trxrd.cli", "demo", "--experiment", experiment, "--out", str(out)],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return run.stdout, json.loads((out / "summary.json").read_text())
+from conftest import run_demo
 
 
 @pytest.mark.slow
 @pytest.mark.ioc
 @pytest.mark.timeout(900)
 def test_saxs_demo_recovers_size_dispersion_and_t98(tmp_path):
-    stdout, summary = _demo("saxs", tmp_path)
+    stdout, summary = run_demo("saxs", tmp_path)
     assert "t98 concentration" in stdout and (tmp_path / "saxs.png").stat().st_size > 10_000
     truth, frames = summary["truth"], [f for f in summary["report"]["frames"] if f["time_s"] >= 0]
     assert [f["time_s"] for f in frames] == pytest.approx(truth["time_s"])
@@ -49,7 +37,7 @@ def test_saxs_demo_recovers_size_dispersion_and_t98(tmp_path):
 @pytest.mark.ioc
 @pytest.mark.timeout(900)
 def test_anneal_demo_recovers_the_stacking_period_at_each_hold(tmp_path):
-    stdout, summary = _demo("anneal", tmp_path)
+    stdout, summary = run_demo("anneal", tmp_path)
     assert "stacking period at the end of each hold" in stdout and (tmp_path / "stacking.png").stat().st_size > 10_000
     holds = summary["holds"]
     assert [h["temperature_c"][1] for h in holds] == pytest.approx([80, 250, 300, 340, 350], abs=3)

@@ -1,12 +1,9 @@
 """`trxrd demo --experiment ued` as a user runs it: PbSe QDs at 90 K on a simulator of their own,
 time zero found, a delay scan with every reflection fitted per point; the anisotropy table it
 reports is checked against the sample file (simulated_devices/samples/pbse-90k.toml)."""
-import json
-import os
-import subprocess
-import sys
-
 import pytest
+
+from conftest import run_demo
 
 TOLERANCE = 0.15
 
@@ -15,13 +12,8 @@ TOLERANCE = 0.15
 @pytest.mark.ioc
 @pytest.mark.timeout(900)
 def test_ued_demo_recovers_the_per_reflection_dynamics(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EPICS_")}    # its own simulator and port
-    env["MPLBACKEND"] = "Agg"
-    out = subprocess.run([sys.executable, "-m", "trxrd.cli", "demo", "--experiment", "ued", "--out", str(tmp_path)],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "anisotropy table" in out.stdout and (tmp_path / "reflections.png").stat().st_size > 10_000
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    stdout, summary = run_demo("ued", tmp_path)
+    assert "anisotropy table" in stdout and (tmp_path / "reflections.png").stat().st_size > 10_000
     assert abs(summary["time_zero"]["fine"]["error_ps"]) < 4.0        # an onset a few ps wide: coarse, late
     for row in summary["anisotropy"]:
         truth = row["truth"]

@@ -8,6 +8,9 @@ import pytest
 from event_model import compose_run
 
 from trxrd import datakeys as dk
+from matplotlib.figure import Figure
+
+from trxrd.reduction.callbacks.plot import LiveXccaPlot
 from trxrd.reduction.callbacks.xcca import LiveXcca
 from trxrd.reduction.settings import XccaSettings
 from trxrd.reduction.xcca import wrap180
@@ -55,13 +58,15 @@ def reduced(tmp_path_factory):
     xcca = LiveXcca(XccaSettings(poni, q1=Q1, q2=Q2, mask=mask))
     docs = []
     xcca.subscribe(lambda name, doc: docs.append((name, doc)))
+    figure = Figure()
+    xcca.subscribe(LiveXccaPlot(xcca, figure, redraw_s=3600.0))       # drawn at the first pattern and the end
     for name, doc in raster_documents(model):
         xcca(name, doc)
-    return model, xcca, docs
+    return model, xcca, docs, figure
 
 
 def test_orientation_map_matches_the_grain_map(reduced):
-    model, xcca, _ = reduced
+    model, xcca, _, _ = reduced
     grains = hits = spurious = 0
     for row in xcca.rows:
         truth = model.mesocrystal.truth_at(row["x_um"], row["y_um"])
@@ -78,7 +83,7 @@ def test_orientation_map_matches_the_grain_map(reduced):
 
 
 def test_averaged_ccf_beta_and_disorder_against_the_sample_file(reduced):
-    model, xcca, _ = reduced
+    model, xcca, _, _ = reduced
     truth = model.mesocrystal.truth()
     report = xcca.report
     assert report["n_frames_used"] >= 20
@@ -92,7 +97,7 @@ def test_averaged_ccf_beta_and_disorder_against_the_sample_file(reduced):
 
 
 def test_derived_run_documents(reduced):
-    _, xcca, docs = reduced
+    _, xcca, docs, figure = reduced
     names = [n for n, _ in docs]
     assert names[0] == "start" and names[-1] == "stop" and docs[-1][1]["exit_status"] == "success"
     start = docs[0][1]
@@ -108,6 +113,10 @@ def test_derived_run_documents(reduced):
     s = summary[0]["data"]
     assert s["status"] == "ok" and s["c_over_a"] == pytest.approx(xcca.report["c_over_a"]["value"])
     assert len(s["ccf"]) == 180 and s["n_frames_used"] == xcca.report["n_frames_used"]
+    # the live figure: three maps on the raster's grid (snake order placed by position) and the CCF
+    maps, curve = figure.axes[0], figure.axes[3]
+    assert maps.collections[-1].get_array().shape == (YS.size, XS.size)
+    assert curve.get_xlabel() == "D (deg)" and "c/a" in curve.get_title()
 
 
 def test_a_failure_closes_the_derived_run_and_other_runs_are_ignored(tmp_path):
