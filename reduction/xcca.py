@@ -17,8 +17,9 @@ in (q, phi) with pyFAI (``AzimuthalIntegration.polar``); on two rings q1 and q2 
   / (<I(q1)> <I(q2)>), dI = I - <I>_phi, by FFT along phi, each product normalised by the
   correlation of the two rings' valid-bin masks (so a half-masked ring gives the same CCF), and its
   Fourier components C_n; the CCF averaged over the patterns that show peaks on both rings;
-- the **peaks of the averaged CCF** (periodic multi-Gaussian fit, started at the maxima of the
-  smoothed -C''), and from them **beta and c/a** of a bct SL: for a rock-salt AL and a bct SL,
+- the **peaks of the averaged CCF** (Gaussians of one shared width with the average's symmetry
+  C(D) = C(-D) = C(D + 180), started at the maxima of the smoothed -C''), and from them **beta
+  and c/a** of a bct SL: for a rock-salt AL and a bct SL,
   both with [110] along the beam and [001]_SL parallel to [001]_AL, the CCF between the AL 111
   ring and the SL 112 ring peaks at D = +-(90 +- theta +- beta), theta = 35.26 deg (the angle
   between [1-11] and [1-10]), tan(beta) = c / (a sqrt 2);
@@ -26,6 +27,9 @@ in (q, phi) with pyFAI (``AzimuthalIntegration.polar``); on two rings q1 and q2 
   Gaussians radially and azimuthally; the azimuthal width in excess of the radial one (a spot of
   a finite, randomly oriented crystal is as wide in angle as its radial width / q) is the
   **orientational disorder** (FWHM, deg).
+
+The errors of the averages (beta, c/a, widths, disorder) are the larger of the fit's and the
+spread of SUBSETS interleaved subsets of the patterns.
 
 EXAMPLE::
 
