@@ -9,7 +9,7 @@ EXAMPLE::
     from trxrd.reduction.integrate import AzimuthalIntegration
     integ = AzimuthalIntegration("/tmp/trx-data/waxs/waxs.poni", mask="/tmp/trx-data/waxs/waxs_mask.edf")
     q, i, sigma = integ.integrate(frame, monitor=5e-9)      # q in A^-1, sigma: Poisson 1-sigma
-    polar = integ.polar(frame, q_range=(1.7, 1.95), nq=25, nphi=180)   # I(q, phi) sums, for XCCA
+    (polar,) = integ.polars(frame, [((1.7, 1.95), 25, 180)])  # I(q, phi) sums, for XCCA
     curves = integ.integrate_many(frames, monitors=i0s)      # (N, npt) intensities and sigmas
 """
 from __future__ import annotations
@@ -111,14 +111,10 @@ class AzimuthalIntegration:
                                   error_model="poisson")
         return Pattern(res.radial, res.intensity, res.sigma)
 
-    def polar(self, frame: np.ndarray, *, q_range: tuple[float, float], nq: int, nphi: int,
-              monitor: float | None = None) -> Polar:
-        """Re-bin one frame onto *nq* q bins over *q_range* (A^-1) x *nphi* azimuth bins over the
-        full circle (pyFAI's 2D integration, same corrections and invalid pixels as ``integrate``)."""
-        return self.polars(frame, [(q_range, nq, nphi)], monitor=monitor)[0]
-
     def polars(self, frame: np.ndarray, binnings, monitor: float | None = None) -> list[Polar]:
-        """``polar`` for several binnings ``[(q_range, nq, nphi), ...]`` of one frame (prepared once)."""
+        """One frame re-binned onto each of *binnings* ``[(q_range, nq, nphi), ...]``: *nq* q bins
+        over *q_range* (A^-1) x *nphi* azimuth bins over the full circle (pyFAI's 2D integration,
+        same corrections and invalid pixels as ``integrate``; the frame is prepared once)."""
         data, invalid = self._prepare(frame, monitor)
         out = []
         for q_range, nq, nphi in binnings:

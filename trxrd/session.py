@@ -190,6 +190,13 @@ class _SessionChain:
 
     NEEDS = ""          # what set() says without a calibration
 
+    def _caught_up(self, read, default=None):
+        """``read(live)`` once the chain has reduced every document sent so far; *default* when off."""
+        if self.live is None:
+            return default
+        self.wait()
+        return read(self.live)
+
     def set(self, poni=None, *, save: bool = True, **options):
         """(Re)install the reduction; options as in its settings class (checked now, saved for
         the next session). Options not given keep their current values; an option given as None
@@ -341,18 +348,12 @@ class SessionSaxs(_SessionChain):
     @property
     def report(self) -> dict | None:
         """The last injection series' result (the JSON of ``trxrd saxs``), after catching up."""
-        if self.live is None:
-            return None
-        self.wait()
-        return self.live.saxs.report
+        return self._caught_up(lambda live: live.saxs.report)
 
     @property
     def segments(self) -> list | None:
         """The last anneal's stacking period per segment, after catching up."""
-        if self.live is None or self.live.stacking is None:
-            return None
-        self.wait()
-        return self.live.stacking.segments
+        return self._caught_up(lambda live: None if live.stacking is None else live.stacking.segments)
 
     def __repr__(self):
         if self.settings is None:
@@ -384,18 +385,12 @@ class SessionXcca(_SessionChain):
     @property
     def report(self) -> dict | None:
         """The last raster's averages (the JSON of ``trxrd xcca``), after catching up."""
-        if self.live is None:
-            return None
-        self.wait()
-        return self.live.xcca.report
+        return self._caught_up(lambda live: live.xcca.report)
 
     @property
     def rows(self) -> list:
         """The last raster's patterns (grain, orientation, psi, n-fold, spots), after catching up."""
-        if self.live is None:
-            return []
-        self.wait()
-        return self.live.xcca.rows
+        return self._caught_up(lambda live: live.xcca.rows, [])
 
     def __repr__(self):
         if self.settings is None:

@@ -72,25 +72,10 @@ class LiveXcca(LiveIntegrator):
         super().start(doc)
         self.active = True
 
-    def descriptor(self, doc):
-        if self.active:
-            super().descriptor(doc)
-
-    def resource(self, doc):
-        if self.active:
-            super().resource(doc)
-
-    def datum(self, doc):
-        if self.active:
-            super().datum(doc)
-
-    def datum_page(self, doc):
-        if self.active:
-            super().datum_page(doc)
-
-    def event(self, doc):
-        if self.active:
-            super().event(doc)
+    def __call__(self, name, doc, validate=False):
+        if name != "start" and not self.active:         # not a raster: nothing to read or publish
+            return None
+        return super().__call__(name, doc, validate)
 
     def describe(self, doc):
         if self.derived_uid is None:
@@ -127,8 +112,6 @@ class LiveXcca(LiveIntegrator):
                 "peaks_sl_deg": _padded(row["peaks_sl"]), "peaks_al_deg": _padded(row["peaks_al"])}
 
     def stop(self, doc):
-        if not self.active:
-            return
         self.active = False
         if self.derived_uid is not None and self.analysis.rows:
             self.finish()
