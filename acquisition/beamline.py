@@ -26,6 +26,7 @@ from .devices.stage import SampleStage
 from .devices.syringe_pump import SyringePump
 
 CONNECTION_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 10.0       # a read of a connected PV (ophyd's default, 2 s, failed a scan on a loaded host)
 
 
 @dataclass
@@ -71,11 +72,12 @@ def connect_beamline(prefix: str, *, frames_root: Path | str, timeout: float = 1
 
         bl = connect_beamline("TRX:", frames_root="data/frames")
     """
-    # ophyd's default of 1 s for a signal that a device touches while it is built (the area
-    # detector's trigger signal) is too short for a busy IOC host; as facility profiles do.
-    # ophyd allows this only before its first EPICS signal: later calls keep what is set.
+    # ophyd's defaults of 1 s to connect a signal that a device touches while it is built (the
+    # area detector's trigger signal) and 2 s to read a connected one are too short for a busy IOC
+    # host; longer ones, as facility profiles set. ophyd allows this only before its first EPICS
+    # signal: later calls keep what is set.
     try:
-        EpicsSignalBase.set_defaults(connection_timeout=CONNECTION_TIMEOUT_S)
+        EpicsSignalBase.set_defaults(connection_timeout=CONNECTION_TIMEOUT_S, timeout=READ_TIMEOUT_S)
     except RuntimeError:
         pass
     frames_root = Path(frames_root)
