@@ -197,12 +197,23 @@ def events_written(run, stream: str = "primary", *, retry_s: float = 2.0) -> int
 def _one_frame_per_datum(resource: dict) -> dict:
     """TiledWriter patch for ophyd area-detector resources: ``frame_per_point == 1`` makes the
     writer add a length-1 axis, so frames would read back ``(N, 1, ny, nx)``. One frame per
-    datum is the default meaning, so drop it; and chunk one frame per block, as the detector
-    writes them, so a reader fetching one frame does not pull the whole scan."""
+    datum is the default meaning, so drop it. A streamed resource (``frame_per_point`` N > 1,
+    images ``(N, ny, nx)`` per event) reads back as the run's frames in file order,
+    ``(events * N, ny, nx)`` (frame k of event e at e * N + k). Either way chunk one frame per
+    block, as the detector writes them, so a reader fetching one frame does not pull the whole scan.
+
+    EXAMPLE::
+
+        _one_frame_per_datum({"spec": "AD_HDF5", "resource_kwargs": {"frame_per_point": 10}})
+        # {"spec": "AD_HDF5", "resource_kwargs": {"chunk_shape": [1]}}
+    """
     kwargs = resource.get("resource_kwargs", {})
-    if str(resource.get("spec", "")).upper().startswith("AD_") and kwargs.get("frame_per_point") == 1:
-        kwargs.pop("frame_per_point")
+    n = kwargs.get("frame_per_point")
+    if str(resource.get("spec", "")).upper().startswith("AD_") and isinstance(n, int) and n >= 1:
+        # a copy: the RunEngine hands the same document to the live reduction, which needs N
+        kwargs = {k: v for k, v in kwargs.items() if k != "frame_per_point"}
         kwargs.setdefault("chunk_shape", [1])
+        resource = {**resource, "resource_kwargs": kwargs}
     return resource
 
 

@@ -2,9 +2,13 @@
 plugin. Frames stay in HDF5 files on disk; each event carries a datum that points at one
 frame (``AD_HDF5`` resource + datum documents), exactly as with a real areaDetector IOC.
 
-One trigger = one frame (``cam.num_images`` is forced to 1 while staged). The files go to
-``write_dir`` (created by the IOC, dated subfolders), which must be inside the catalog's
-readable storage.
+One trigger = ``frames_per_trigger`` frames (default 1). With 1, the camera takes one frame per
+trigger (``ImageMode`` Single, ``NumImages`` 1) and the image of an event is ``(ny, nx)``; with N > 1
+the camera streams N frames per trigger (``ImageMode`` Multiple, ``NumImages`` N), as real
+Pilatus/Eiger runs do, and the event's datum references N consecutive frames of the run's one
+Stream-mode file (resource ``frame_per_point`` N): the image is ``(N, ny, nx)``. The files go to
+``write_dir`` (created by the IOC, dated subfolders), which must be inside the catalog's readable
+storage.
 
 EXAMPLE::
 
@@ -13,6 +17,8 @@ EXAMPLE::
     pilatus.wait_for_connection(timeout=10)
     pilatus.cam.acquire_time.put(0.1)          # s
     RE(bluesky.plans.count([pilatus], 3))
+    pilatus.frames_per_trigger = 10            # stream: 10 frames per event, one datum each
+    RE(bluesky.plans.count([pilatus], 3))      # 30 frames in one file; images (10, ny, nx)
 """
 from __future__ import annotations
 
@@ -26,6 +32,8 @@ from ophyd.areadetector import PilatusDetector as _PilatusBase
 from ophyd.areadetector import SingleTrigger
 from ophyd.areadetector.filestore_mixins import FileStoreHDF5IterativeWrite
 from ophyd.areadetector.plugins import HDF5Plugin
+
+from ...validation import count
 
 
 class HDF5FileStore(HDF5Plugin, FileStoreHDF5IterativeWrite):
@@ -52,18 +60,22 @@ class PilatusDetector(SingleTrigger, _PilatusBase):
     geometry : {"waxs", "saxs"}
         Which scattering the detector records; plans name its image accordingly
         (``image`` or ``saxs_image`` in ``trxrd.datakeys``), so each live reduction takes its own.
+    frames_per_trigger : int
+        Frames per trigger (default 1); N > 1 streams N frames per event (see module). Settable
+        between runs, not while staged.
 
     EXAMPLE::
 
         pilatus = PilatusDetector("TRX:PIL:", name="pilatus", write_dir="/data/frames/pilatus")
         pilatus.exposure_s = 0.1
+        pilatus.frames_per_trigger = 20      # 20 frames of 0.1 s per event
         saxs = PilatusDetector("TRX:SAXS:", name="saxs", write_dir="/data/frames/saxs", geometry="saxs")
     """
 
     hdf5 = Cpt(HDF5FileStore, "HDF1:", write_path_template="/", root="/")
 
     def __init__(self, prefix: str, *, name: str, write_dir: str | Path, exposure_s: float | None = None,
-                 geometry: str = "waxs", **kwargs):
+                 geometry: str = "waxs", frames_per_trigger: int = 1, **kwargs):
         if geometry not in ("waxs", "saxs"):
             raise ValueError(f"{name}: geometry must be 'waxs' or 'saxs', got {geometry!r}")
         kwargs.setdefault("read_attrs", ["hdf5"])
@@ -78,11 +90,25 @@ class PilatusDetector(SingleTrigger, _PilatusBase):
         self.cam.configuration_attrs = ["acquire_time", "acquire_period", "num_exposures", "model"]
         self.stage_sigs.update({"cam.num_images": 1, "cam.image_mode": "Single",
                                 "cam.trigger_mode": "Internal"})
+        self.frames_per_trigger = frames_per_trigger
         if exposure_s is not None:
             self.exposure_s = exposure_s
 
+    @property
+    def frames_per_trigger(self) -> int:
+        """Frames the camera takes per trigger (one datum references them all)."""
+        return self._frames_per_trigger
+
+    @frames_per_trigger.setter
+    def frames_per_trigger(self, value: int) -> None:
+        value = count(value, f"{self.name}: frames_per_trigger")
+        if self._staged == Staged.yes:
+            raise RuntimeError(f"{self.name}: frames_per_trigger cannot change while staged (inside a run)")
+        self._frames_per_trigger = value
+        self.stage_sigs.update({"cam.num_images": value, "cam.image_mode": "Single" if value == 1 else "Multiple"})
+
     def trigger(self):
-        """One frame. Same as ``SingleTrigger.trigger`` but returns the status it made: with
+        """One datum (``frames_per_trigger`` frames). Same as ``SingleTrigger.trigger`` but returns the status it made: with
         short exposures the frame can finish (and ophyd drop ``self._status``) before
         ``generate_datum`` returns."""
         if self._staged != Staged.yes:
@@ -109,16 +135,17 @@ class PilatusDetector(SingleTrigger, _PilatusBase):
         self.cam.acquire_period.put(0.0, wait=True)
 
     def describe(self):
-        """Image key: one frame per event, ``shape`` ``(ny, nx)``.
+        """Image key: ``shape`` ``(ny, nx)`` with one frame per trigger, ``(N, ny, nx)`` with N.
 
-        ophyd declares ``(num_images, ny, nx)``; with ``num_images`` forced to 1 while staged
-        that leading 1 would make the catalog read frames back as ``(N, 1, ny, nx)``.
+        ophyd declares ``(num_images, ny, nx)``; with one frame that leading 1 would make the
+        catalog read frames back as ``(N, 1, ny, nx)``.
         """
         desc = super().describe()
         if self.image_key in desc:
             key = desc[self.image_key]
             key["units"] = "counts"
-            shape = tuple(key.get("shape") or ())
-            if len(shape) == 3 and shape[0] == 1:
-                key["shape"] = list(shape[1:])
+            shape = list(key.get("shape") or ())
+            if len(shape) == 3:
+                n = self.frames_per_trigger
+                key["shape"] = shape[1:] if n == 1 else [n, *shape[1:]]
         return desc

@@ -1,6 +1,6 @@
 """Pump-probe plans: delay scans, fluence scans and fluence x delay grids.
 
-Every frame is one event in ``primary`` with the detector's datum, the fields of
+Every trigger is one event in ``primary`` with the detector's datum, the fields of
 ``trxrd.datakeys`` (``role``: ``on``, ``off`` or ``reference``; ``requested_delay`` in ps;
 ``delay_index``; ``repeat``; fluence plans add ``requested_fluence`` in mJ/cm^2) and the
 devices' readings: actual delay (ps), shutter state, I0 (A), fluence (mJ/cm^2) and <N>, jet
@@ -21,6 +21,11 @@ so a frame taken without the jet or with the wrong shutter state is never stored
 even before a suspender has paused the plan. All arguments are checked before the first
 message, so bad input fails before anything moves.
 
+Streaming: ``frames_per_trigger=N`` makes each detector take N frames per event (one datum for
+the N consecutive frames of the run's file; ``PilatusDetector.frames_per_trigger``), set for the
+run and restored after it; ``frames_per_point`` stays the number of events (pump-on frames, each
+with its reference) per point. The start document records it (``frames_per_trigger``).
+
 The devices are arguments, as in bluesky's own plans; the beamline session's plans pass its
 devices (``delay_scan([pilatus], delays)`` in ``trxrd shell``).
 
@@ -31,6 +36,8 @@ EXAMPLE::
     devices = dict(delay=delay, shutter=shutter, att=att, jet=jet, i0=i0)
     RE(delay_scan([pilatus], log_delays(-100, 5000, 20), md={"sample": sample}, **devices))
     RE(fluence_scan([pilatus], [0.2, 0.5, 1.0, 2.0], delay_ps=40, md={"sample": sample}, **devices))
+    RE(delay_scan([pilatus], log_delays(-100, 5000, 20), frames_per_trigger=10, md={"sample": sample},
+                  **devices))                          # 10 frames streamed per event
 """
 from __future__ import annotations
 
@@ -93,6 +100,7 @@ class _Setup:
             raise ValueError("give at least one detector, e.g. [pilatus]")
         self.delay, self.shutter, self.att, self.jet, self.i0 = delay, shutter, att, jet, i0
         self.detectors = list(detectors)
+        self.frames_per_trigger: int | None = None      # None: the detectors' own (set_streaming)
         self.shutter.expected = None         # forget commands of earlier plans
         self.role = LabelSignal(name=dk.ROLE, value="")
         self.requested = LabelSignal(name=dk.REQUESTED_DELAY, value=0.0, units=dk.FIELDS[dk.REQUESTED_DELAY].units)
@@ -117,6 +125,35 @@ class _Setup:
         self.requested_fluence = LabelSignal(name=dk.REQUESTED_FLUENCE, value=0.0,
                                              units=dk.FIELDS[dk.REQUESTED_FLUENCE].units)
         self.readables.append(self.requested_fluence)
+
+    def set_streaming(self, frames_per_trigger):
+        """Check *frames_per_trigger* (None: each detector's own) against the detectors; the
+        frames per trigger of the run."""
+        if frames_per_trigger is None:
+            self.frames_per_trigger = None
+            return
+        n = count(frames_per_trigger, "frames_per_trigger")
+        for det in self.detectors:
+            if not hasattr(det, "frames_per_trigger"):
+                raise ValueError(f"frames_per_trigger: detector {det.name!r} cannot take several frames per "
+                                 "trigger (no frames_per_trigger attribute)")
+        self.frames_per_trigger = n
+
+    def streaming(self, plan):
+        """*plan* with the detectors set to the run's frames per trigger before they are staged,
+        restored after the run whatever happens."""
+        n = self.frames_per_trigger
+        if n is None:
+            return plan
+        dets = [d for d in self.detectors if hasattr(d, "frames_per_trigger")]
+        before = {d.name: d.frames_per_trigger for d in dets}
+
+        def apply(values):
+            for det in dets:
+                det.frames_per_trigger = values[det.name]
+            yield from bps.null()
+
+        return bpp.finalize_wrapper(bpp.pchain(apply({d.name: n for d in dets}), plan), lambda: apply(before))
 
     def check_delay(self, t):
         self.delay.check_value((t,))
@@ -171,7 +208,7 @@ class _Setup:
         """Stage the detectors, open/close the run, close the pump shutter at the end
         whatever happens; pause while the jet is lost or the shutter is closed unexpectedly."""
         plan = bpp.finalize_wrapper(plan, lambda: bps.mv(self.shutter, "Closed"))
-        plan = bpp.stage_wrapper(bpp.run_wrapper(plan, md=md), self.detectors)
+        plan = self.streaming(bpp.stage_wrapper(bpp.run_wrapper(plan, md=md), self.detectors))
         plan = bpp.suspend_wrapper(plan, [jet_lost(self.jet), SuspendShutterClosed(self.shutter)])
         return bpp.pchain(self.ensure_jet(), plan)      # before the jet suspender is armed
 
@@ -188,12 +225,14 @@ def _orders(n, repeats, shuffle, seed):
     return [[int(i) for i in (rng.permutation(n) if shuffle else range(n))] for _ in range(repeats)]
 
 
-def _checked(setup, delays_ps, reference, reference_delay_ps, frames_per_point, repeats):
-    """Delays (all reachable), reference mode, frames per point and repeats, checked."""
+def _checked(setup, delays_ps, reference, reference_delay_ps, frames_per_point, repeats, frames_per_trigger):
+    """Delays (all reachable), reference mode, frames per point, repeats and frames per trigger,
+    checked."""
     delays = _values(delays_ps, "delays_ps", "ps")
     for t in delays:
         setup.check_delay(t)
     _check_reference(setup, reference, reference_delay_ps)
+    setup.set_streaming(frames_per_trigger)
     return delays, count(frames_per_point, "frames_per_point"), count(repeats, "repeats")
 
 
@@ -223,7 +262,7 @@ def _point(setup, t, index, repeat, frames, reference, reference_delay_ps):
 def delay_scan(detectors: Sequence[Readable], delays_ps: Iterable[float], *, delay, shutter, att, jet, i0,
                reference: str = "interleaved", reference_delay_ps: float = -300.0,
                frames_per_point: int = 1, repeats: int = 1, shuffle: bool = False, seed: int | None = None,
-               md: dict | None = None) -> MsgGenerator[str]:
+               frames_per_trigger: int | None = None, md: dict | None = None) -> MsgGenerator[str]:
     """Pump-probe frames at every delay, with reference frames (see the module).
 
     Parameters
@@ -245,6 +284,9 @@ def delay_scan(detectors: Sequence[Readable], delays_ps: Iterable[float], *, del
     shuffle : bool
         Random order in every pass (``seed`` makes it reproducible; the order is in the start
         document as ``delay_order``).
+    frames_per_trigger : int, optional
+        Frames each detector streams per event (integer >= 1; default: the detector's own
+        setting); set for the run, restored after it (see module).
     md : dict, optional
         Metadata for the start document; must hold ``sample`` (the session's plans add it).
 
@@ -259,11 +301,11 @@ def delay_scan(detectors: Sequence[Readable], delays_ps: Iterable[float], *, del
     """
     setup = _Setup(detectors, delay=delay, shutter=shutter, att=att, jet=jet, i0=i0)
     delays, frames, repeats = _checked(setup, delays_ps, reference, reference_delay_ps, frames_per_point,
-                                       repeats)
+                                       repeats, frames_per_trigger)
     orders = _orders(len(delays), repeats, bool(shuffle), seed)
     args = dict(detectors=[d.name for d in setup.detectors], delays_ps=delays, reference=reference,
                 reference_delay_ps=reference_delay_ps, frames_per_point=frames, repeats=repeats,
-                shuffle=bool(shuffle), seed=seed)
+                shuffle=bool(shuffle), seed=seed, frames_per_trigger=setup.frames_per_trigger)
     md = setup.md("delay_scan", args, md, dims=[([setup.delay.delay.name], "primary")],
                   num_points=len(delays) * repeats * 2 * frames, delay_order=orders)
 
@@ -286,7 +328,7 @@ def _fluences(setup, fluences):
 def fluence_scan(detectors: Sequence[Readable], fluences: Iterable[float], *, delay_ps: float, delay, shutter,
                  att, jet, i0, reference: str = "interleaved", reference_delay_ps: float = -300.0,
                  frames_per_point: int = 1, repeats: int = 1, shuffle: bool = False, seed: int | None = None,
-                 md: dict | None = None) -> MsgGenerator[str]:
+                 frames_per_trigger: int | None = None, md: dict | None = None) -> MsgGenerator[str]:
     """Frames at each fluence, at one pump-probe delay: the melted fraction vs <N>.
 
     Parameters
@@ -296,7 +338,8 @@ def fluence_scan(detectors: Sequence[Readable], fluences: Iterable[float], *, de
         Pump fluences (mJ/cm^2) within what the calibrated attenuator delivers.
     delay_ps : float
         The pump-probe delay of every frame (ps).
-    delay, shutter, att, jet, i0, reference, reference_delay_ps, frames_per_point, repeats, shuffle, seed, md
+    delay, shutter, att, jet, i0, reference, reference_delay_ps, frames_per_point, repeats, shuffle, seed,
+    frames_per_trigger, md
         As in :func:`delay_scan`.
 
     Returns
@@ -310,14 +353,14 @@ def fluence_scan(detectors: Sequence[Readable], fluences: Iterable[float], *, de
     """
     return _grid("fluence_scan", detectors, fluences, [delay_ps], reference=reference,
                  reference_delay_ps=reference_delay_ps, frames_per_point=frames_per_point,
-                 repeats=repeats, shuffle=shuffle, seed=seed, md=md,
+                 repeats=repeats, shuffle=shuffle, seed=seed, frames_per_trigger=frames_per_trigger, md=md,
                  delay=delay, shutter=shutter, att=att, jet=jet, i0=i0)
 
 
 def fluence_delay_grid(detectors: Sequence[Readable], fluences: Iterable[float], delays_ps: Iterable[float], *,
                        delay, shutter, att, jet, i0, reference: str = "interleaved",
                        reference_delay_ps: float = -300.0, frames_per_point: int = 1, repeats: int = 1,
-                       shuffle: bool = False, seed: int | None = None,
+                       shuffle: bool = False, seed: int | None = None, frames_per_trigger: int | None = None,
                        md: dict | None = None) -> MsgGenerator[str]:
     """For every fluence (outer loop) a delay scan over *delays_ps*, in one run: a kinetics per
     fluence and a melting threshold per delay.
@@ -329,7 +372,8 @@ def fluence_delay_grid(detectors: Sequence[Readable], fluences: Iterable[float],
         Pump fluences (mJ/cm^2).
     delays_ps : list of float
         Delays (ps); ``shuffle`` randomises their order within each fluence.
-    delay, shutter, att, jet, i0, reference, reference_delay_ps, frames_per_point, repeats, shuffle, seed, md
+    delay, shutter, att, jet, i0, reference, reference_delay_ps, frames_per_point, repeats, shuffle, seed,
+    frames_per_trigger, md
         As in :func:`delay_scan`.
 
     Returns
@@ -343,20 +387,20 @@ def fluence_delay_grid(detectors: Sequence[Readable], fluences: Iterable[float],
     """
     return _grid("fluence_delay_grid", detectors, fluences, delays_ps, reference=reference,
                  reference_delay_ps=reference_delay_ps, frames_per_point=frames_per_point,
-                 repeats=repeats, shuffle=shuffle, seed=seed, md=md,
+                 repeats=repeats, shuffle=shuffle, seed=seed, frames_per_trigger=frames_per_trigger, md=md,
                  delay=delay, shutter=shutter, att=att, jet=jet, i0=i0)
 
 
 def _grid(plan_name, detectors, fluences, delays_ps, *, reference, reference_delay_ps, frames_per_point,
-          repeats, shuffle, seed, md, **devices):
+          repeats, shuffle, seed, frames_per_trigger, md, **devices):
     setup = _Setup(detectors, **devices)
     delays, frames, repeats = _checked(setup, delays_ps, reference, reference_delay_ps, frames_per_point,
-                                       repeats)
+                                       repeats, frames_per_trigger)
     fl = _fluences(setup, fluences)
     setup.add_fluence_label()
     args = dict(detectors=[d.name for d in setup.detectors], fluences=fl, delays_ps=delays,
                 reference=reference, reference_delay_ps=reference_delay_ps, frames_per_point=frames,
-                repeats=repeats, shuffle=bool(shuffle), seed=seed)
+                repeats=repeats, shuffle=bool(shuffle), seed=seed, frames_per_trigger=setup.frames_per_trigger)
     orders = _orders(len(delays), repeats * len(fl), bool(shuffle), seed)
     dims = [([setup.att.fluence.name], "primary")]
     if plan_name != "fluence_scan":

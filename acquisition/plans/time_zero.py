@@ -55,7 +55,7 @@ def _windows(q_windows) -> list[tuple[float, float]]:
 
 def find_time_zero(detectors: Sequence, *, delay, shutter, att, jet, i0, analyse: Callable,
                    q_windows: Sequence[tuple[float, float]], window_ps: float = 300.0, step_ps: float = 10.0, frames_per_point: int = 1,
-                   center_ps: float = 0.0, min_significance: float = 5.0,
+                   center_ps: float = 0.0, min_significance: float = 5.0, frames_per_trigger: int | None = None,
                    md: dict | None = None) -> MsgGenerator[str]:
     """Scan across time zero, fit the onset, set time zero (see module).
 
@@ -77,6 +77,8 @@ def find_time_zero(detectors: Sequence, *, delay, shutter, att, jet, i0, analyse
         Where the window is centred on the current delay axis (0: the nominal time zero).
     min_significance : float
         The fitted step must be this many standard errors from zero.
+    frames_per_trigger : int, optional
+        Frames each detector streams per event, as in ``delay_scan``.
     md : dict, optional
         Must hold ``sample`` (the session's plans add it).
 
@@ -110,10 +112,12 @@ def find_time_zero(detectors: Sequence, *, delay, shutter, att, jet, i0, analyse
     for t in delays:
         setup.check_delay(t)
     frames = count(frames_per_point, "frames_per_point")
+    setup.set_streaming(frames_per_trigger)
     old_mm, n_passes = float(delay.time_zero_mm.get()), int(delay.n_passes.get())
     args = dict(detectors=[d.name for d in setup.detectors], delays_ps=delays, reference="interleaved",
                 frames_per_point=frames, repeats=1, window_ps=width, step_ps=step, center_ps=center,
-                q_windows=[list(w) for w in windows], min_significance=significance)
+                q_windows=[list(w) for w in windows], min_significance=significance,
+                frames_per_trigger=setup.frames_per_trigger)
     md = setup.md("find_time_zero", args, md, dims=[([setup.delay.delay.name], "primary")],
                   num_points=n * 2 * frames, delay_order=[list(range(n))])
     record = {name: LabelSignal(name=name, value=math.nan, units=units) for name, units in RECORD.items()}
