@@ -1,6 +1,9 @@
-"""Azimuthal integration with pyFAI from a beamline calibration (PONI file + mask).
+"""Azimuthal integration from a beamline calibration (PONI file + mask): pyFAI's geometry and
+corrections, applied by trxrd's integration engine (``reduction.engine``: compiled, multithreaded,
+its pixel -> bin maps cached on disk) or by pyFAI itself (``engine="pyfai"``, the reference; or
+``engine="opencl"``, pyFAI's OpenCL kernels on a GPU).
 
-Negative pixel values (Pilatus module gaps, bad pixels) are treated as invalid; the
+Negative and NaN pixel values (Pilatus module gaps, bad pixels) are treated as invalid; the
 integrated intensity is corrected for solid angle and polarisation and can be normalised
 by a monitor (I0). q is in A^-1.
 
@@ -11,6 +14,7 @@ EXAMPLE::
     q, i, sigma = integ.integrate(frame, monitor=5e-9)      # q in A^-1, sigma: Poisson 1-sigma
     (polar,) = integ.polars(frame, [((1.7, 1.95), 25, 180)])  # I(q, phi) sums, for XCCA
     curves = integ.integrate_many(frames, monitors=i0s)      # (N, npt) intensities and sigmas
+    windows = AzimuthalIntegration(poni, mask=mask, q_windows=[(1.8, 1.9)])   # only those bins
 """
 from __future__ import annotations
 
@@ -59,11 +63,35 @@ class Polar(NamedTuple):
     count: np.ndarray
 
 
+ENGINES = ("trxrd", "pyfai", "opencl")
+
+
 class AzimuthalIntegration:
-    """One pyFAI integrator per geometry, built once and reused for every frame."""
+    """One calibration's integrator: its engines are built once (and cached on disk) and reused
+    for every frame.
+
+    Parameters
+    ----------
+    poni : path
+        pyFAI calibration (must give the wavelength).
+    mask : path or array, optional
+        Non-zero = masked (fabio-readable image or array of the detector's shape).
+    npt : int
+        q bins of the 1D pattern.
+    polarization_factor : float
+    method : tuple
+        pyFAI's (splitting, algorithm, implementation); trxrd's engine takes the splitting
+        ("no" or "bbox") and pyFAI's pixel -> bin assignment for it.
+    engine : {"trxrd", "pyfai", "opencl"}
+        Who applies the map: trxrd's kernels (default), pyFAI's Cython (the reference) or
+        pyFAI's OpenCL (needs pyopencl and a GPU).
+    q_windows : list of (q_min, q_max), optional
+        Only the 1D bins overlapping these windows (A^-1) are computed; the rest come back empty.
+    """
 
     def __init__(self, poni: str | Path, mask=None, npt: int = 1000,
-                 polarization_factor: float = 0.99, method=("no", "csr", "cython")):
+                 polarization_factor: float = 0.99, method=("no", "csr", "cython"), engine: str = "trxrd",
+                 q_windows=None):
         import pyFAI
 
         poni = Path(poni)
@@ -77,33 +105,84 @@ class AzimuthalIntegration:
         if not self.ai.wavelength:
             raise ValueError(f"the PONI file {poni} has no wavelength: q cannot be computed")
         self.shape = tuple(self.ai.detector.shape) if self.ai.detector.shape else None
+        if self.shape is None:
+            raise ValueError(f"the PONI file {poni} names no detector shape: the pixels cannot be mapped")
         self.mask = load_mask(mask)
-        if self.mask is not None and self.shape and self.mask.shape != self.shape:
+        if self.mask is not None and self.mask.shape != self.shape:
             raise ValueError(f"mask shape {self.mask.shape} does not match the detector {self.shape}")
         self.npt = int(npt)
+        if self.npt < 1:
+            raise ValueError(f"npt (q bins) must be >= 1, got {npt}")
         self.polarization_factor = polarization_factor
-        self.method = method
-        self._polar: dict = {}
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        self.engine = engine
+        self.method = tuple(method)
+        if self.method[0] not in ("no", "bbox"):
+            raise ValueError(f"splitting must be 'no' or 'bbox', got {self.method[0]!r}")
+        if engine == "opencl":
+            self.method = (self.method[0], "csr", "opencl")
+            _check_opencl()
+        self.q_windows = None if q_windows is None else [tuple(map(float, w)) for w in q_windows]
+        for window in self.q_windows or ():
+            if len(window) != 2 or not (np.all(np.isfinite(window)) and window[0] < window[1]):
+                raise ValueError(f"q window must be (q_min, q_max) with q_min < q_max, got {window}")
+        self._engines: dict = {}
 
-    def _prepare(self, frame, monitor):
-        """(data as float32 with invalid pixels 0, invalid-pixel mask), after the checks."""
+    # -- engines ---------------------------------------------------------------------------
+    def _engine(self, key):
+        """trxrd's engine for the 1D pattern (``key=None``) or a polar binning."""
+        engine = self._engines.get(key)
+        if engine is None:
+            from .engine import IntegrationEngine
+
+            split = self.method[0]
+            if key is None:
+                engine = IntegrationEngine.for_1d(self.ai, self.npt, mask=self.mask, split=split,
+                                                  polarization_factor=self.polarization_factor)
+                if self.q_windows:
+                    width = np.diff(engine.radial).mean() / 2 if len(engine.radial) > 1 else np.inf
+                    keep = np.zeros(engine.nbins, bool)
+                    for lo, hi in self.q_windows:
+                        keep |= (engine.radial + width >= lo) & (engine.radial - width <= hi)
+                    engine = engine.restricted(keep)
+            else:
+                q_range, nq, nphi = key
+                engine = IntegrationEngine.for_2d(self.ai, nq, nphi, mask=self.mask, split=split,
+                                                  polarization_factor=self.polarization_factor,
+                                                  radial_range=q_range)
+            self._engines[key] = engine
+        return engine
+
+    def _check(self, frame, monitor) -> np.ndarray:
         frame = np.asarray(frame)
-        if self.shape and frame.shape != self.shape:
+        if frame.shape != self.shape:
             raise ValueError(f"frame shape {frame.shape} does not match the detector {self.shape} "
                              f"of the PONI file {self.poni}")
+        if monitor is not None and not (np.isfinite(monitor) and monitor > 0):
+            raise ValueError(f"monitor (I0) must be a positive number, got {monitor}")
+        return frame
+
+    def _prepare(self, frame):
+        """pyFAI's input: data as float32 with invalid pixels 0, and the invalid-pixel mask."""
         data = frame.astype(np.float32)
         invalid = ~np.isfinite(data) | (data < 0)
         if self.mask is not None:
             invalid |= self.mask
         data[invalid] = 0.0
-        if monitor is not None and not (np.isfinite(monitor) and monitor > 0):
-            raise ValueError(f"monitor (I0) must be a positive number, got {monitor}")
         return data, invalid
 
+    # -- integration ---------------------------------------------------------------------------
     def integrate(self, frame: np.ndarray, monitor: float | None = None,
                   dark: np.ndarray | None = None) -> Pattern:
-        """Integrate one frame: (q_inv_angstrom, intensity, sigma), divided by *monitor*."""
-        data, invalid = self._prepare(frame, monitor)
+        """Integrate one frame: (q_inv_angstrom, intensity, sigma), divided by *monitor*. A dark
+        frame is subtracted by pyFAI (the reference path)."""
+        frame = self._check(frame, monitor)
+        if self.engine == "trxrd" and dark is None:
+            engine = self._engine(None)
+            intensity, sigma = engine.intensity(engine.sums(frame), monitor)
+            return Pattern(engine.radial, intensity, sigma)
+        data, invalid = self._prepare(frame)
         res = self.ai.integrate1d(data, self.npt, mask=invalid, unit="q_A^-1",
                                   correctSolidAngle=True, polarization_factor=self.polarization_factor,
                                   method=self.method, normalization_factor=monitor or 1.0,
@@ -113,27 +192,30 @@ class AzimuthalIntegration:
 
     def polars(self, frame: np.ndarray, binnings, monitor: float | None = None) -> list[Polar]:
         """One frame re-binned onto each of *binnings* ``[(q_range, nq, nphi), ...]``: *nq* q bins
-        over *q_range* (A^-1) x *nphi* azimuth bins over the full circle (pyFAI's 2D integration,
-        same corrections and invalid pixels as ``integrate``; the frame is prepared once)."""
-        data, invalid = self._prepare(frame, monitor)
+        over *q_range* (A^-1) x *nphi* azimuth bins over the full circle (pyFAI's 2D binning,
+        same corrections and invalid pixels as ``integrate``)."""
+        frame = self._check(frame, monitor)
         out = []
         for q_range, nq, nphi in binnings:
-            key = (tuple(q_range), int(nq), int(nphi))
-            ai = self._polar.get(key)
-            if ai is None:       # one integrator per binning: pyFAI keeps one sparse matrix per integrator
-                import copy
-
-                ai = self._polar[key] = copy.deepcopy(self.ai)
-            res = ai.integrate2d_ng(data, int(nq), int(nphi), unit="q_A^-1", radial_range=tuple(q_range),
-                                    azimuth_range=(-180.0, 180.0), mask=invalid, correctSolidAngle=True,
-                                    polarization_factor=self.polarization_factor, method=self.method,
-                                    normalization_factor=monitor or 1.0)
+            key = (tuple(float(v) for v in q_range), int(nq), int(nphi))
+            if self.engine == "trxrd":
+                engine = self._engine(key)
+                sums = engine.sums(frame)
+                signal, norm, count = (engine.as_grid(v) for v in (sums.signal, sums.norm, sums.count))
+                out.append(Polar(engine.radial, engine.azimuthal, signal, norm * (monitor or 1.0), count))
+                continue
+            data, invalid = self._prepare(frame)
+            res = self.ai.integrate2d_ng(data, int(nq), int(nphi), unit="q_A^-1", radial_range=key[0],
+                                         azimuth_range=(-180.0, 180.0), mask=invalid, correctSolidAngle=True,
+                                         polarization_factor=self.polarization_factor, method=self.method,
+                                         normalization_factor=monitor or 1.0)
             out.append(Polar(res.radial, res.azimuthal, np.asarray(res.sum_signal, dtype=float),
                              np.asarray(res.sum_normalization, dtype=float), np.asarray(res.count, dtype=float)))
         return out
 
     def integrate_many(self, frames, monitors=None, dark: np.ndarray | None = None) -> Pattern:
-        """Integrate a stack of frames (N, ny, nx): q (npt,), intensity and sigma (N, npt)."""
+        """Integrate a stack of frames (N, ny, nx): q (npt,), intensity and sigma (N, npt). The
+        frames are shared out among the engine's threads."""
         frames = np.asarray(frames)
         if frames.ndim != 3:
             raise ValueError(f"expected a stack of frames (N, ny, nx), got shape {frames.shape}")
@@ -141,6 +223,24 @@ class AzimuthalIntegration:
             monitors = [None] * len(frames)
         if len(monitors) != len(frames):
             raise ValueError(f"{len(monitors)} monitor values for {len(frames)} frames")
+        for m in monitors:
+            self._check(frames[0], m)
+        if self.engine == "trxrd" and dark is None and len(frames):
+            self._check(frames[0], None)
+            engine = self._engine(None)
+            values = np.array([1.0 if m is None else float(m) for m in monitors])
+            intensity, sigma = engine.intensity(engine.sums_many(frames), values)
+            return Pattern(engine.radial, intensity, sigma)
         patterns = [self.integrate(f, m, dark) for f, m in zip(frames, monitors)]
         q = patterns[0].q_inv_angstrom if patterns else np.zeros(0)
         return Pattern(q, np.array([p.intensity for p in patterns]), np.array([p.sigma for p in patterns]))
+
+
+def _check_opencl() -> None:
+    """pyFAI's OpenCL kernels need pyopencl and a GPU: a clear error where there is none."""
+    try:
+        from pyFAI.opencl import ocl
+    except Exception as exc:     # pyopencl missing or broken
+        raise RuntimeError(f"engine='opencl' needs pyopencl and an OpenCL GPU: {exc}") from exc
+    if ocl is None or ocl.select_device(type="GPU") is None:
+        raise RuntimeError("engine='opencl' needs an OpenCL GPU; none found (use engine='trxrd')")

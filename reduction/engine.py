@@ -1,0 +1,493 @@
+"""The integration engine: pyFAI's geometry, corrections and pixel -> bin assignment, applied
+to frames by compiled multithreaded kernels that read the detector's integer frames as they are.
+
+pyFAI builds the sparse matrix once per (calibration, mask, bins, unit, splitting); the engine
+keeps it compactly and caches it on disk keyed by the content of all of these, so a new process
+does not rebuild it:
+
+- no splitting: one bin index per pixel (uint16 where the bins allow) and the per-pixel
+  normalisation (solid angle x polarisation, float32) for the rare pixel that is invalid in one
+  frame only; the per-bin normalisation of the statically valid pixels is summed once;
+- bbox splitting (and any restriction to some bins): pyFAI's CSR matrix (float32 coefficients).
+
+One pass over the frame gives, per bin, the summed counts, the Poisson variance (pyFAI's
+``error_model="poisson"``: each pixel's counts, minimum 1), the normalisation and the number of
+valid pixels. Negative and NaN pixels (module gaps, bad pixels) and the mask are invalid inside
+the kernel; no float copy of the frame is made. Frames of a batch are shared out among threads
+(numba kernels release the GIL); one frame is split among them.
+
+pyFAI stays the reference (``tests/test_engine.py``: equal to pyFAI within 1e-3 on every bin with
+counts, 1D and 2D, no splitting and bbox) and the fallback (``AzimuthalIntegration(engine="pyfai")``).
+
+EXAMPLE::
+
+    import numpy as np, pyFAI
+    from trxrd.reduction.engine import IntegrationEngine
+    ai = pyFAI.load("/tmp/trx-data/waxs/waxs.poni")
+    engine = IntegrationEngine.for_1d(ai, npt=1000, mask=None, split="no")   # cached on disk
+    sums = engine.sums(frame)                     # BinSums: signal, variance, norm, count per bin
+    q, i, sigma = engine.radial, *engine.intensity(sums, monitor=1.0)
+    batch = engine.sums_many(frames)              # (N, nbins) each
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Bumped when the cached maps' layout or meaning changes.
+CACHE_VERSION = 3
+# Below this many pixels a frame is not split among threads (the join costs more).
+MIN_PIXELS_PER_THREAD = 200_000
+# Pixels per block of the split layout's offsets (threads start at block edges).
+SPLIT_BLOCK = 8192
+# Accumulator lanes of the pixel-by-pixel kernels.
+LANES = 8
+
+
+def cache_dir() -> Path:
+    """Where the pixel -> bin maps are cached: ``$TRXRD_CACHE_DIR`` or ``~/.cache/trxrd``."""
+    root = os.environ.get("TRXRD_CACHE_DIR") or Path.home() / ".cache" / "trxrd"
+    return Path(root) / "integration"
+
+
+def threads() -> int:
+    """Threads the kernels use: ``$TRXRD_THREADS`` or the cores this process may run on."""
+    value = os.environ.get("TRXRD_THREADS")
+    if value:
+        n = int(value)
+        if n < 1:
+            raise ValueError(f"TRXRD_THREADS must be >= 1, got {value}")
+        return n
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels (numba, compiled on first use and cached next to this file)
+
+_kernels = None
+_kernels_lock = threading.Lock()
+
+
+def _compile():
+    from numba import njit
+
+    opts = dict(nogil=True, cache=True, fastmath=False)
+
+    @njit(**opts)
+    def pixel_kernel(frame, bins, factor, start, stop, signal, variance, miss):
+        """No splitting: pixel ``i`` adds to bin ``bins[i]``; the last column collects the pixels
+        of no bin. Pixel ``i`` adds to lane ``i % LANES`` of the accumulators, so that
+        neighbouring pixels of one bin do not wait on each other's add."""
+        i0 = start
+        while i0 < stop:
+            if i0 + LANES <= stop:
+                for lane in range(LANES):        # a constant count: unrolled by the compiler
+                    i = i0 + lane
+                    v = frame[i]
+                    b = bins[i]
+                    if v >= 0:
+                        signal[lane, b] += v
+                        variance[lane, b] += v if v > 1 else 1.0
+                    else:                        # negative (gap) or NaN: invalid in this frame only
+                        miss[0, b] += factor[i]
+                        miss[1, b] += 1.0
+            else:
+                for i in range(i0, stop):
+                    v = frame[i]
+                    b = bins[i]
+                    if v >= 0:
+                        signal[0, b] += v
+                        variance[0, b] += v if v > 1 else 1.0
+                    else:
+                        miss[0, b] += factor[i]
+                        miss[1, b] += 1.0
+            i0 += LANES
+
+    @njit(**opts)
+    def split_kernel(frame, first, nsplit, coef, offsets, block, factor, start, stop, signal, variance,
+                     miss):
+        """Split pixels, pixel by pixel: pixel ``i`` spreads over the ``nsplit[i]`` bins from
+        ``first[i]`` with its coefficients (stored one after the other). One lane: a pixel's
+        bins already spread the adds."""
+        k = offsets[start // block]
+        for i in range(start, stop):
+            n = nsplit[i]
+            if n == 0:
+                continue
+            v = frame[i]
+            b = first[i]
+            if v >= 0:
+                w = v if v > 1 else 1.0
+                for j in range(n):
+                    c = coef[k + j]
+                    signal[0, b + j] += c * v
+                    variance[0, b + j] += c * c * w
+            else:
+                f = factor[i]
+                for j in range(n):
+                    c = coef[k + j]
+                    miss[0, b + j] += c * f
+                    miss[1, b + j] += c
+            k += n
+
+    @njit(**opts)
+    def csr_kernel(frame, indptr, indices, coef, factor, rows, start, stop, signal, variance, miss):
+        """Any map, bin by bin: bin ``rows[r]`` sums its CSR row (coefficient x pixel)."""
+        for r in range(start, stop):
+            b = rows[r]
+            s = 0.0
+            va = 0.0
+            mn = 0.0
+            mc = 0.0
+            for k in range(indptr[b], indptr[b + 1]):
+                p = indices[k]
+                c = coef[k]
+                v = frame[p]
+                if v >= 0:
+                    s += c * v
+                    va += c * c * (v if v > 1 else 1.0)
+                else:
+                    mn += c * factor[p]
+                    mc += c
+            signal[0, b] = s
+            variance[0, b] = va
+            miss[0, b] = mn
+            miss[1, b] = mc
+
+    return pixel_kernel, split_kernel, csr_kernel
+
+
+def kernels():
+    """The compiled kernels (compiled once per process, then loaded from numba's cache)."""
+    global _kernels
+    with _kernels_lock:
+        if _kernels is None:
+            _kernels = _compile()
+    return _kernels
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="trxrd-integrate")
+    return _pool
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class BinSums(NamedTuple):
+    """Per bin (last axis; frames first for a batch): summed counts, Poisson variance, the
+    normalisation (solid angle x polarisation, monitor not applied) and the valid pixels."""
+    signal: np.ndarray
+    variance: np.ndarray
+    norm: np.ndarray
+    count: np.ndarray
+
+
+class IntegrationEngine:
+    """A pixel -> bin map from pyFAI and the kernels that apply it (see module).
+
+    Build with ``for_1d`` / ``for_2d`` (cached on disk); ``sums``/``sums_many`` reduce frames.
+    Bins are pyFAI's: ``radial`` (and ``azimuthal`` for 2D) are its bin centres; 2D sums come
+    flat, ``(nazim, nrad)`` once reshaped with ``grid``.
+    """
+
+    def __init__(self, arrays: dict, meta: dict):
+        self.meta = meta
+        self.shape = tuple(meta["shape"])
+        self.npixels = int(np.prod(self.shape))
+        self.radial = arrays["radial"]
+        self.azimuthal = arrays.get("azimuthal")
+        self.factor = arrays["factor"]
+        self.norm_static = arrays["norm_static"]
+        self.count_static = arrays["count_static"]
+        self.nbins = len(self.norm_static)
+        self.arrays = arrays
+        if "bins" in arrays:
+            self.layout = "pixel"          # no splitting: one bin per pixel
+        elif "first" in arrays:
+            self.layout = "split"          # split pixels over consecutive bins, pixel by pixel
+        else:
+            self.layout = "csr"            # bin by bin
+        self.rows = np.arange(self.nbins, dtype=np.int64)
+        self.kept = None
+        self.grid = tuple(meta.get("grid") or (self.nbins,))
+        kernels()
+
+    def as_grid(self, values: np.ndarray) -> np.ndarray:
+        """Per-bin values of a 2D engine as pyFAI returns them, ``(..., npt_azim, npt_rad)``."""
+        if len(self.grid) == 1:
+            return values
+        nrad, nazim = self.grid
+        return np.swapaxes(values.reshape(values.shape[:-1] + (nrad, nazim)), -1, -2)
+
+    # -- construction --------------------------------------------------------------------
+    @classmethod
+    def for_1d(cls, ai, npt: int, *, mask=None, split: str = "no", unit: str = "q_A^-1",
+               polarization_factor: float = 0.99, radial_range=None) -> "IntegrationEngine":
+        """The engine of ``ai.integrate1d(..., npt, unit, method=(split, "csr", ...))``."""
+        spec = dict(dim=1, npt=int(npt), split=split, unit=unit, pol=polarization_factor,
+                    radial_range=None if radial_range is None else [float(v) for v in radial_range])
+        return cls._cached(ai, mask, spec)
+
+    @classmethod
+    def for_2d(cls, ai, npt_rad: int, npt_azim: int, *, mask=None, split: str = "no", unit: str = "q_A^-1",
+               polarization_factor: float = 0.99, radial_range=None,
+               azimuth_range=(-180.0, 180.0)) -> "IntegrationEngine":
+        """The engine of ``ai.integrate2d_ng(..., npt_rad, npt_azim, ...)``: sums of shape
+        ``(npt_azim, npt_rad)`` after ``reshape(engine.grid)``."""
+        spec = dict(dim=2, npt=[int(npt_rad), int(npt_azim)], split=split, unit=unit,
+                    pol=polarization_factor,
+                    radial_range=None if radial_range is None else [float(v) for v in radial_range],
+                    azimuth_range=[float(v) for v in azimuth_range])
+        return cls._cached(ai, mask, spec)
+
+    @classmethod
+    def _cached(cls, ai, mask, spec: dict) -> "IntegrationEngine":
+        import pyFAI
+
+        if spec["split"] not in ("no", "bbox"):
+            raise ValueError(f"splitting must be 'no' or 'bbox', got {spec['split']!r}")
+        shape = tuple(int(v) for v in ai.detector.shape)
+        mask = np.zeros(shape, bool) if mask is None else np.asarray(mask, bool)
+        if mask.shape != shape:
+            raise ValueError(f"mask shape {mask.shape} does not match the detector {shape}")
+        geometry = {k: (float(v) if isinstance(v, (float, np.floating)) else v)
+                    for k, v in sorted(ai.get_config().items()) if k != "detector_config"}
+        geometry["detector_config"] = ai.detector.get_config()
+        digest = hashlib.sha256()
+        digest.update(json.dumps([CACHE_VERSION, pyFAI.version, spec, geometry, shape],
+                                 sort_keys=True, default=str).encode())
+        digest.update(np.packbits(mask).tobytes())
+        key = digest.hexdigest()[:32]
+        path = cache_dir() / f"{key}.npz"
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    arrays = {k: data[k] for k in data.files if k != "meta"}
+                    meta = json.loads(str(data["meta"]))
+                return cls(arrays, meta)
+            except Exception as exc:     # a truncated or foreign file: rebuild it
+                log.warning("integration map cache %s unreadable (%s): rebuilding", path, exc)
+        arrays, meta = _build(ai, mask, spec, shape)
+        meta["key"] = key
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            with open(tmp, "wb") as fh:
+                np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
+            os.replace(tmp, path)
+        except OSError as exc:          # a read-only home: work without the cache
+            log.warning("cannot cache the integration map in %s: %s", path.parent, exc)
+        return cls(arrays, meta)
+
+    def restricted(self, keep: np.ndarray) -> "IntegrationEngine":
+        """The same bins, computing only those where *keep* (bool per bin) is true: the kernel
+        reads only their pixels (the others come back as empty bins)."""
+        keep = np.asarray(keep, bool)
+        if keep.shape != (self.nbins,):
+            raise ValueError(f"keep must have one value per bin ({self.nbins}), got {keep.shape}")
+        engine = object.__new__(IntegrationEngine)
+        engine.__dict__.update(self.__dict__)
+        engine.arrays = dict(self.arrays, **self._csr())
+        engine.layout = "csr"
+        engine.rows = np.flatnonzero(keep).astype(np.int64)
+        engine.kept = keep
+        return engine
+
+    def _csr(self) -> dict:
+        """The map bin by bin (indptr, indices, coef)."""
+        a = self.arrays
+        if self.layout == "csr":
+            return {k: a[k] for k in ("indptr", "indices", "coef")}
+        if self.layout == "pixel":
+            nsplit = (a["bins"] < self.nbins).astype(np.uint8)
+            first, coef = a["bins"], np.ones(int(nsplit.sum()), np.float32)
+        else:
+            nsplit, first, coef = a["nsplit"], a["first"], a["coef"]
+        pixel = np.repeat(np.arange(self.npixels, dtype=np.int32), nsplit)
+        start = np.repeat(np.cumsum(nsplit, dtype=np.int64) - nsplit, nsplit)
+        row = np.repeat(first.astype(np.int64), nsplit) + (np.arange(len(pixel)) - start)
+        order = np.argsort(row, kind="stable")
+        indptr = np.zeros(self.nbins + 1, np.int64)
+        np.cumsum(np.bincount(row, minlength=self.nbins), out=indptr[1:])
+        return dict(indptr=indptr, indices=pixel[order], coef=coef[order])
+
+    # -- reduction -----------------------------------------------------------------------
+    def _flat(self, frame: np.ndarray) -> np.ndarray:
+        frame = np.asarray(frame)
+        if frame.shape != self.shape:
+            raise ValueError(f"frame shape {frame.shape} does not match the detector {self.shape}")
+        if frame.dtype.kind not in "iuf":
+            raise ValueError(f"frame must hold numbers, got dtype {frame.dtype}")
+        if frame.dtype.kind == "u" and frame.dtype.itemsize == 8:
+            frame = frame.astype(np.int64)
+        return np.ascontiguousarray(frame).reshape(-1)
+
+    def _run(self, flat: np.ndarray, parts: int) -> np.ndarray:
+        """(signal, variance, missing norm, missing count) per bin of one flat frame, computed
+        in *parts* pieces (threads)."""
+        pixel_kernel, split_kernel, csr_kernel = kernels()
+        a = self.arrays
+        if self.layout == "csr":
+            n, align = len(self.rows), 1
+        else:
+            n, align = self.npixels, SPLIT_BLOCK
+        edges = np.unique(np.minimum(np.linspace(0, n, parts + 1) // align * align, n).astype(np.int64))
+        edges[-1] = n
+        lanes = LANES if self.layout == "pixel" else 1
+        shared = self.layout == "csr"          # disjoint bins: one output for all pieces
+        # one column more than bins: the pixels of no bin (no splitting) add there
+        out = np.zeros((1 if shared else len(edges) - 1, 2 * lanes + 2, self.nbins + 1))
+
+        def piece(k):
+            o = out[0 if shared else k]
+            signal, variance, miss = o[:lanes], o[lanes:2 * lanes], o[2 * lanes:]
+            if self.layout == "pixel":
+                pixel_kernel(flat, a["bins"], self.factor, edges[k], edges[k + 1], signal, variance, miss)
+            elif self.layout == "split":
+                split_kernel(flat, a["first"], a["nsplit"], a["coef"], a["offsets"], SPLIT_BLOCK, self.factor,
+                             edges[k], edges[k + 1], signal, variance, miss)
+            else:
+                csr_kernel(flat, a["indptr"], a["indices"], a["coef"], self.factor, self.rows, edges[k],
+                           edges[k + 1], signal, variance, miss)
+
+        others = [_executor().submit(piece, k) for k in range(1, len(edges) - 1)]
+        piece(0)                                 # this thread takes the first piece
+        for future in others:
+            future.result()
+        total = out.sum(axis=0)[:, : self.nbins]
+        return np.stack([total[:lanes].sum(axis=0), total[lanes:2 * lanes].sum(axis=0),
+                         total[2 * lanes], total[2 * lanes + 1]])
+
+    def _finish(self, raw: np.ndarray) -> BinSums:
+        signal, variance, miss_norm, miss_count = raw
+        norm = self.norm_static - miss_norm
+        count = self.count_static - miss_count
+        empty = count <= 1e-9
+        if self.kept is not None:
+            empty |= ~self.kept
+        for values in (signal, variance, norm, count):
+            values[empty] = 0.0
+        return BinSums(signal, variance, norm, count)
+
+    def sums(self, frame: np.ndarray) -> BinSums:
+        """Per-bin sums of one frame (flat over the bins), split among the threads."""
+        flat = self._flat(frame)
+        parts = max(1, min(threads(), self.npixels // MIN_PIXELS_PER_THREAD))
+        return self._finish(self._run(flat, parts))
+
+    def sums_many(self, frames) -> BinSums:
+        """Per-bin sums of a stack of frames ``(N, ny, nx)``: arrays of shape ``(N, nbins)``;
+        the frames are shared out among the threads."""
+        frames = np.asarray(frames)
+        if frames.ndim != 3:
+            raise ValueError(f"expected a stack of frames (N, ny, nx), got shape {frames.shape}")
+        flats = [self._flat(f) for f in frames]
+        if len(flats) == 1:
+            results = [self.sums(frames[0])]
+        else:
+            results = list(_executor().map(lambda f: self._finish(self._run(f, 1)), flats))
+        return BinSums(*(np.array([r[k] for r in results]) for k in range(4)))
+
+    @staticmethod
+    def intensity(sums: BinSums, monitor: float | np.ndarray | None = None):
+        """(intensity, sigma) = signal / (norm x monitor), sqrt(variance) / (norm x monitor);
+        0 where a bin has no valid pixel (pyFAI's ``empty``)."""
+        norm = sums.norm
+        if monitor is not None:
+            monitor = np.asarray(monitor, float)
+            norm = norm * (monitor.reshape(-1, 1) if monitor.ndim == 1 and norm.ndim == 2 else monitor)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            intensity = np.where(norm > 0, sums.signal / norm, 0.0)
+            sigma = np.where(norm > 0, np.sqrt(sums.variance) / norm, 0.0)
+        return intensity, sigma
+
+
+def _build(ai, mask: np.ndarray, spec: dict, shape: tuple) -> tuple[dict, dict]:
+    """Let pyFAI build its CSR matrix for *spec* and take it, with its per-pixel corrections."""
+    import copy
+
+    ai = copy.deepcopy(ai)          # pyFAI keeps one engine per integrator: leave the caller's alone
+    zero = np.zeros(shape, np.float32)
+    method = (spec["split"], "csr", "cython")
+    if spec["dim"] == 1:
+        res = ai.integrate1d(zero, spec["npt"], mask=mask, unit=spec["unit"], method=method,
+                             correctSolidAngle=True, polarization_factor=spec["pol"],
+                             radial_range=spec["radial_range"])
+    else:
+        nrad, nazim = spec["npt"]
+        res = ai.integrate2d_ng(zero, nrad, nazim, mask=mask, unit=spec["unit"], method=method,
+                                correctSolidAngle=True, polarization_factor=spec["pol"],
+                                radial_range=spec["radial_range"], azimuth_range=spec["azimuth_range"])
+    engine = next(e.engine for k, e in ai.engines.items() if k.split_lower == spec["split"]
+                  and k.algo_lower == "csr" and k.dimension == spec["dim"])
+    indptr = np.asarray(engine.indptr, np.int64)
+    indices = np.asarray(engine.indices, np.int32)
+    coef = np.asarray(engine.data, np.float32)
+    solid = np.asarray(ai.solidAngleArray(shape), np.float64)
+    pol = ai.polarization(shape, spec["pol"])
+    pol = np.asarray(pol[0] if isinstance(pol, tuple) else pol, np.float64)
+    factor = (solid * pol).astype(np.float32).reshape(-1)
+    valid = ~mask.reshape(-1)
+    nbins = len(indptr) - 1
+    row = np.repeat(np.arange(nbins), np.diff(indptr))
+    keep = valid[indices]                 # pyFAI's matrix may hold masked pixels: they never count
+    norm_static = np.bincount(row[keep], weights=(coef[keep] * factor[indices[keep]]).astype(np.float64),
+                              minlength=nbins)
+    count_static = np.bincount(row[keep], weights=coef[keep].astype(np.float64), minlength=nbins)
+    indices, coef, counts = indices[keep], coef[keep], np.bincount(row[keep], minlength=nbins)
+    indptr = np.zeros(nbins + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    arrays = dict(factor=factor, norm_static=norm_static, count_static=count_static,
+                  radial=np.asarray(res.radial, np.float64))
+    meta = dict(shape=list(shape), spec=spec)
+    if spec["dim"] == 2:
+        arrays["azimuthal"] = np.asarray(res.azimuthal, np.float64)
+        meta["grid"] = [spec["npt"][0], spec["npt"][1]]       # CSR rows: radial-major
+    layout = _pixel_major(indptr, indices, coef, nbins, int(np.prod(shape)))
+    arrays.update(layout if layout is not None else dict(indptr=indptr, indices=indices, coef=coef))
+    return arrays, meta
+
+
+def _pixel_major(indptr, indices, coef, nbins: int, npixels: int) -> dict | None:
+    """The map pixel by pixel where each pixel's bins are consecutive (always for 1D, and 2D
+    without splitting): a bin per pixel without splitting, else first bin + count + coefficients.
+    None where a pixel spreads over bins that are not consecutive (2D with splitting)."""
+    from scipy import sparse
+
+    csc = sparse.csr_matrix((coef, indices, indptr), shape=(nbins, npixels)).tocsc()
+    csc.sort_indices()
+    nsplit = np.diff(csc.indptr)
+    if nsplit.max(initial=0) > 255:
+        return None
+    first_of = np.repeat(np.arange(npixels), nsplit)
+    start = np.repeat(csc.indptr[:-1], nsplit)
+    first = np.zeros(npixels, np.int64)
+    first[nsplit > 0] = csc.indices[csc.indptr[:-1][nsplit > 0]]
+    if np.any(csc.indices != first[first_of] + (np.arange(len(first_of)) - start)):
+        return None
+    dtype = np.uint16 if nbins < 65535 else np.uint32
+    if np.all(nsplit <= 1) and np.all(csc.data == 1.0):
+        bins = np.full(npixels, nbins, dtype)
+        bins[nsplit == 1] = first[nsplit == 1]
+        return dict(bins=bins)
+    offsets = np.concatenate([[0], np.cumsum(nsplit, dtype=np.int64)])[::SPLIT_BLOCK]
+    return dict(first=first.astype(dtype), nsplit=nsplit.astype(np.uint8),
+                coef=csc.data.astype(np.float32), offsets=np.ascontiguousarray(offsets))
