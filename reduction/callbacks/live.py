@@ -2,7 +2,8 @@
 for a RunEngine: the RunEngine only enqueues documents, so a slow reduction never delays its
 loop, its suspenders or the acquisition (see ``buffer``).
 
-The chain: ``LiveIntegrator`` (frames read through resource/datum -> I(q), reduced run) ->
+The chain: ``LiveIntegrator`` (frames read through resource/datum -> I(q), reduced run; the
+frames waiting in the queue are read and integrated together, up to ``batch_frames``) ->
 ``LivePumpProbe`` (dI, window signal, throttled fits, ``pump_probe`` run) [-> ``LivePumpProbePlot``],
 and with reflections in the settings ``LiveReflections`` (``reflections`` run) and ``LiveThermometer``
 (``thermometer`` run of heating series); the derived runs go to *store* (e.g. the session's
@@ -16,6 +17,7 @@ EXAMPLE::
                          store=writer)
     RE.subscribe(live)
     RE(delay_scan([pilatus], delays, **devices, md={"sample": sample}))
+    live.lag_frames, live.lag_s          # while it runs: frames waiting, age of the oldest (s)
     live.wait(120)                       # caught up with every document sent
     live.result.fit.summary()
     live.close()
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import datakeys as dk
 from ..settings import ReductionSettings, SaxsSettings, XccaSettings
 from .buffer import BufferedCallback
 from .integrator import LiveIntegrator
@@ -34,11 +37,14 @@ from .saxs import LiveSaxs, LiveStacking
 from .xcca import LiveXcca
 
 
-def live_reduction(settings: ReductionSettings, *, store=None, plot=False, refit: RefitPolicy | None = None):
+def live_reduction(settings: ReductionSettings, *, store=None, plot=False, refit: RefitPolicy | None = None,
+                   batch_frames: int = 16):
     """The chain, in the caller's thread: (integrator, pump_probe). Feed the integrator with a
     run's documents (a replay, a 0MQ dispatcher); *store* receives both derived runs; *plot*:
-    False, True (a new figure) or a matplotlib Figure."""
-    integrator = LiveIntegrator(settings.poni, mask=settings.mask, npt=settings.npt, image_key=settings.image_key)
+    False, True (a new figure) or a matplotlib Figure; *batch_frames*: frames integrated together
+    at most."""
+    integrator = LiveIntegrator(settings.poni, mask=settings.mask, npt=settings.npt, image_key=settings.image_key,
+                                max_batch_frames=batch_frames)
     pump_probe = LivePumpProbe(settings.windows, part=settings.part, model=settings.model,
                                irf_fwhm_ps=settings.irf_fwhm_ps, threshold_model=settings.threshold_model,
                                refit=refit)
@@ -71,6 +77,39 @@ def reflection_reduction(settings: ReductionSettings, integrator, *, store=None,
     return reflections, thermometer
 
 
+class FrameCounter:
+    """``weigh(name, doc)`` for ``BufferedCallback``: the frames of *integrator*'s image in each
+    event (N for a streaming detector's ``(N, ny, nx)`` image, else 1; 0 for other documents).
+    Called in the RunEngine's thread: a dict look-up per event.
+
+    EXAMPLE::
+
+        buffer = BufferedCallback(integrator, batch=16, weigh=FrameCounter(integrator))
+    """
+
+    def __init__(self, integrator: LiveIntegrator):
+        self.integrator = integrator
+        self._image: str | None = None
+        self._frames: dict[str, int] = {}       # descriptor uid -> frames per event
+
+    def __call__(self, name: str, doc: dict) -> int:
+        if name == "event":
+            return self._frames.get(doc["descriptor"], 0)
+        if name == "start":
+            try:
+                keys = dk.key_map(doc)
+            except ValueError:
+                keys = {}
+            self._image = keys.get(self.integrator.image_field) or self.integrator.image_key
+            self._frames = {}
+        elif name == "descriptor" and doc.get("name") == self.integrator.stream:
+            key = doc.get("data_keys", {}).get(self._image)
+            if key is not None:
+                shape = key.get("shape") or []
+                self._frames[doc["uid"]] = int(shape[0]) if len(shape) == 3 else 1
+        return 0
+
+
 class LiveReduction:
     """The chain behind a bounded queue on its own thread (see module).
 
@@ -85,15 +124,19 @@ class LiveReduction:
         Documents that may wait before the reduction gives up the current run.
     refit : RefitPolicy, optional
         When the fits run while a scan goes on.
+    batch_frames : int
+        Frames waiting in the queue read and integrated together at most.
     """
 
     def __init__(self, settings: ReductionSettings, *, store=None, plot=False, max_queued: int = 50_000,
-                 refit: RefitPolicy | None = None):
+                 refit: RefitPolicy | None = None, batch_frames: int = 16):
         self.settings = settings
-        self.integrator, self.pump_probe = live_reduction(settings, store=store, plot=plot, refit=refit)
+        self.integrator, self.pump_probe = live_reduction(settings, store=store, plot=plot, refit=refit,
+                                                          batch_frames=batch_frames)
         self.reflections, self.thermometer = reflection_reduction(settings, self.integrator, store=store,
                                                                   plot=bool(plot), refit=refit)
-        self.buffer = BufferedCallback(self.integrator, max_queued=max_queued, name="live-reduction")
+        self.buffer = BufferedCallback(self.integrator, max_queued=max_queued, name="live-reduction",
+                                       batch=batch_frames, weigh=FrameCounter(self.integrator))
 
     def __call__(self, name: str, doc: dict) -> None:
         self.buffer(name, doc)
@@ -106,6 +149,22 @@ class LiveReduction:
     def backlog(self) -> int:
         """Documents received and not reduced yet."""
         return self.buffer.backlog
+
+    @property
+    def lag_frames(self) -> int:
+        """Frames received and not reduced yet (0 for a chain that does not count them)."""
+        return self.buffer.lag_frames
+
+    @property
+    def lag_s(self) -> float:
+        """Age (s) of the oldest raw event not reduced yet; 0 when caught up."""
+        return self.buffer.lag_s
+
+    @property
+    def latency_s(self) -> float:
+        """Raw event to reduced event (s) of the last event reduced."""
+        integrator = getattr(self, "integrator", None)
+        return integrator.last_latency_s if integrator is not None else 0.0
 
     def close(self) -> None:
         """Reduce what is queued, then stop the thread."""
@@ -163,7 +222,8 @@ class LiveSaxsReduction(LiveReduction):
     def __init__(self, settings: SaxsSettings, *, store=None, plot=False, max_queued: int = 50_000):
         self.settings = settings
         self.integrator, self.saxs, self.stacking = saxs_reduction(settings, store=store, plot=plot)
-        self.buffer = BufferedCallback(self.integrator, max_queued=max_queued, name="live-saxs")
+        self.buffer = BufferedCallback(self.integrator, max_queued=max_queued, name="live-saxs", batch=16,
+                                       weigh=FrameCounter(self.integrator))
 
     @property
     def result(self):

@@ -3,9 +3,10 @@
 ``SingleTrigger`` and HDF5 file-store mixins rely on.
 
 Frames never travel over Channel Access: every acquired frame is written by the HDF5
-plugin to ``/entry/data/data`` (frames along the first axis), in Single, Capture or Stream
-mode, as the real plugin does. Streamed files are written with SWMR so they can be read
-while open.
+plugin to ``/entry/data/data`` (frames along the first axis, one frame per chunk), in Single,
+Capture or Stream mode, as the real plugin does. Streamed files are written with SWMR so they
+can be read while open. ImageMode Multiple takes NumImages frames per Acquire (Continuous: until
+stopped); the I0 ion chamber, gated by the acquisition, reports its mean flux after each frame.
 
 EXAMPLE (pyepics against ``trxrd sim``)::
 
@@ -191,6 +192,7 @@ class CamIOC(PVGroup):
         n_total = {"Single": 1, "Multiple": self.num_images.readback.value}.get(mode)
         loop = asyncio.get_running_loop()
         n = 0
+        flux_sum = 0.0            # the I0 scaler is gated by the whole acquisition: its mean flux
         t_start = loop.time()
         try:
             await self.num_images_counter.write(0)
@@ -203,8 +205,9 @@ class CamIOC(PVGroup):
                 await asyncio.sleep(exposure)
                 frame = await loop.run_in_executor(None, det.render, exposure)
                 n += 1
+                flux_sum += det.model.flux
                 uid = self.array_counter.readback.value + 1
-                await det.deliver(frame, uid)   # I0 + plugins (file writing) before counters move
+                await det.deliver(frame, uid, flux_sum / n)   # I0 + plugins (file writing) before counters move
                 det.model.exposing = False
                 await self.array_counter.readback.write(uid)
                 await self.array_counter.setpoint.write(uid, verify_value=False)
@@ -425,8 +428,10 @@ class AreaDetectorIOC(PVGroup):
         self.on_exposed = on_exposed
         super().__init__(*args, **kwargs)
 
-    async def deliver(self, frame: np.ndarray, uid: int) -> None:
+    async def deliver(self, frame: np.ndarray, uid: int, flux: float | None = None) -> None:
+        """A frame to the I0 monitor (*flux*: the mean flux factor of the acquisition so far) and
+        the plugins."""
         if self.on_exposed is not None:
-            await self.on_exposed()
+            await self.on_exposed(flux)
         if self.cam.array_callbacks.readback.value == "Enable":
             await self.hdf.receive(frame, uid)

@@ -36,7 +36,9 @@ class IonChamberIOC(PVGroup):
         self.model.draw_flux()
         await instance.write(self.model.i0_current_a())
 
-    async def publish(self) -> None:
-        """Called by a detector after an exposure: report the flux it integrated."""
+    async def publish(self, flux: float | None = None) -> None:
+        """Called by a detector after an exposure: report the flux it integrated (*flux*: the mean
+        flux factor of a multi-frame acquisition so far; default the last frame's)."""
         self._last_exposure = time.monotonic()
-        await self.current.write(self.model.i0_current_a())
+        current = self.model.i0_current_a() if flux is None else self.model.cfg["beam"]["i0_nominal_a"] * flux
+        await self.current.write(current)

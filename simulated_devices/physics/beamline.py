@@ -29,7 +29,7 @@ import numpy as np
 
 from . import crystal, laser, pump_probe
 from .config import load_config
-from .detector import DetectorGeometry
+from .detector import DetectorGeometry, PoissonPool
 from .film import PlateletFilmModel
 from .jet import JetModel
 from .mesocrystal import MesocrystalModel
@@ -65,6 +65,8 @@ class BeamlineModel:
         self.exposing = False                         # a detector is integrating
         self._last_advance = time.monotonic()
         self.waxs = self._waxs_geometry(waxs_detector or self.cfg["waxs"]["detector"])
+        pool = self.cfg["waxs"]["noise_pool"]
+        self.waxs_pool = PoissonPool(pool) if pool else None     # [waxs] noise_pool: frames from pooled noise
         s = self.cfg["saxs"]
         self.saxs = DetectorGeometry(s["detector"], s["distance_mm"], s["poni1_mm"], s["poni2_mm"],
                                      self.cfg["beam"]["energy_kev"],
@@ -253,7 +255,17 @@ class BeamlineModel:
             round(v, 9) for r in tr["reflections"].values() for v in r.values()) + (tr["film_fused"],)
         expected = self._expected("waxs", key, lambda: self.waxs.expected_image(
             self._q_fine, self.waxs_profile(self._q_fine, tr)))
-        return self.waxs.noisy_frame(expected * np.float32(exposure_s * self.draw_flux()), self.rng)
+        return self._waxs_noisy(key, expected, exposure_s)
+
+    def _waxs_noisy(self, key, expected: np.ndarray, exposure_s: float) -> np.ndarray:
+        """Poisson counts of *expected* (counts/s) over *exposure_s*, flux drawn anew: each frame
+        drawn, or with ``[waxs] noise_pool`` from the state's pool of halves (``PoissonPool``)."""
+        if self.waxs_pool is None:
+            return self.waxs.noisy_frame(expected * np.float32(exposure_s * self.draw_flux()), self.rng)
+        counts, self.flux = self.waxs_pool.frame((key, float(exposure_s)), lambda: expected * np.float32(exposure_s),
+                                                 self.cfg["beam"]["i0_fluctuation_relative"], self.rng)
+        counts[self.waxs.gaps] = -1
+        return counts
 
     # ---- mesocrystal raster ([waxs] model = "mesocrystal") ------------------------------
     def mesocrystal_truth(self) -> dict:
@@ -269,7 +281,7 @@ class BeamlineModel:
         key = ("mesocrystal",) + self.mesocrystal.position_key(x, y)
         expected = self._expected("waxs", key, lambda: self.mesocrystal.expected_image(
             x, y, self._mesocrystal_pixels) * self._mesocrystal_factor)
-        return self.waxs.noisy_frame(expected * np.float32(exposure_s * self.draw_flux()), self.rng)
+        return self._waxs_noisy(key, expected, exposure_s)
 
     # ---- SAXS ------------------------------------------------------------------------
     def saxs_truth(self, now: float | None = None) -> dict:
