@@ -104,10 +104,7 @@ def open_catalog(uri: str | None = None, *, root: Path | str | None = None, api_
         if root is None:
             raise ValueError("open_catalog needs a Tiled server URI or the data root of an embedded catalog")
         return _open_embedded(root, readable)
-    parsed = urlparse(uri)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ValueError(f"catalog URI must be http(s)://host[:port][/path] of a Tiled server, "
-                         f"got {uri!r} (leave it unset for the embedded catalog)")
+    _check_uri(uri)
     from tiled.client import from_uri
 
     try:
@@ -118,9 +115,25 @@ def open_catalog(uri: str | None = None, *, root: Path | str | None = None, api_
     return _check_runs_catalog(client, uri)
 
 
+def _check_uri(uri: str) -> None:
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"catalog URI must be http(s)://host[:port][/path] of a Tiled server, "
+                         f"got {uri!r} (leave it unset for the embedded catalog)")
+
+
 def _open_embedded(root, readable):
-    from tiled.catalog import from_uri as catalog_from_uri
     from tiled.client import Context, from_context
+
+    app, database = _embedded_app(root, readable)
+    return _check_runs_catalog(from_context(Context.from_app(app)), str(database))
+
+
+def _embedded_app(root, readable, api_key: str | None = None):
+    """The Tiled app of the embedded catalog under *root* (created on first use) and its
+    database file; with *api_key*, every request (read or write) needs that key."""
+    from tiled.catalog import from_uri as catalog_from_uri
+    from tiled.config import Authentication
     from tiled.server.app import build_app
 
     root = Path(root).expanduser().resolve()
@@ -136,8 +149,9 @@ def _open_embedded(root, readable):
         init_if_not_exists=not database.exists(),
         specs=[RUNS_SPEC],
     )
-    context = Context.from_app(build_app(adapter, serialization_registry=_serializers()))
-    return _check_runs_catalog(from_context(context), str(database))
+    authentication = None if api_key is None else Authentication(single_user_api_key=api_key,
+                                                                  allow_anonymous_access=False)
+    return build_app(adapter, authentication=authentication, serialization_registry=_serializers()), database
 
 
 def _serializers():
@@ -240,14 +254,305 @@ def _run_of(name: str, doc: dict, parents: dict) -> str | None:
     return None
 
 
-class _Run:
-    """What the writer thread keeps for one run: its TiledWriter, its journal, its failure."""
+def _failure(exc: BaseException) -> str:
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
 
-    def __init__(self, uid: str, writer, journal_path: Path):
-        self.uid, self.writer, self.journal_path = uid, writer, journal_path
+
+class _Store:
+    """The catalog side of writing: one ``TiledWriter`` per run on *client*. Failures are
+    reported, never raised: ``report(run, failed, done)`` with *failed* the reason (or None)
+    and *done* True once the run's stop document is written and the run read back with it.
+    Runs in the CatalogWriter's thread (in-process catalog) or in the catalog process."""
+
+    def __init__(self, client, report):
+        self.client, self.report = client, report
+        self._runs: dict[str, list] = {}          # run uid -> [TiledWriter, failure or None]
+
+    def write(self, run: str, name: str, doc: dict, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        if name == "start":
+            from bluesky_tiled_plugins import TiledWriter
+
+            # max_array_size=0: every array in events goes to an array node; the default puts
+            # arrays of up to 16 values into the event table, whose SQL storage refuses list columns
+            self._runs[run] = [TiledWriter(self.client, batch_size=batch_size, max_array_size=0,
+                                           patches={"resource": _one_frame_per_datum}), None]
+        state = self._runs.get(run)
+        if state is None:
+            self.report(run, f"the catalog got a {name!r} document of no known run ({run}); it was "
+                             f"not stored", name == "stop")
+            return
+        if state[1] is None:
+            try:
+                state[0](name, doc)
+            except Exception as exc:     # any failure of the catalog: the run goes to the spool
+                state[1] = f"catalog write failed on a {name!r} document ({_failure(exc)})"
+                self.report(run, state[1], False)
+        if name == "stop":
+            del self._runs[run]
+            if state[1] is None:
+                state[1] = self._check_stored(run)
+            self.report(run, state[1], True)
+
+    def _check_stored(self, run: str) -> str | None:
+        """After a stop document: the run must read back from the catalog with its stop document."""
+        try:
+            stored = self.client[run].metadata.get("stop")
+        except Exception as exc:
+            return f"not readable back after its stop document ({_failure(exc)})"
+        return None if stored else "the catalog has no stop document for it"
+
+
+class _Run:
+    """What the writer thread keeps for one run: its journal and its failure."""
+
+    def __init__(self, uid: str, journal_path: Path):
+        self.uid, self.journal_path = uid, journal_path
         self.journal = None
         self.journal_error: str | None = None
         self.failed: str | None = None          # why the catalog did not take the run
+        self.stopped = False                    # its stop document is handed over
+        self.waiters: list[threading.Event] = []   # set once the run is stored, or left in its spool
+
+
+# The catalog process's API key travels in this environment variable, never on its command line.
+KEY_ENV = "TRXRD_CATALOG_KEY"
+DEFAULT_STARTUP_TIMEOUT_S = 120.0
+_CHILD = "import sys; from trxrd.catalog import _catalog_process_main; sys.exit(_catalog_process_main(sys.argv[1]))"
+
+
+class CatalogProcess:
+    """The catalog's writing side in a child process, so the RunEngine's process only journals
+    documents and hands them over in batches (the Tiled writing, its validation and SQL run
+    elsewhere, on another core).
+
+    With *root* (the default setup) the child also serves the embedded catalog (SQLite + files
+    under ``root/catalog``) as a Tiled server on 127.0.0.1 at a free port, with a random API key
+    (``api_key``) given to it in its environment: ``catalog()`` is a client of that server, and
+    any other process with the key can read it while a scan runs. With *uri* the child writes to
+    that Tiled server (a facility's) with *api_key*, through the same code. Documents go to the
+    child on its stdin as JSON lines (no pickle); its replies come back on its stdout.
+
+    The child stops when ``close()`` is called, when this process exits or dies (its stdin
+    closes), or when it finds itself orphaned. Its log: ``log_path`` (default
+    ``root/catalog/process.log``, or a temporary file for a *uri*).
+
+    EXAMPLE::
+
+        from bluesky import RunEngine
+        from bluesky.plans import count
+        from ophyd import Signal
+        from trxrd.catalog import CatalogProcess, CatalogWriter
+
+        with CatalogProcess(root="data") as process:       # a Tiled server on 127.0.0.1
+            cat = process.catalog()                          # its client (the random key)
+            RE = RunEngine({})
+            writer = CatalogWriter(process, backup_directory="data/spool")
+            RE.subscribe(writer)
+            uid, = RE(count([Signal(name="det", value=1.0)], 5))
+            cat[uid]["primary"]["det"].read()
+            writer.close()
+    """
+
+    def __init__(self, root: Path | str | None = None, *, uri: str | None = None, api_key: str | None = None,
+                 readable: Iterable[Path | str] = (), host: str = "127.0.0.1",
+                 startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S, log_path: Path | str | None = None):
+        import os
+        import queue
+        import secrets
+        import subprocess
+        import sys
+        import tempfile
+
+        if (root is None) == (uri is None):
+            raise ValueError("CatalogProcess needs either the data root of an embedded catalog or a Tiled server URI")
+        if uri is not None:
+            _check_uri(uri)
+        if not startup_timeout_s > 0:
+            raise ValueError(f"startup_timeout_s must be > 0, got {startup_timeout_s}")
+        self.api_key = secrets.token_hex(32) if uri is None else api_key
+        self.root = None if root is None else Path(root).expanduser().resolve()
+        if log_path is None:
+            if self.root is not None:
+                catalog_dir(self.root).mkdir(parents=True, exist_ok=True)
+                log_path = catalog_dir(self.root) / "process.log"
+            else:
+                log_path = Path(tempfile.gettempdir()) / f"trxrd-catalog-{os.getpid()}-{id(self):x}.log"
+        self.log_path = Path(log_path)
+        config = {"root": None if self.root is None else str(self.root), "uri": uri, "host": host,
+                  "readable": [str(Path(r).expanduser().resolve()) for r in readable]}
+        env = dict(os.environ)
+        env[KEY_ENV] = self.api_key or ""
+        self._listener = None
+        self._lines: queue.Queue = queue.Queue()
+        self._closing = False
+        self._send_lock = threading.Lock()
+        with open(self.log_path, "ab") as log:
+            # its own session: a Ctrl-C at the RunEngine's prompt does not stop the catalog mid-run
+            self._proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(config)], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True)
+        self._reader = threading.Thread(target=self._read, name="CatalogProcess replies", daemon=True)
+        self._reader.start()
+        try:
+            first = self._lines.get(timeout=startup_timeout_s)
+        except queue.Empty:
+            self.close(timeout=5)
+            raise RuntimeError(f"the catalog process did not come up within {startup_timeout_s:g} s "
+                               f"(log: {self.log_path})") from None
+        if "ready" not in first:
+            self.close(timeout=5)
+            why = first.get("error") or f"it exited with code {first.get('exited')}: {self._log_tail()}"
+            raise RuntimeError(f"the catalog process did not start: {why} (log: {self.log_path})")
+        self.uri: str = first["ready"]
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def catalog(self):
+        """A client of the catalog (embedded: of the child's server, with its key)."""
+        return open_catalog(self.uri, api_key=self.api_key)
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def attach(self, listener) -> None:
+        """Send the child's replies to *listener* (one ``CatalogWriter`` at a time)."""
+        if self._listener is not None:
+            raise RuntimeError("this catalog process already has a writer (close that one first)")
+        self._listener = listener
+
+    def detach(self, listener) -> None:
+        if self._listener == listener:
+            self._listener = None
+
+    def send(self, data: bytes) -> None:
+        """Hand JSON lines to the child; ``OSError`` when it is gone."""
+        with self._send_lock:
+            self._proc.stdin.write(data)
+            self._proc.stdin.flush()
+
+    def close(self, timeout: float = DEFAULT_STOP_TIMEOUT_S) -> None:
+        """Let the child finish what it was sent and stop (killed after *timeout*). Idempotent."""
+        import subprocess
+
+        self._closing = True
+        try:
+            with self._send_lock:
+                self._proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            logger.error("catalog process %d still busy after %g s: killed (log %s)", self.pid, timeout,
+                         self.log_path)
+            self._proc.kill()
+            self._proc.wait(10)
+        self._reader.join(5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _read(self) -> None:
+        for line in self._proc.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                logger.warning("catalog process: unreadable reply %r", line[:200])
+                continue
+            if self._listener is None:
+                self._lines.put(message)
+            else:
+                self._listener(message)
+        message = {"exited": self._proc.wait()}
+        if self._listener is None:
+            self._lines.put(message)
+        else:
+            self._listener(message)
+
+    def _log_tail(self, n: int = 3) -> str:
+        try:
+            lines = [x for x in self.log_path.read_text(errors="replace").splitlines() if x.strip()]
+        except OSError:
+            return "no log"
+        return " | ".join(lines[-n:]) or "empty log"
+
+
+def _catalog_process_main(config_json: str) -> int:
+    """The catalog process (see ``CatalogProcess``): serve the embedded catalog if asked, then
+    write the documents read from stdin, replying on stdout."""
+    import os
+    import sys
+
+    config = json.loads(config_json)
+    key = os.environ.pop(KEY_ENV, "") or None
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())         # stray prints go to the log
+    reply_lock = threading.Lock()
+
+    def reply(message: dict) -> None:
+        with reply_lock:
+            replies.write(json.dumps(message).encode() + b"\n")
+            replies.flush()
+
+    parent = os.getppid()
+
+    def orphaned():                     # the parent died and something else holds our stdin
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(3)
+
+    threading.Thread(target=orphaned, name="orphan watch", daemon=True).start()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = None
+    try:
+        if config["root"] is not None:
+            server, uri = _serve(config, key)
+        else:
+            uri = config["uri"]
+        client = open_catalog(uri, api_key=key)
+    except Exception as exc:
+        logger.exception("catalog process: cannot start")
+        reply({"error": _failure(exc)})
+        return 1
+    reply({"ready": uri})
+    store = _Store(client, lambda run, failed, done: reply({"run": run, "failed": failed, "done": done}))
+    for line in sys.stdin.buffer:
+        message = json.loads(line)
+        if "ping" in message:
+            reply({"pong": message["ping"]})
+        else:
+            store.write(message["run"], message["name"], message["doc"], message.get("batch", DEFAULT_BATCH_SIZE))
+    if server is not None:
+        server.should_exit = True
+        server.thread.join(30)
+    return 0
+
+
+def _serve(config: dict, key: str | None, timeout_s: float = 60.0):
+    """Serve the embedded catalog with uvicorn on ``config['host']`` at a free port, in a thread;
+    the server and its URI once it accepts connections."""
+    import socket
+
+    import uvicorn
+
+    app, _ = _embedded_app(config["root"], config["readable"], api_key=key)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((config["host"], 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server.thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
+    server.thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not server.thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the Tiled server did not start within {timeout_s:g} s")
+        time.sleep(0.02)
+    host, port = sock.getsockname()[:2]
+    return server, f"http://{host}:{port}"
 
 
 class CatalogWriter:
@@ -257,6 +562,11 @@ class CatalogWriter:
     event; on a run's ``stop`` document it waits until the whole run is written and checked,
     so when ``RE(...)`` returns, ``cat[uid]`` (and ``cat[-1]``) holds the complete run.
 
+    *target* is where the documents go: a ``CatalogProcess`` (the default setup: this process
+    only journals them and hands them to the child in batches) or a Tiled client (the writing
+    happens in this thread, in this process: for narrow tests and comparisons; it costs a
+    CPU-bound RunEngine about a third of its rate, see benchmarks/catalog_rate.py).
+
     Documents go to ``bluesky_tiled_plugins.TiledWriter`` (one per run), which turns ophyd
     ``AD_HDF5`` resource/datum documents into references to the HDF5 files: frames read back
     with ``run["primary"]["<det>_image"].read()`` as ``(N, ny, nx)``. Events are written in
@@ -265,25 +575,26 @@ class CatalogWriter:
 
     Nothing is lost silently: every document of a run is first journaled to
     ``backup_directory/<uid8>.jsonl``; the journal is removed once the run is read back complete
-    from the catalog. If the catalog fails (any exception from the writer), the run's remaining
-    documents go to the journal only, the journal stays as the spool of the run, and this callback
-    raises ``CatalogWriteError`` naming it on the run's next document, at the latest on its stop
-    document. Several threads may feed one writer (the RunEngine, a live reduction); each gets
-    the errors of its own runs. ``flush(timeout)`` waits until everything queued is handed over;
-    ``close()`` flushes and stops the thread.
+    from the catalog. If the catalog fails (any exception from the writer, or the catalog process
+    gone), the run's remaining documents go to the journal only, the journal stays as the spool of
+    the run, and this callback raises ``CatalogWriteError`` naming it on the run's next document,
+    at the latest on its stop document. Several threads may feed one writer (the RunEngine, a live
+    reduction); each gets the errors of its own runs. ``flush(timeout)`` waits until everything
+    queued is handed over; ``close()`` flushes and stops the thread (not the catalog process).
 
     EXAMPLE::
 
-        from trxrd.catalog import CatalogWriter, open_catalog
-        cat = open_catalog(root="data")
-        writer = CatalogWriter(cat, backup_directory="data/spool")
+        from trxrd.catalog import CatalogProcess, CatalogWriter
+        process = CatalogProcess(root="data")
+        cat = process.catalog()
+        writer = CatalogWriter(process, backup_directory="data/spool")
         token = RE.subscribe(writer)
         RE(count([pilatus, i0], 10))
         cat[-1]["primary"]["pilatus_image"].read().shape    # (10, 619, 487)
-        RE.unsubscribe(token); writer.close()
+        RE.unsubscribe(token); writer.close(); process.close()
     """
 
-    def __init__(self, client, *, backup_directory: Path | str, batch_size: int | None = None,
+    def __init__(self, target, *, backup_directory: Path | str, batch_size: int | None = None,
                  stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S, max_latency_s: float = 0.5,
                  max_queued: int = 100_000):
         if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
@@ -292,10 +603,19 @@ class CatalogWriter:
             raise ValueError(f"stop_timeout_s must be > 0, got {stop_timeout_s}")
         self.backup_directory = Path(backup_directory).expanduser().resolve()
         self.backup_directory.mkdir(parents=True, exist_ok=True)
-        self.client = client
         self.batch_size = None if batch_size is None else int(batch_size)
         self.stop_timeout_s = float(stop_timeout_s)
         self.max_latency_s = float(max_latency_s)
+        self._lock = threading.Lock()             # guards _parents, _errors, _runs, _pings, _gone
+        self._gone: str | None = None              # why the catalog process is not there
+        if isinstance(target, CatalogProcess):
+            self.process, self.client, self._store = target, None, None
+            if not target.alive():
+                self._gone = f"the catalog process is not running (log {target.log_path})"
+            target.attach(self._on_reply)
+        else:
+            self.process, self.client = None, target
+            self._store = _Store(target, self._on_stored)
         # Hand-off: producers append; the writer thread is woken once per batch of documents (or
         # after max_latency_s, or by a stop document), not per document: with a CPU-bound
         # RunEngine every wake-up is a GIL hand-over that costs the RunEngine time.
@@ -303,10 +623,10 @@ class CatalogWriter:
         self._pending: deque = deque()
         self._cond = threading.Condition()
         self._wake = False
-        self._lock = threading.Lock()             # guards _parents and _errors
         self._parents: dict[str, str] = {}         # descriptor / resource uid -> run uid
         self._errors: dict[str | None, list[CatalogWriteError]] = {}   # run uid -> not yet raised
-        self._runs: dict[str, _Run] = {}           # writer thread only
+        self._runs: dict[str, _Run] = {}           # runs not finished yet
+        self._pings: dict[int, threading.Event] = {}
         self._closed = False
         self._thread = threading.Thread(target=self._work, name="CatalogWriter", daemon=True)
         self._thread.start()
@@ -333,8 +653,7 @@ class CatalogWriter:
             run = _run_of(name, doc, self._parents)
         self._put((run, name, doc), wake=name == "stop")     # queued first: an error never loses it
         if name == "stop":
-            done = self._enqueue_marker()
-            finished = done.wait(self.stop_timeout_s)
+            finished = self._enqueue_marker(run).wait(self.stop_timeout_s)
             with self._lock:
                 self._parents = {k: v for k, v in self._parents.items() if v != run}
             if not finished:
@@ -361,6 +680,8 @@ class CatalogWriter:
             self._closed = True
             self._put(None, wake=True)
             self._thread.join(timeout)
+            if self.process is not None:
+                self.process.detach(self._on_reply)
 
     def __enter__(self):
         return self
@@ -368,9 +689,11 @@ class CatalogWriter:
     def __exit__(self, *exc):
         self.close()
 
-    def _enqueue_marker(self) -> threading.Event:
+    def _enqueue_marker(self, run: str | None = None) -> threading.Event:
+        """An event set once everything queued before it is handed over; for a *run*, once that
+        run is finished (stored and checked, or spooled)."""
         done = threading.Event()
-        self._put(done, wake=True)
+        self._put(("marker", run, done), wake=True)
         return done
 
     def _put(self, item, wake: bool) -> None:
@@ -404,87 +727,152 @@ class CatalogWriter:
                 items = list(self._pending)
                 self._pending.clear()
                 self._cond.notify_all()              # room for a blocked producer
+            out: list[bytes] = []
             for item in items:
                 if item is None:
                     return
-                if isinstance(item, threading.Event):
-                    item.set()
-                    continue
-                self._write(*item)
-            for state in self._runs.values():        # what is handed over is on disk too
-                if state.journal is not None:
-                    state.journal.flush()
+                if item[0] == "marker":
+                    self._marker(item[1], item[2], out)
+                else:
+                    self._write(*item, out)
+            with self._lock:
+                journals = [state.journal for state in self._runs.values() if state.journal is not None]
+            for journal in journals:                 # what is handed over is on disk too
+                try:
+                    journal.flush()
+                except (OSError, ValueError):        # closed meanwhile
+                    pass
+            if out:
+                self._send(b"".join(out))
 
-    def _write(self, run: str | None, name: str, doc: dict) -> None:
+    def _marker(self, run: str | None, done: threading.Event, out: list) -> None:
+        with self._lock:
+            state = self._runs.get(run) if run is not None else None
+            if state is not None:                    # set when the run is finished
+                state.waiters.append(done)
+                return
+            ping = None
+            if run is None and self.process is not None and self._gone is None:
+                ping = max(self._pings, default=0) + 1
+                self._pings[ping] = done             # set by the child's answer
+        if ping is None:
+            done.set()
+        else:
+            out.append(json.dumps({"ping": ping}).encode() + b"\n")
+
+    def _write(self, run: str | None, name: str, doc: dict, out: list) -> None:
         if name == "start":
-            self._runs[run] = self._open_run(doc)
-        state = self._runs.get(run)
+            with self._lock:
+                self._runs[run] = _Run(run, self.spool_path(run))
+        with self._lock:
+            state = self._runs.get(run)
         if state is None:
             self._record(run, f"catalog writer got a {name!r} document of no known run ({run}); "
                               f"it was not stored")
             return
-        self._journal(state, name, doc)
-        if state.failed is None:
-            try:
-                state.writer(name, doc)
-            except Exception as exc:     # any failure of the catalog: the run goes to the spool
-                state.failed = f"{type(exc).__name__}: {exc}"
-                self._record(run, f"run {run}: catalog write failed on a {name!r} document "
-                                  f"({state.failed}); every document of the run is in {state.journal_path}",
-                             exc)
+        try:
+            line = json.dumps({"name": name, "doc": doc}, default=_jsonable)
+        except (TypeError, ValueError) as exc:
+            line = None
+            self._fail(state, f"the document {name!r} is not JSON ({_failure(exc)})")
+        if line is not None:
+            self._journal(state, line)
+        if name == "start" and self._gone is not None:
+            self._fail(state, self._gone)
+        if state.failed is None and line is not None:
+            if self.process is None:
+                self._store.write(run, name, doc, self.batch_size_for(doc) if name == "start" else 0)
+            else:
+                batch = f'"batch": {self.batch_size_for(doc)}, ' if name == "start" else ""
+                out.append(f'{{"run": {json.dumps(run)}, {batch}{line[1:]}\n'.encode())
         if name == "stop":
-            self._close_run(state, doc)
+            if state.journal is not None:
+                try:
+                    state.journal.close()
+                except OSError as exc:
+                    state.journal_error = state.journal_error or _failure(exc)
+            state.stopped = True
+            if state.failed is not None or self.process is None:
+                self._finish(state)              # in-process: stored and checked already
 
-    def _open_run(self, start: dict) -> _Run:
-        from bluesky_tiled_plugins import TiledWriter
+    def _send(self, data: bytes) -> None:
+        try:
+            self.process.send(data)
+        except (OSError, ValueError) as exc:     # the child is gone (broken pipe, closed)
+            self._process_gone(f"the catalog process is gone ({_failure(exc)})")
 
-        uid = start["uid"]
-        # max_array_size=0: every array in events goes to an array node; the default puts arrays
-        # of up to 16 values into the event table, whose SQL storage refuses list columns
-        writer = TiledWriter(self.client, batch_size=self.batch_size_for(start), max_array_size=0,
-                             patches={"resource": _one_frame_per_datum})
-        return _Run(uid, writer, self.spool_path(uid))
-
-    def _journal(self, state: _Run, name: str, doc: dict) -> None:
+    def _journal(self, state: _Run, line: str) -> None:
         if state.journal_error is not None:
             return
         try:
             if state.journal is None:
                 state.journal = open(state.journal_path, "a")
-            state.journal.write(json.dumps({"name": name, "doc": doc}, default=_jsonable) + "\n")
-        except (OSError, TypeError, ValueError) as exc:
-            state.journal_error = f"{type(exc).__name__}: {exc}"
+            state.journal.write(line + "\n")
+        except (OSError, ValueError) as exc:
+            state.journal_error = _failure(exc)
             logger.warning("run %s: cannot journal to %s (%s); a catalog failure now would lose "
                            "documents", state.uid, state.journal_path, state.journal_error)
 
-    def _close_run(self, state: _Run, stop: dict) -> None:
-        self._runs.pop(state.uid, None)
-        if state.journal is not None:
-            try:
-                state.journal.close()
-            except OSError as exc:
-                state.journal_error = state.journal_error or f"{type(exc).__name__}: {exc}"
-        if state.failed is None:
-            self._check_stored(state)
+    # -- results (writer thread for an in-process catalog, the reply thread for a process) -------
+
+    def _on_stored(self, run: str, failed: str | None, done: bool) -> None:
+        with self._lock:
+            state = self._runs.get(run)
+        if state is None:
+            if failed is not None:
+                self._record(run, failed)
+            return
+        if failed is not None:
+            self._fail(state, failed)
+        if done and self.process is not None:
+            self._finish(state)
+
+    def _on_reply(self, message: dict) -> None:
+        if "pong" in message:
+            with self._lock:
+                done = self._pings.pop(message["pong"], None)
+            if done is not None:
+                done.set()
+        elif "run" in message:
+            self._on_stored(message["run"], message.get("failed"), bool(message.get("done")))
+        elif "exited" in message:
+            self._process_gone(f"the catalog process exited (code {message['exited']}; log "
+                               f"{self.process.log_path})")
+
+    def _process_gone(self, why: str) -> None:
+        """Every open run is left in its spool; later runs go to the spool only."""
+        with self._lock:
+            if self._gone is not None:
+                return
+            self._gone = why
+            states = list(self._runs.values())
+            pings, self._pings = list(self._pings.values()), {}
+        for state in states:
+            self._fail(state, why)
+            if state.stopped:                        # its stop document was handed over
+                self._finish(state)
+        for done in pings:
+            done.set()
+
+    def _fail(self, state: _Run, why: str) -> None:
+        if state.failed is not None:
+            return
+        state.failed = why
+        self._record(state.uid, f"run {state.uid}: {why}; every document of the run is in {state.journal_path}")
+
+    def _finish(self, state: _Run) -> None:
+        with self._lock:
+            if self._runs.pop(state.uid, None) is None:
+                return
+            waiters = list(state.waiters)
         if state.failed is None:
             state.journal_path.unlink(missing_ok=True)     # complete in the catalog
         elif state.journal_error is not None:
             self._record(state.uid, f"run {state.uid}: the catalog failed ({state.failed}) and the "
                                     f"journal {state.journal_path} could not be written "
                                     f"({state.journal_error}): documents of this run are LOST")
-
-    def _check_stored(self, state: _Run) -> None:
-        """After a stop document: the run must read back from the catalog with its stop document."""
-        try:
-            stored = self.client[state.uid].metadata.get("stop")
-        except Exception as exc:
-            state.failed = f"not readable back after its stop document ({type(exc).__name__}: {exc})"
-        else:
-            if not stored:
-                state.failed = "the catalog has no stop document for it"
-        if state.failed is not None:
-            self._record(state.uid, f"run {state.uid}: {state.failed}; every document of the run is "
-                                    f"in {state.journal_path}")
+        for done in waiters:
+            done.set()
 
     def _record(self, run: str | None, message: str, cause: BaseException | None = None) -> None:
         """Keep an error for the producer of *run* to raise."""

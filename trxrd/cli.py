@@ -84,6 +84,17 @@ def _catalog(args: argparse.Namespace):
     return open_catalog(uri, root=_data_root(), api_key=os.environ.get("TRXRD_API_KEY") or None)
 
 
+def _catalog_process(args: argparse.Namespace):
+    """The catalog process that writes for a command: to ``--catalog`` / ``TRXRD_CATALOG``, else
+    serving the embedded catalog under the data root. Close it when done."""
+    from .catalog import CatalogProcess
+
+    uri = getattr(args, "catalog", None) or os.environ.get("TRXRD_CATALOG") or None
+    if uri is None:
+        return CatalogProcess(root=_data_root())
+    return CatalogProcess(uri=uri, api_key=os.environ.get("TRXRD_API_KEY") or None)
+
+
 def _sample_name(start: dict) -> str:
     sample = start.get("sample")
     if isinstance(sample, dict):
@@ -424,14 +435,18 @@ def _reduce(args) -> int:
     settings = _reduction_settings(args)
     cat = _catalog(args)
     run = _lookup(cat, args.run)
-    writer = CatalogWriter(cat, backup_directory=_data_root() / "spool")
-    integrator, pump_probe = live_reduction(settings, store=writer)
-    reflection_reduction(settings, integrator, store=writer)
+    process = _catalog_process(args)
     try:
-        for name, doc in replay_run(run, image_key=settings.image_key):
-            integrator(name, doc)
+        writer = CatalogWriter(process, backup_directory=_data_root() / "spool")
+        integrator, pump_probe = live_reduction(settings, store=writer)
+        reflection_reduction(settings, integrator, store=writer)
+        try:
+            for name, doc in replay_run(run, image_key=settings.image_key):
+                integrator(name, doc)
+        finally:
+            writer.close()
     finally:
-        writer.close()
+        process.close()
     raw = run.start["uid"]
     print(f"run {raw[:8]} ({run.start.get('plan_name')}): {integrator.frames} frames integrated")
     if pump_probe.result is not None and pump_probe.result.fit is not None:
@@ -483,8 +498,8 @@ def _live(args) -> int:
     if args.catalog:
         from .catalog import CatalogWriter, open_catalog
 
-        store = CatalogWriter(open_catalog(args.catalog, api_key=os.environ.get("TRXRD_API_KEY") or None),
-                              backup_directory=_data_root() / "spool")
+        open_catalog(args.catalog, api_key=os.environ.get("TRXRD_API_KEY") or None)   # a wrong URI or key: one line
+        store = CatalogWriter(_catalog_process(args), backup_directory=_data_root() / "spool")
     out = Path(args.json_dir) if args.json_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
@@ -537,7 +552,10 @@ def _live(args) -> int:
         source.start()
     finally:
         if store is not None:
-            store.close()
+            try:
+                store.close()
+            finally:
+                store.process.close()
     return 0
 
 

@@ -11,6 +11,7 @@ startup file, the ``trxrd`` command) read it from the environment, with
 - ``TRXRD_PREFIX``: PV prefix (default ``TRX:``, the simulator's);
 - ``TRXRD_DATA``: data root (default ``./data``): catalog, frames, spool and ``state.json``;
 - ``TRXRD_CATALOG`` / ``TRXRD_API_KEY``: a Tiled server instead of the embedded catalog;
+- ``TRXRD_CATALOG_PROCESS=0``: write the catalog from this process, not from a catalog process;
 - ``TRXRD_SAMPLE``: JSON file with the sample (name, size_nm, ligand, solvent, sigma_cm2),
   used when none was saved;
 - ``TRXRD_PONI``, ``TRXRD_MASK``, ``TRXRD_WINDOWS`` ("QMIN:QMAX[,QMIN:QMAX]" in A^-1): live
@@ -58,7 +59,7 @@ from .acquisition.plans.raster import raster_scan
 from .acquisition.plans.temperature import anneal_profile, temperature_series
 from .acquisition.plans.time_zero import find_time_zero
 from .acquisition.progress import install_progress
-from .catalog import CatalogWriter, open_catalog, run_thermometers
+from .catalog import CatalogProcess, CatalogWriter, open_catalog, run_thermometers
 from .reduction.callbacks.live import LiveReduction, LiveSaxsReduction, LiveXccaReduction
 from .reduction.kinetics import onset_problem
 from .reduction.pump_probe import fit_time_zero
@@ -99,6 +100,11 @@ class SessionConfig:
         Catalog (embedded), frames, spool and ``state.json``.
     catalog_uri, api_key : str, optional
         A Tiled server instead of the embedded catalog.
+    catalog_process : bool
+        True (default): the catalog is written by a child process (``CatalogProcess``; for the
+        embedded catalog it also serves it on 127.0.0.1), so the RunEngine's process only hands
+        documents over. False: written from this process (narrow tests; it costs a CPU-bound
+        RunEngine about a third of its rate).
     sample : dict, optional
         The sample when none was saved.
     reduction : dict, optional
@@ -119,6 +125,7 @@ class SessionConfig:
     data_root: Path = Path("data")
     catalog_uri: str | None = None
     api_key: str | None = None
+    catalog_process: bool = True
     sample: dict | None = None
     reduction: dict | None = None
     spot_fwhm_um: tuple[float, float] | None = None
@@ -143,6 +150,7 @@ class SessionConfig:
         return cls(prefix=env.get("TRXRD_PREFIX", DEFAULT_PREFIX),
                    data_root=Path(env.get("TRXRD_DATA", "data")),
                    catalog_uri=env.get("TRXRD_CATALOG") or None, api_key=env.get("TRXRD_API_KEY") or None,
+                   catalog_process=env.get("TRXRD_CATALOG_PROCESS", "1").strip().lower() not in ("0", "no", "false"),
                    sample=sample, reduction=reduction,
                    spot_fwhm_um=parse_spot(env["TRXRD_SPOT_UM"]) if env.get("TRXRD_SPOT_UM") else None,
                    plots=bool(env.get("DISPLAY")))
@@ -416,6 +424,7 @@ class Session:
     saxs_reduction: SessionSaxs = field(init=False)
     xcca_reduction: SessionXcca = field(init=False)
     tokens: dict = field(default_factory=dict)
+    catalog_process: CatalogProcess | None = None
 
     def __post_init__(self):
         self.reduction = SessionReduction(self)
@@ -485,11 +494,33 @@ class Session:
                     **self.beamline.devices(), **self.plans)
 
     def close(self) -> None:
-        """Finish the live reduction, flush the catalog writer (raises a pending catalog error)."""
-        self.reduction.off()
-        self.saxs_reduction.off()
-        self.xcca_reduction.off()
-        self.writer.close()
+        """Finish the live reduction, flush the catalog writer (raises a pending catalog error)
+        and stop the catalog process."""
+        try:
+            self.reduction.off()
+            self.saxs_reduction.off()
+            self.xcca_reduction.off()
+            self.writer.close()
+        finally:
+            if self.catalog_process is not None:
+                self.catalog_process.close()
+
+
+def _open_catalog(config: SessionConfig, root: Path):
+    """(the catalog's client, what the writer writes to, the catalog process or None)."""
+    if not config.catalog_process:
+        cat = open_catalog(config.catalog_uri, root=root, api_key=config.api_key)
+        return cat, cat, None
+    if config.catalog_uri is not None:
+        cat = open_catalog(config.catalog_uri, api_key=config.api_key)     # a wrong URI or key fails here
+        process = CatalogProcess(uri=config.catalog_uri, api_key=config.api_key)
+        return cat, process, process
+    process = CatalogProcess(root=root)
+    try:
+        return process.catalog(), process, process
+    except BaseException:
+        process.close()
+        raise
 
 
 def _restore_chain(chain: _SessionChain, values: dict | None, call: str) -> str:
@@ -570,16 +601,23 @@ def open_session(config: SessionConfig | None = None, *, verbose: bool = True) -
     root.mkdir(parents=True, exist_ok=True)
     state = StateFile(root / "state.json")
     saved = state.load()                                  # a corrupt state file fails first
-    cat = open_catalog(config.catalog_uri, root=root, api_key=config.api_key)
-    RE = RunEngine({})
-    if len(cat):
-        RE.md["scan_id"] = cat[-1].start.get("scan_id", 0)      # scan numbers continue
-    writer = CatalogWriter(cat, backup_directory=root / "spool")
+    cat, target, process = _open_catalog(config, root)
+    try:
+        RE = RunEngine({})
+        if len(cat):
+            RE.md["scan_id"] = cat[-1].start.get("scan_id", 0)      # scan numbers continue
+        writer = CatalogWriter(target, backup_directory=root / "spool")
+    except BaseException:
+        if process is not None:
+            process.close()
+        raise
     tokens = {"catalog": RE.subscribe(writer)}
     try:
         bl = connect_beamline(config.prefix, frames_root=root / "frames")
     except Exception:
         writer.close()
+        if process is not None:
+            process.close()
         raise
     plots = bool(config.plots)
     bec = BestEffortCallback()
@@ -590,7 +628,7 @@ def open_session(config: SessionConfig | None = None, *, verbose: bool = True) -
     device_lines = _restore_devices(bl, state, config)
     _persist_devices(bl, state)
     session = Session(RE=RE, catalog=cat, beamline=bl, data_root=root, writer=writer, state=state, bec=bec,
-                      plots=plots, tokens=tokens)
+                      plots=plots, tokens=tokens, catalog_process=process)
     sample = saved.get("sample") or config.sample
     origin = "saved" if saved.get("sample") else config.note or "configured"
     if sample:
@@ -606,8 +644,9 @@ def open_session(config: SessionConfig | None = None, *, verbose: bool = True) -
     chain_lines += [_restore_chain(chain, saved.get(chain.STATE_KEY), call)
                     for chain, call in ((session.saxs_reduction, "set_saxs"), (session.xcca_reduction, "set_xcca"))]
     if verbose:
+        served = f" (served at {process.uri})" if process is not None and config.catalog_uri is None else ""
         print(f"trxrd session: prefix {config.prefix!r}, data {root}, catalog "
-              f"{config.catalog_uri or root / 'catalog'}\n"
+              f"{config.catalog_uri or root / 'catalog'}{served}\n"
               f"  devices: {', '.join(bl.devices())}\n"
               f"  plans:   {', '.join(session.plans)}\n"
               f"  {sample_line}\n"
