@@ -19,13 +19,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
-	$(PY) benchmarks/live_reduction_rate.py
-	$(PY) benchmarks/catalog_rate.py
-	$(PY) benchmarks/delay_scan_rate.py
-	$(PY) benchmarks/frame_time.py
-	$(PY) benchmarks/saxs_fit_rate.py
-	$(PY) benchmarks/xcca_rate.py
+bench: $(STAMP)   # every figure side by side: benchmarks/results.json and a table (< 10 min)
+	$(PY) benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -12,7 +12,7 @@ integrated to ``--npt`` bins (500) and background subtracted, as ``trxrd saxs`` 
 
 - first frame: ``fit_spheres`` without a seed (Guinier estimate + trial radii), on every frame;
 - seeded: each frame seeded by the previous frame's fit, as the series is reduced;
-- baseline: one ``integrate1d`` (the project's ``AzimuthalIntegration``) of the same frames,
+- baseline: one azimuthal integration (the project's ``AzimuthalIntegration``) of the same frames,
   so the report says "a fit costs X integrations";
 - the live SAXS chain (``LiveSaxsReduction``: frame read through resource/datum from an HDF5
   file, integration, background from the pre-injection frames, seeded fit, documents) fed with
@@ -98,11 +98,23 @@ def median_time(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
+def bench(quick: bool = False) -> dict:
+    """``make bench``'s figures: ms per frame on one core (integration, seeded fit, live chain)."""
+    m = measure(20 if quick else 60, 500)
+    return {"saxs_fit_ms": round(1e3 * m["t_seeded"], 2), "saxs_live_chain_ms": round(1e3 / m["chain"], 2),
+            "integrate_ms": round(1e3 * m["t_integrate"], 3), "frames": m["frames"], "cores": 1}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=60, help="frames of the series (default 60)")
     parser.add_argument("--npt", type=int, default=500, help="q bins of the integration (default 500)")
     args = parser.parse_args()
+    measure(args.frames, args.npt, report=True)
+
+
+def measure(n_frames: int, npt: int, report: bool = False) -> dict:
+    """The timings (s) on one core; printed with *report*."""
     logging.getLogger("silx.opencl.common").setLevel(logging.ERROR)
     pinned = one_core.pin()
 
@@ -110,13 +122,13 @@ def main() -> None:
     from trxrd.reduction.saxs import SphereTable, fit_spheres, subtract_background
 
     t0 = time.perf_counter()
-    ai, background, series, beamstop, source = make_frames(args.frames)
+    ai, background, series, beamstop, source = make_frames(n_frames)
     t_make = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         poni = Path(tmp) / "saxs.poni"
         ai.write(str(poni))
-        integ = AzimuthalIntegration(poni, mask=beamstop, npt=args.npt)
-        integ.integrate(series[0])                                   # warm: the CSR sparse matrix
+        integ = AzimuthalIntegration(poni, mask=beamstop, npt=npt)
+        integ.integrate(series[0])                                   # warm: the engine's pixel -> bin map
         t_integrate = float(np.median([median_time(lambda f=f: integ.integrate(f), 3) for f in series[:10]]))
         q, i_bg, s_bg = integ.integrate_many(background)
         _, i_all, s_all = integ.integrate_many(series)
@@ -141,22 +153,24 @@ def main() -> None:
     t_seeded = (time.perf_counter() - t0) / len(series)
     agree = max(abs(a.value("r_mean_nm") - b.value("r_mean_nm")) / b.value("r_mean_nm") for a, b in zip(first, seeded))
 
-    print(f"SAXS fit rate, one core ({pinned}; OMP/OPENBLAS/MKL threads = 1)")
-    print(f"  patterns: {source}, r {seeded[0].value('r_mean_nm'):.2f} -> {seeded[-1].value('r_mean_nm'):.2f} nm; "
-          f"{len(series)} frames made in {t_make:.1f} s; {len(q)} q bins {q.min():.3f}-{q.max():.3f} A^-1; "
-          f"all with particles: {all(f.particles for f in seeded)}")
-    print(f"  baseline: one integrate1d ({args.npt} bins, Pilatus 300K)   {1e3 * t_integrate:7.2f} ms")
-    print(f"  SphereTable for these bins (once per q range)          {1e3 * t_table:7.2f} ms")
-    for label, t in (("first frame (Guinier start)", t_first), ("seeded by the previous frame", t_seeded)):
-        print(f"  fit, {label:<30} {1e3 * t:7.2f} ms = {1 / t:6.1f} fits/s = {t / t_integrate:5.2f} integrations")
+    chain = live_chain_rate(ai, background, series, beamstop, npt)
     worst = max(t_first, t_seeded)
-    print(f"  seeded and unseeded radii agree to {agree:.1e} (relative)")
-    chain = live_chain_rate(ai, background, series, beamstop, args.npt)
-    print(f"  live SAXS chain (read + integrate + fit + documents)   {1e3 / chain:7.2f} ms = {chain:6.1f} frames/s = "
-          f"{1 / chain / t_integrate:5.2f} integrations")
-    verdict = "met" if 1 / worst >= TARGET_FITS_PER_S else "not met"
-    print(f"  target >= {TARGET_FITS_PER_S:g} fits/s per core: {verdict} (slowest path {1 / worst:.1f} fits/s; "
-          f"with the integration {1 / (worst + t_integrate):.1f} frames/s)")
+    if report:
+        print(f"SAXS fit rate, one core ({pinned}; OMP/OPENBLAS/MKL threads = 1)")
+        print(f"  patterns: {source}, r {seeded[0].value('r_mean_nm'):.2f} -> {seeded[-1].value('r_mean_nm'):.2f} nm; "
+              f"{len(series)} frames made in {t_make:.1f} s; {len(q)} q bins {q.min():.3f}-{q.max():.3f} A^-1; "
+              f"all with particles: {all(f.particles for f in seeded)}")
+        print(f"  baseline: one integration ({npt} bins, Pilatus 300K)    {1e3 * t_integrate:7.2f} ms")
+        print(f"  SphereTable for these bins (once per q range)          {1e3 * t_table:7.2f} ms")
+        for label, t in (("first frame (Guinier start)", t_first), ("seeded by the previous frame", t_seeded)):
+            print(f"  fit, {label:<30} {1e3 * t:7.2f} ms = {1 / t:6.1f} fits/s = {t / t_integrate:5.2f} integrations")
+        print(f"  seeded and unseeded radii agree to {agree:.1e} (relative)")
+        print(f"  live SAXS chain (read + integrate + fit + documents)   {1e3 / chain:7.2f} ms = {chain:6.1f} frames/s = "
+              f"{1 / chain / t_integrate:5.2f} integrations")
+        verdict = "met" if 1 / worst >= TARGET_FITS_PER_S else "not met"
+        print(f"  target >= {TARGET_FITS_PER_S:g} fits/s per core: {verdict} (slowest path {1 / worst:.1f} fits/s; "
+              f"with the integration {1 / (worst + t_integrate):.1f} frames/s)")
+    return dict(frames=len(series), t_integrate=t_integrate, t_first=t_first, t_seeded=t_seeded, chain=chain)
 
 
 def live_chain_rate(ai, background, series, beamstop, npt: int) -> float:

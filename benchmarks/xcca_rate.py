@@ -9,7 +9,7 @@ The patterns: a raster over the simulator's PbS mesocrystal (``pbs-mesocrystal``
 borders, holes; superlattice and atomic-lattice spots, Poisson noise), made before the timing.
 Timed:
 
-- baseline: one ``integrate1d`` (1000 bins, the project's ``AzimuthalIntegration``);
+- baseline: one azimuthal integration (1000 bins, the project's ``AzimuthalIntegration``);
 - per pattern: the two polar re-binnings, ring profiles, spot fits, orientation, CCF and the
   running averages (``XccaAnalysis.add``), and the averages' fits at the end (``report``);
 - the live chain (``LiveXccaReduction``: frame read through resource/datum from an HDF5 file,
@@ -84,10 +84,8 @@ def raster_documents(frames, path: Path):
     return docs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--side", type=int, default=14, help="raster of side x side patterns (default 14)")
-    args = parser.parse_args()
+def measure(side: int) -> dict:
+    """The timings (s) on a side x side raster, on one core."""
     logging.getLogger("silx.opencl.common").setLevel(logging.ERROR)
     pinned = one_core.pin()
 
@@ -97,19 +95,19 @@ def main() -> None:
     from trxrd.reduction.xcca import XccaAnalysis
 
     t0 = time.perf_counter()
-    model, frames = make_raster(args.side)
+    model, frames = make_raster(side)
     t_make = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         poni, mask = model.waxs.write_calibration(tmp, "waxs")
         integ = AzimuthalIntegration(poni, mask=mask, npt=1000)
-        integ.integrate(frames[0][2])                                   # warm: the CSR sparse matrix
+        integ.integrate(frames[0][2])                                   # warm: the engine's pixel -> bin map
         t0 = time.perf_counter()
         for _, _, fr in frames:
             integ.integrate(fr)
         t_integrate = (time.perf_counter() - t0) / len(frames)
 
         xc = XccaAnalysis(integ, Q1, Q2)
-        xc.add(frames[0][2])                                            # warm: the 2D sparse matrices
+        xc.add(frames[0][2])                                            # warm: the polar maps
         xc = XccaAnalysis(integ, Q1, Q2)
         t0 = time.perf_counter()
         for x, y, fr in frames:
@@ -129,11 +127,28 @@ def main() -> None:
         live.close()
         if live.result is None:
             raise RuntimeError(f"the live XCCA chain gave no report: {live.xcca.status}")
+    return dict(pinned=pinned, frames=len(frames), t_make=t_make, t_integrate=t_integrate, t_pattern=t_pattern,
+                t_report=t_report, t_live=t_live, report=report)
 
+
+def bench(quick: bool = False) -> dict:
+    """``make bench``'s figures (ms per pattern, one core)."""
+    m = measure(8 if quick else 14)
+    return {"xcca_pattern_ms": round(1e3 * m["t_pattern"], 2), "xcca_live_chain_ms": round(1e3 * m["t_live"], 2),
+            "integrate_ms": round(1e3 * m["t_integrate"], 2), "patterns": m["frames"], "cores": 1}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--side", type=int, default=14, help="raster of side x side patterns (default 14)")
+    args = parser.parse_args()
+    m = measure(args.side)
+    pinned, frames, t_make, report = m["pinned"], m["frames"], m["t_make"], m["report"]
+    t_integrate, t_pattern, t_report, t_live = m["t_integrate"], m["t_pattern"], m["t_report"], m["t_live"]
     print(f"XCCA rate, one core ({pinned}; OMP/OPENBLAS/MKL threads = 1)")
-    print(f"  patterns: {len(frames)} of the simulated PbS mesocrystal (Pilatus 300K), made in {t_make:.1f} s; "
+    print(f"  patterns: {frames} of the simulated PbS mesocrystal (Pilatus 300K), made in {t_make:.1f} s; "
           f"{report['n_frames_with_grain']} with a grain, {report['n_frames_used']} with both rings")
-    print(f"  baseline: one integrate1d (1000 bins)                       {1e3 * t_integrate:7.2f} ms")
+    print(f"  baseline: one integration (1000 bins)                       {1e3 * t_integrate:7.2f} ms")
     for label, t in (("per pattern (XccaAnalysis.add)", t_pattern),
                      ("live chain (read + XCCA + documents)", t_live)):
         print(f"  {label:<40} {1e3 * t:7.2f} ms = {1 / t:6.1f} patterns/s = {t / t_integrate:5.2f} integrations")

@@ -32,6 +32,7 @@ EXAMPLE::
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 3
 # Below this many pixels a frame is not split among threads (the join costs more).
 MIN_PIXELS_PER_THREAD = 200_000
+# A frame is cut into this many pieces per worker thread.
+PIECES_PER_WORKER = 8
 # Pixels per block of the split layout's offsets (threads start at block edges).
 SPLIT_BLOCK = 8192
 # Accumulator lanes of the pixel-by-pixel kernels.
@@ -340,36 +343,42 @@ class IntegrationEngine:
             frame = frame.astype(np.int64)
         return np.ascontiguousarray(frame).reshape(-1)
 
-    def _run(self, flat: np.ndarray, parts: int) -> np.ndarray:
-        """(signal, variance, missing norm, missing count) per bin of one flat frame, computed
-        in *parts* pieces (threads)."""
+    def _run(self, flat: np.ndarray, workers: int) -> np.ndarray:
+        """(signal, variance, missing norm, missing count) per bin of one flat frame. With more
+        than one worker the frame is cut into ``PIECES_PER_WORKER`` pieces per worker, taken in
+        turn by whichever worker is free (this thread included), so a worker the OS holds back
+        on a busy host delays nothing; each worker adds into its own accumulators."""
         pixel_kernel, split_kernel, csr_kernel = kernels()
         a = self.arrays
         if self.layout == "csr":
             n, align = len(self.rows), 1
         else:
             n, align = self.npixels, SPLIT_BLOCK
-        edges = np.unique(np.minimum(np.linspace(0, n, parts + 1) // align * align, n).astype(np.int64))
+        pieces = 1 if workers == 1 else workers * PIECES_PER_WORKER
+        edges = np.unique(np.minimum(np.linspace(0, n, pieces + 1) // align * align, n).astype(np.int64))
         edges[-1] = n
+        pieces = len(edges) - 1
         lanes = LANES if self.layout == "pixel" else 1
         shared = self.layout == "csr"          # disjoint bins: one output for all pieces
         # one column more than bins: the pixels of no bin (no splitting) add there
-        out = np.zeros((1 if shared else len(edges) - 1, 2 * lanes + 2, self.nbins + 1))
+        out = np.zeros((1 if shared else workers, 2 * lanes + 2, self.nbins + 1))
+        turns = itertools.count()
 
-        def piece(k):
-            o = out[0 if shared else k]
+        def work(w):
+            o = out[0 if shared else w]
             signal, variance, miss = o[:lanes], o[lanes:2 * lanes], o[2 * lanes:]
-            if self.layout == "pixel":
-                pixel_kernel(flat, a["bins"], self.factor, edges[k], edges[k + 1], signal, variance, miss)
-            elif self.layout == "split":
-                split_kernel(flat, a["first"], a["nsplit"], a["coef"], a["offsets"], SPLIT_BLOCK, self.factor,
-                             edges[k], edges[k + 1], signal, variance, miss)
-            else:
-                csr_kernel(flat, a["indptr"], a["indices"], a["coef"], self.factor, self.rows, edges[k],
-                           edges[k + 1], signal, variance, miss)
+            while (k := next(turns)) < pieces:
+                if self.layout == "pixel":
+                    pixel_kernel(flat, a["bins"], self.factor, edges[k], edges[k + 1], signal, variance, miss)
+                elif self.layout == "split":
+                    split_kernel(flat, a["first"], a["nsplit"], a["coef"], a["offsets"], SPLIT_BLOCK,
+                                 self.factor, edges[k], edges[k + 1], signal, variance, miss)
+                else:
+                    csr_kernel(flat, a["indptr"], a["indices"], a["coef"], self.factor, self.rows, edges[k],
+                               edges[k + 1], signal, variance, miss)
 
-        others = [_executor().submit(piece, k) for k in range(1, len(edges) - 1)]
-        piece(0)                                 # this thread takes the first piece
+        others = [_executor().submit(work, w) for w in range(1, workers)]
+        work(0)
         for future in others:
             future.result()
         total = out.sum(axis=0)[:, : self.nbins]
@@ -390,8 +399,8 @@ class IntegrationEngine:
     def sums(self, frame: np.ndarray) -> BinSums:
         """Per-bin sums of one frame (flat over the bins), split among the threads."""
         flat = self._flat(frame)
-        parts = max(1, min(threads(), self.npixels // MIN_PIXELS_PER_THREAD))
-        return self._finish(self._run(flat, parts))
+        workers = max(1, min(threads(), self.npixels // MIN_PIXELS_PER_THREAD))
+        return self._finish(self._run(flat, workers))
 
     def sums_many(self, frames) -> BinSums:
         """Per-bin sums of a stack of frames ``(N, ny, nx)``: arrays of shape ``(N, nbins)``;
