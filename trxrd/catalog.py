@@ -211,10 +211,10 @@ def events_written(run, stream: str = "primary", *, retry_s: float = 2.0) -> int
 def _one_frame_per_datum(resource: dict) -> dict:
     """TiledWriter patch for ophyd area-detector resources: ``frame_per_point == 1`` makes the
     writer add a length-1 axis, so frames would read back ``(N, 1, ny, nx)``. One frame per
-    datum is the default meaning, so drop it. A streamed resource (``frame_per_point`` N > 1,
-    images ``(N, ny, nx)`` per event) reads back as the run's frames in file order,
-    ``(events * N, ny, nx)`` (frame k of event e at e * N + k). Either way chunk one frame per
-    block, as the detector writes them, so a reader fetching one frame does not pull the whole scan.
+    datum is the default meaning, so drop it; a streamed resource (``frame_per_point`` N > 1)
+    takes its shape from the descriptor's ``(N, ny, nx)``, so it reads back ``(events, N, ny, nx)``.
+    Either way chunk one frame per block, as the detector writes them, so a reader fetching one
+    frame does not pull the whole scan.
 
     EXAMPLE::
 
