@@ -168,12 +168,14 @@ def bl(sim, tmp_path_factory):
 
 def sim_session(sim, data_root, **reduction):
     """A beamline session on the test simulator (its spot, the test sample) with live reduction
-    on the simulator's calibration and the (112) window; *reduction* adds settings."""
+    on the simulator's calibration and the (112) window; *reduction* adds settings. Its catalog
+    is written in-process (no catalog process to start per test: the reduction tests do not
+    need one; tests/test_catalog_server.py tests the session's default)."""
     from trxrd.session import SessionConfig, open_session
     from trxrd.simulated_devices.physics.beamline import window_for
 
     laser = sim.cfg["laser"]
-    session = open_session(SessionConfig(prefix=sim.prefix, data_root=data_root,
+    session = open_session(SessionConfig(prefix=sim.prefix, data_root=data_root, catalog_process=False,
                                          spot_fwhm_um=(laser["spot_fwhm_x_um"], laser["spot_fwhm_y_um"])),
                            verbose=False)
     session.set_sample(**SAMPLE)
