@@ -54,7 +54,9 @@ PIECES_PER_WORKER = 8
 # Pixels per block of the split layout's offsets (threads start at block edges).
 SPLIT_BLOCK = 8192
 # Accumulator lanes of the pixel-by-pixel kernels.
-LANES = 8
+LANES = 4
+# Bits of the counts in the packed accumulators of integer frames (the zero pixels above).
+PACK_BITS = 40
 
 
 def cache_dir() -> Path:
@@ -88,33 +90,53 @@ def _compile():
 
     @njit(**opts)
     def pixel_kernel(frame, bins, factor, start, stop, signal, variance, miss):
-        """No splitting: pixel ``i`` adds to bin ``bins[i]``; the last column collects the pixels
-        of no bin. Pixel ``i`` adds to lane ``i % LANES`` of the accumulators, so that
-        neighbouring pixels of one bin do not wait on each other's add."""
-        i0 = start
-        while i0 < stop:
-            if i0 + LANES <= stop:
-                for lane in range(LANES):        # a constant count: unrolled by the compiler
-                    i = i0 + lane
+        """No splitting, any frame type: pixel ``i`` adds to bin ``bins[i]``; the last column
+        collects the pixels of no bin. Pixel ``i`` adds to lane ``i % LANES`` of the
+        accumulators, so that neighbouring pixels of one bin do not wait on each other's add.
+        Unsigned indices: no negative-index wrap-around checks in the loop."""
+        i0 = np.uint64(start)
+        end = np.uint64(stop)
+        while i0 < end:
+            n = min(np.uint64(LANES), end - i0)
+            for lane in range(LANES):        # a constant count: unrolled by the compiler
+                if lane < n:
+                    i = i0 + np.uint64(lane)
                     v = frame[i]
                     b = bins[i]
                     if v >= 0:
                         signal[lane, b] += v
                         variance[lane, b] += v if v > 1 else 1.0
-                    else:                        # negative (gap) or NaN: invalid in this frame only
+                    else:                    # negative (gap) or NaN: invalid in this frame only
                         miss[0, b] += factor[i]
                         miss[1, b] += 1.0
-            else:
-                for i in range(i0, stop):
-                    v = frame[i]
+            i0 += np.uint64(LANES)
+
+    @njit(**opts)
+    def counts_kernel(frame, bins, factor, start, stop, packed, miss):
+        """No splitting, integer frames: one int64 add per pixel, counts in the low ``PACK_BITS``
+        bits and zero-count pixels above them (Poisson variance = counts + zero pixels). Returns
+        the largest value seen, so the caller can tell that no sum overflowed its bits."""
+        zero = np.int64(1) << PACK_BITS
+        top = np.int64(0)
+        i0 = np.uint64(start)
+        end = np.uint64(stop)
+        while i0 < end:
+            n = min(np.uint64(LANES), end - i0)
+            for lane in range(LANES):
+                if lane < n:
+                    i = i0 + np.uint64(lane)
+                    v = np.int64(frame[i])
                     b = bins[i]
-                    if v >= 0:
-                        signal[0, b] += v
-                        variance[0, b] += v if v > 1 else 1.0
+                    if v > 0:
+                        packed[lane, b] += v
+                        top = max(top, v)
+                    elif v == 0:
+                        packed[lane, b] += zero
                     else:
                         miss[0, b] += factor[i]
                         miss[1, b] += 1.0
-            i0 += LANES
+            i0 += np.uint64(LANES)
+        return top
 
     @njit(**opts)
     def split_kernel(frame, first, nsplit, coef, offsets, block, factor, start, stop, signal, variance,
@@ -167,7 +189,7 @@ def _compile():
             miss[0, b] = mn
             miss[1, b] = mc
 
-    return pixel_kernel, split_kernel, csr_kernel
+    return pixel_kernel, counts_kernel, split_kernel, csr_kernel
 
 
 def kernels():
@@ -230,6 +252,7 @@ class IntegrationEngine:
             self.layout = "csr"            # bin by bin
         self.rows = np.arange(self.nbins, dtype=np.int64)
         self.kept = None
+        self.max_bin_pixels = int(np.ceil(self.count_static.max(initial=0)))
         self.grid = tuple(meta.get("grid") or (self.nbins,))
         kernels()
 
@@ -348,7 +371,20 @@ class IntegrationEngine:
         than one worker the frame is cut into ``PIECES_PER_WORKER`` pieces per worker, taken in
         turn by whichever worker is free (this thread included), so a worker the OS holds back
         on a busy host delays nothing; each worker adds into its own accumulators."""
-        pixel_kernel, split_kernel, csr_kernel = kernels()
+        if self.layout == "pixel" and flat.dtype.kind in "iu" and flat.dtype.itemsize <= 4 \
+                and self.max_bin_pixels < 2 ** (62 - PACK_BITS):
+            packed, miss, top = self._pieces(flat, workers, packed=True)
+            if top * self.max_bin_pixels < 2 ** PACK_BITS:     # no lane's counts reached the zero field
+                low = np.int64(2 ** PACK_BITS - 1)
+                signal = (packed & low).sum(axis=0).astype(np.float64)
+                zeros = (packed >> PACK_BITS).sum(axis=0).astype(np.float64)
+                return np.stack([signal, signal + zeros, miss[0], miss[1]])[:, : self.nbins]
+        signal, variance, miss = self._pieces(flat, workers)
+        return np.stack([signal.sum(axis=0), variance.sum(axis=0), miss[0], miss[1]])[:, : self.nbins]
+
+    def _pieces(self, flat: np.ndarray, workers: int, packed: bool = False):
+        """Run the layout's kernel over the frame's pieces; the accumulators summed over workers."""
+        pixel_kernel, counts_kernel, split_kernel, csr_kernel = kernels()
         a = self.arrays
         if self.layout == "csr":
             n, align = len(self.rows), 1
@@ -360,30 +396,37 @@ class IntegrationEngine:
         pieces = len(edges) - 1
         lanes = LANES if self.layout == "pixel" else 1
         shared = self.layout == "csr"          # disjoint bins: one output for all pieces
+        slots = 1 if shared else workers
         # one column more than bins: the pixels of no bin (no splitting) add there
-        out = np.zeros((1 if shared else workers, 2 * lanes + 2, self.nbins + 1))
+        width = self.nbins + 1
+        acc = np.zeros((slots, lanes, width), np.int64) if packed else np.zeros((slots, 2 * lanes, width))
+        miss = np.zeros((slots, 2, width))
+        tops = [0] * slots
         turns = itertools.count()
 
         def work(w):
-            o = out[0 if shared else w]
-            signal, variance, miss = o[:lanes], o[lanes:2 * lanes], o[2 * lanes:]
+            o, m = acc[0 if shared else w], miss[0 if shared else w]
             while (k := next(turns)) < pieces:
-                if self.layout == "pixel":
-                    pixel_kernel(flat, a["bins"], self.factor, edges[k], edges[k + 1], signal, variance, miss)
+                lo, hi = edges[k], edges[k + 1]
+                if packed:
+                    tops[w] = max(tops[w], counts_kernel(flat, a["bins"], self.factor, lo, hi, o, m))
+                elif self.layout == "pixel":
+                    pixel_kernel(flat, a["bins"], self.factor, lo, hi, o[:lanes], o[lanes:], m)
                 elif self.layout == "split":
                     split_kernel(flat, a["first"], a["nsplit"], a["coef"], a["offsets"], SPLIT_BLOCK,
-                                 self.factor, edges[k], edges[k + 1], signal, variance, miss)
+                                 self.factor, lo, hi, o[:lanes], o[lanes:], m)
                 else:
-                    csr_kernel(flat, a["indptr"], a["indices"], a["coef"], self.factor, self.rows, edges[k],
-                               edges[k + 1], signal, variance, miss)
+                    csr_kernel(flat, a["indptr"], a["indices"], a["coef"], self.factor, self.rows, lo, hi,
+                               o[:lanes], o[lanes:], m)
 
         others = [_executor().submit(work, w) for w in range(1, workers)]
         work(0)
         for future in others:
             future.result()
-        total = out.sum(axis=0)[:, : self.nbins]
-        return np.stack([total[:lanes].sum(axis=0), total[lanes:2 * lanes].sum(axis=0),
-                         total[2 * lanes], total[2 * lanes + 1]])
+        acc, miss = acc.sum(axis=0), miss.sum(axis=0)
+        if packed:
+            return acc, miss, max(tops)
+        return acc[:lanes], acc[lanes:], miss
 
     def _finish(self, raw: np.ndarray) -> BinSums:
         signal, variance, miss_norm, miss_count = raw

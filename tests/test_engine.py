@@ -184,3 +184,17 @@ def test_opencl_without_gpu_says_so(geometry):
     else:
         with pytest.raises(RuntimeError, match="OpenCL GPU"):
             AzimuthalIntegration(poni, engine="opencl")
+
+
+def test_huge_counts_are_summed_exactly(geometry):
+    """Integer frames are summed in packed 64-bit accumulators; counts that could overflow them
+    (saturated or hot pixels of a 32-bit detector) take the float kernel: same sums as pyFAI."""
+    poni, mask, gaps = geometry
+    frame = frame_of("int32", gaps, np.random.default_rng(9))
+    frame[300:330, 250:300] = 2_000_000_000                     # hot region, 1500 pixels
+    ours = AzimuthalIntegration(poni, mask=mask).integrate(frame)
+    ref = AzimuthalIntegration(poni, mask=mask, engine="pyfai").integrate(frame)
+    ok = ref.intensity > 0
+    assert ours.intensity.max() > 1e8
+    assert rel(ours.intensity, ref.intensity, ok) < TOL
+    assert rel(ours.sigma, ref.sigma, ok) < TOL
