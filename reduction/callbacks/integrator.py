@@ -108,6 +108,8 @@ class LiveIntegrator(DerivedRunPublisher):
         self.frames_total = 0    # frames reduced since made
         self.busy_s = 0.0        # time spent reading + integrating frames (this run)
         self.read_s = 0.0        # of which reading frames from the files (this run)
+        self._scratch: np.ndarray | None = None             # reused read buffer (bytes), see _scratch_left
+        self._scratch_used = 0
         self.latencies: deque = deque(maxlen=100_000)      # s, raw event time -> result, recent events
         self.last_latency_s = 0.0
 
@@ -255,7 +257,8 @@ class LiveIntegrator(DerivedRunPublisher):
         handler = self._handler(resource)
         t0 = time.perf_counter()
         if hasattr(handler, "frames"):
-            frames = handler.frames(kwargs["point_number"], len(run))
+            frames = handler.frames(kwargs["point_number"], len(run), scratch=self._scratch_left())
+            self._scratch_used += frames.nbytes if self._in_scratch(frames) else 0
         else:
             frames = np.concatenate([np.asarray(handler(**self._datums[d["data"][self._image]][1])).reshape(
                 -1, *self.integration.shape) for d in run])
@@ -263,6 +266,34 @@ class LiveIntegrator(DerivedRunPublisher):
         n = len(frames) // len(run)
         for k, doc in enumerate(run):
             yield doc, frames[k * n:(k + 1) * n]
+
+    def _scratch_left(self) -> np.ndarray | None:
+        """What is free of the reusable read buffer (frames of the batch being gathered are in
+        front); grown to ``max_batch_frames`` frames of the detector when the batch starts."""
+        if self._scratch_used == 0 and self.integration.shape:
+            need = (self.max_batch_frames + 1) * int(np.prod(self.integration.shape)) * 4
+            if self._scratch is None or self._scratch.nbytes < need:
+                self._scratch = np.empty(need, dtype=np.uint8)
+        return None if self._scratch is None else self._scratch[self._scratch_used:]
+
+    def _in_scratch(self, frames) -> bool:
+        return self._scratch is not None and np.shares_memory(frames, self._scratch)
+
+    def _stacked(self, pending) -> np.ndarray:
+        """The frames of *pending* as one array: a view when they lie one after the other in the
+        read buffer (no copy), else concatenated."""
+        if len(pending) == 1:
+            return pending[0][1]
+        arrays = [f for _, f in pending]
+        first = arrays[0]
+        address = first.__array_interface__["data"][0]
+        for a in arrays:
+            if (a.dtype != first.dtype or a.shape[1:] != first.shape[1:] or not a.flags.c_contiguous
+                    or a.__array_interface__["data"][0] != address or not self._in_scratch(a)):
+                return np.concatenate(arrays)
+            address += a.nbytes
+        total = sum(len(a) for a in arrays)
+        return np.lib.stride_tricks.as_strided(first, shape=(total, *first.shape[1:]), writeable=False)
 
     def _datum(self, datum_id):
         try:
@@ -294,6 +325,7 @@ class LiveIntegrator(DerivedRunPublisher):
                                 doc) for doc, frames in pending]
         else:
             rows = self.reduce_many(pending)
+        self._scratch_used = 0                  # the batch is integrated: its buffer is free again
         self.busy_s += time.perf_counter() - t0
         for (doc, frames), data in zip(pending, rows):
             self.frames += len(frames)
@@ -310,7 +342,7 @@ class LiveIntegrator(DerivedRunPublisher):
         """Events and their frames ``[(doc, (n, ny, nx)), ...]`` -> the data of their reduced
         events: all frames integrated together, each event the mean of its frames (see module)."""
         counts = [len(frames) for _, frames in pending]
-        frames = pending[0][1] if len(pending) == 1 else np.concatenate([f for _, f in pending])
+        frames = self._stacked(pending)
         monitors = [self._monitor(doc) for doc, _ in pending]
         if all(m is None for m in monitors):
             monitors = None
