@@ -194,7 +194,7 @@ def write_nexus(path, q_inv_angstrom, intensity, sigma, *, sources, program_note
         data.create_dataset("q", data=np.asarray(q_inv_angstrom, dtype=np.float64)).attrs["units"] = "1/angstrom"
         process = entry.create_group("process")
         process.attrs["NX_class"] = "NXprocess"
-        process.create_dataset("program", data="trxrd integrate (pyFAI)")
+        process.create_dataset("program", data="trxrd integrate (pyFAI geometry, trxrd engine)")
         process.create_dataset("sources", data=[str(s) for s in sources])
         for key, value in program_notes.items():
             process.create_dataset(key, data=str(value))

@@ -1,7 +1,7 @@
 """X-ray cross-correlation analysis (XCCA) of nano-diffraction patterns: pure functions.
 
 A raster of a mesocrystal film gives one pattern per beam position. Each pattern is re-binned
-in (q, phi) with pyFAI (``AzimuthalIntegration.polars``); on two rings q1 and q2 (a superlattice
+in (q, phi) by pyFAI's binning (``AzimuthalIntegration.polars``); on two rings q1 and q2 (a superlattice
 (SL) reflection at small angle and an atomic-lattice (AL) reflection) this module finds
 
 - the **ring profiles** I(phi) (mean over the ring's width dq; masked and gap bins are invalid,
