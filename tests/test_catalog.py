@@ -255,7 +255,7 @@ def test_live_reader_sees_events_before_stop(cat, run_engine, i0):
         uid = yield from bps.open_run(md={"num_points": 40})
         for _ in range(20):
             yield from bps.trigger_and_read([i0])
-        seen["rows"] = wait_for(lambda: rows(uid) >= 20 and rows(uid), 10, what="20 rows visible")
+        seen["rows"] = wait_for(lambda: rows(uid) >= 20 and rows(uid), 30, what="20 rows visible")
         seen["stop"] = cat[uid].metadata.get("stop")
         for _ in range(20):
             yield from bps.trigger_and_read([i0])

@@ -259,6 +259,26 @@ def _failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
 
 
+def _normalizer():
+    """TiledWriter's RunNormalizer, which checks every document against its schema but events
+    and datums: each event's JSON-schema check cost more CPU than the rest of its writing (an
+    event the writer cannot take still fails the run into its spool)."""
+    global _Normalizer
+    if _Normalizer is None:
+        from bluesky_tiled_plugins.writing.tiled_writer import RunNormalizer
+        from event_model import schema_validators
+
+        class _Normalizer(RunNormalizer):
+            def emit(self, name, doc):
+                if getattr(name, "name", name) not in ("event", "datum"):     # a DocumentNames or a str
+                    schema_validators[name].validate(doc)
+                self.dispatcher.process(name, doc)
+    return _Normalizer
+
+
+_Normalizer = None
+
+
 class _Store:
     """The catalog side of writing: one ``TiledWriter`` per run on *client*. Failures are
     reported, never raised: ``report(run, failed, done)`` with *failed* the reason (or None)
@@ -276,6 +296,7 @@ class _Store:
             # max_array_size=0: every array in events goes to an array node; the default puts
             # arrays of up to 16 values into the event table, whose SQL storage refuses list columns
             self._runs[run] = [TiledWriter(self.client, batch_size=batch_size, max_array_size=0,
+                                           normalizer=_normalizer(),
                                            patches={"resource": _one_frame_per_datum}), None]
         state = self._runs.get(run)
         if state is None:
