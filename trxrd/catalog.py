@@ -48,6 +48,7 @@ EXAMPLE::
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -272,24 +273,21 @@ def _failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
 
 
+@functools.cache
 def _normalizer():
-    """TiledWriter's RunNormalizer, which checks every document against its schema but events
-    and datums: each event's JSON-schema check cost more CPU than the rest of its writing (an
-    event the writer cannot take still fails the run into its spool)."""
-    global _Normalizer
-    if _Normalizer is None:
-        from bluesky_tiled_plugins.writing.tiled_writer import RunNormalizer
-        from event_model import schema_validators
+    """TiledWriter's RunNormalizer, checking every document against its schema but events and
+    datums: each event's JSON-schema check cost more CPU than the rest of its writing (an event
+    the writer cannot take still fails the run into its spool)."""
+    from bluesky_tiled_plugins.writing.tiled_writer import RunNormalizer
+    from event_model import schema_validators
 
-        class _Normalizer(RunNormalizer):
-            def emit(self, name, doc):
-                if getattr(name, "name", name) not in ("event", "datum"):     # a DocumentNames or a str
-                    schema_validators[name].validate(doc)
-                self.dispatcher.process(name, doc)
-    return _Normalizer
+    class Normalizer(RunNormalizer):
+        def emit(self, name, doc):
+            if getattr(name, "name", name) not in ("event", "datum"):     # a DocumentNames or a str
+                schema_validators[name].validate(doc)
+            self.dispatcher.process(name, doc)
 
-
-_Normalizer = None
+    return Normalizer
 
 
 class _Store:
@@ -304,13 +302,7 @@ class _Store:
 
     def write(self, run: str, name: str, doc: dict, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         if name == "start":
-            from bluesky_tiled_plugins import TiledWriter
-
-            # max_array_size=0: every array in events goes to an array node; the default puts
-            # arrays of up to 16 values into the event table, whose SQL storage refuses list columns
-            self._runs[run] = [TiledWriter(self.client, batch_size=batch_size, max_array_size=0,
-                                           normalizer=_normalizer(),
-                                           patches={"resource": _one_frame_per_datum}), None]
+            self._runs[run] = [None, None]
         state = self._runs.get(run)
         if state is None:
             self.report(run, f"the catalog got a {name!r} document of no known run ({run}); it was "
@@ -318,6 +310,13 @@ class _Store:
             return
         if state[1] is None:
             try:
+                if state[0] is None:
+                    from bluesky_tiled_plugins import TiledWriter
+
+                    # max_array_size=0: every array in events goes to an array node; the default puts arrays
+                    # of up to 16 values into the event table, whose SQL storage refuses list columns
+                    state[0] = TiledWriter(self.client, batch_size=batch_size, max_array_size=0,
+                                           normalizer=_normalizer(), patches={"resource": _one_frame_per_datum})
                 state[0](name, doc)
             except Exception as exc:     # any failure of the catalog: the run goes to the spool
                 state[1] = f"catalog write failed on a {name!r} document ({_failure(exc)})"
@@ -559,8 +558,13 @@ def _catalog_process_main(config_json: str) -> int:
         message = json.loads(line)
         if "ping" in message:
             reply({"pong": message["ping"]})
-        else:
+            continue
+        try:
             store.write(message["run"], message["name"], message["doc"], message.get("batch", DEFAULT_BATCH_SIZE))
+        except Exception as exc:        # the store reports the catalog's failures; this is a bug
+            logger.exception("catalog process: cannot take a %r document", message.get("name"))
+            reply({"run": message.get("run"), "failed": f"the catalog process failed ({_failure(exc)})",
+                   "done": message.get("name") == "stop"})
     if server is not None:
         server.should_exit = True
         server.thread.join(30)
