@@ -496,7 +496,8 @@ media_types:
 
 @pytest.mark.slow
 def test_tiled_server_uri(tmp_path, monkeypatch, capsys):
-    """The same API against a Tiled server process: open_catalog(http URI), CatalogWriter, CLI."""
+    """A facility's Tiled server: open_catalog(http URI), CatalogWriter through a CatalogProcess
+    writing to that URI (the same code as the embedded default), the CLI."""
     import socket
 
     import httpx
@@ -504,7 +505,7 @@ def test_tiled_server_uri(tmp_path, monkeypatch, capsys):
     from bluesky.plans import count
     from ophyd import Signal
 
-    from trxrd.catalog import CatalogWriter, open_catalog
+    from trxrd.catalog import CatalogProcess, CatalogWriter, open_catalog
     from trxrd.cli import main
 
     with socket.socket() as s:
@@ -529,13 +530,18 @@ def test_tiled_server_uri(tmp_path, monkeypatch, capsys):
         with pytest.raises(ValueError, match="cannot open the catalog") as info:
             open_catalog(uri, api_key="wrongkey")
         assert "\n" not in str(info.value)
+        with pytest.raises(RuntimeError, match="did not start: .*cannot open the catalog"):
+            CatalogProcess(uri=uri, api_key="wrongkey", log_path=tmp_path / "refused.log")
         cat = open_catalog(uri, api_key="trxrdtestkey")
         RE = RunEngine({})
-        writer = CatalogWriter(cat, backup_directory=tmp_path / "spool")
+        process = CatalogProcess(uri=uri, api_key="trxrdtestkey", log_path=tmp_path / "process.log")
+        writer = CatalogWriter(process, backup_directory=tmp_path / "spool")
         RE.subscribe(writer)
         signal = Signal(name="signal", value=2.5)
         (uid,) = RE(count([signal], 30), sample={"name": "over http"})
         writer.close()
+        process.close()
+        assert process._proc.returncode == 0
         assert cat[-1].start["uid"] == uid
         np.testing.assert_array_equal(cat[uid]["primary"]["signal"].read(), np.full(30, 2.5))
         monkeypatch.setenv("TRXRD_API_KEY", "trxrdtestkey")

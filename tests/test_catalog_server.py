@@ -261,3 +261,64 @@ def test_session_writes_through_the_catalog_process_and_stops_it(sim, tmp_path, 
     assert main(["runs"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if uid[:8] in x)
     assert line.split()[-3:] == ["session", "success", "7"]
+
+
+def test_server_failing_mid_run_spools_every_document(tmp_path):
+    """The served catalog's storage stops taking writes mid-run (another process holds an
+    exclusive lock on its event tables): RE(...) raises CatalogWriteError naming the spool,
+    which holds every document the run emitted, in order; the process stays up for the next run."""
+    import threading
+
+    from bluesky import RunEngine
+    from bluesky.plans import count
+    from ophyd import Signal
+    from ophyd.status import Status
+
+    from trxrd.catalog import CatalogProcess, CatalogWriteError, CatalogWriter
+
+    class Slow(Signal):                       # 20 ms per trigger, like an exposure
+        def trigger(self):
+            st = Status(obj=self)
+            threading.Timer(0.02, st.set_finished).start()
+            return st
+
+    process = CatalogProcess(root=tmp_path)
+    writer = CatalogWriter(process, backup_directory=tmp_path / "spool", batch_size=5, max_latency_s=0.05)
+    RE = RunEngine({})
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    RE.subscribe(writer)
+    lock = {}
+    locker = ("import sqlite3, sys; db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10); "
+              "db.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()")
+
+    def take_the_tables():
+        wait_for(lambda: sum(n == "event" for n, _ in docs) >= 12, 30, what="12 events")
+        lock["proc"] = subprocess.Popen([sys.executable, "-c", locker, str(tmp_path / "catalog" / "tables.db")],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert lock["proc"].stdout.readline().strip() == "locked"
+
+    thread = threading.Thread(target=take_the_tables, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(CatalogWriteError) as info:
+            RE(count([Slow(name="slow", value=1.0)], 200))
+    finally:
+        thread.join(30)
+        if "proc" in lock:
+            lock["proc"].communicate("", timeout=30)
+    uid = docs[0][1]["uid"]
+    spool = writer.spool_path(uid)
+    assert str(spool) in str(info.value) and uid in str(info.value)
+    assert docs[-1][0] == "stop"     # the error comes on a later document or, at the latest, on the stop
+    spooled = [json.loads(line) for line in spool.read_text().splitlines()]
+    assert [(d["name"], d["doc"]["uid"]) for d in spooled] == [(n, d["uid"]) for n, d in docs]
+    assert [d["doc"]["data"] for d in spooled if d["name"] == "event"] == \
+        [d["data"] for n, d in docs if n == "event"]
+    try:
+        assert process.alive()
+        (again,) = RE(count([Signal(name="x", value=1.0)], 3))        # the lock is gone: stored
+        assert process.catalog()[again].stop["num_events"] == {"primary": 3}
+    finally:
+        writer.close()
+        process.close()
