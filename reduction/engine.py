@@ -94,6 +94,7 @@ def _compile():
         collects the pixels of no bin. Pixel ``i`` adds to lane ``i % LANES`` of the
         accumulators, so that neighbouring pixels of one bin do not wait on each other's add.
         Unsigned indices: no negative-index wrap-around checks in the loop."""
+        nbins = signal.shape[1] - 1
         i0 = np.uint64(start)
         end = np.uint64(stop)
         while i0 < end:
@@ -106,7 +107,7 @@ def _compile():
                     if v >= 0:
                         signal[lane, b] += v
                         variance[lane, b] += v if v > 1 else 1.0
-                    else:                    # negative (gap) or NaN: invalid in this frame only
+                    elif b < nbins:          # negative or NaN in a bin: invalid in this frame only
                         miss[0, b] += factor[i]
                         miss[1, b] += 1.0
             i0 += np.uint64(LANES)
@@ -117,6 +118,7 @@ def _compile():
         bits and zero-count pixels above them (Poisson variance = counts + zero pixels). Returns
         the largest value seen, so the caller can tell that no sum overflowed its bits."""
         zero = np.int64(1) << PACK_BITS
+        nbins = packed.shape[1] - 1
         top = np.int64(0)
         i0 = np.uint64(start)
         end = np.uint64(stop)
@@ -132,7 +134,7 @@ def _compile():
                         top = max(top, v)
                     elif v == 0:
                         packed[lane, b] += zero
-                    else:
+                    elif b < nbins:              # an invalid pixel of a bin (gaps have none)
                         miss[0, b] += factor[i]
                         miss[1, b] += 1.0
             i0 += np.uint64(LANES)
