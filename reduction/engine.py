@@ -8,12 +8,16 @@ does not rebuild it:
 - no splitting: one bin index per pixel (uint16 where the bins allow) and the per-pixel
   normalisation (solid angle x polarisation, float32) for the rare pixel that is invalid in one
   frame only; the per-bin normalisation of the statically valid pixels is summed once;
-- bbox splitting (and any restriction to some bins): pyFAI's CSR matrix (float32 coefficients).
+- bbox splitting: per pixel its first bin and K coefficients (float32, zero-padded; K = the most
+  bins a pixel spreads over, at most ``MAX_SPLIT``), so the kernel runs without a branch on a
+  pixel's count;
+- otherwise (2D with splitting, a restriction to some bins): pyFAI's CSR matrix, bin by bin.
 
 One pass over the frame gives, per bin, the summed counts, the Poisson variance (pyFAI's
 ``error_model="poisson"``: each pixel's counts, minimum 1), the normalisation and the number of
 valid pixels. Negative and NaN pixels (module gaps, bad pixels) and the mask are invalid inside
-the kernel; no float copy of the frame is made. Frames of a batch are shared out among threads
+the kernel; no float copy of the frame is made (integer frames without splitting take one packed
+int64 add per pixel: counts and zero-count pixels). Frames of a batch are shared out among threads
 (numba kernels release the GIL); one frame is split among them.
 
 pyFAI stays the reference (``tests/test_engine.py``: equal to pyFAI within 1e-3 on every bin with
@@ -46,13 +50,13 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # Bumped when the cached maps' layout or meaning changes.
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 # Below this many pixels a frame is not split among threads (the join costs more).
 MIN_PIXELS_PER_THREAD = 200_000
 # A frame is cut into this many pieces per worker thread.
 PIECES_PER_WORKER = 8
-# Pixels per block of the split layout's offsets (threads start at block edges).
-SPLIT_BLOCK = 8192
+# Most bins one split pixel may spread over in the pixel-by-pixel layout (more: bin by bin).
+MAX_SPLIT = 4
 # Accumulator lanes of the pixel-by-pixel kernels.
 LANES = 4
 # Bits of the counts in the packed accumulators of integer frames (the zero pixels above).
@@ -89,12 +93,12 @@ def _compile():
     opts = dict(nogil=True, cache=True, fastmath=False)
 
     @njit(**opts)
-    def pixel_kernel(frame, bins, factor, start, stop, signal, variance, miss):
-        """No splitting, any frame type: pixel ``i`` adds to bin ``bins[i]``; the last column
-        collects the pixels of no bin. Pixel ``i`` adds to lane ``i % LANES`` of the
-        accumulators, so that neighbouring pixels of one bin do not wait on each other's add.
-        Unsigned indices: no negative-index wrap-around checks in the loop."""
-        nbins = signal.shape[1] - 1
+    def pixel_kernel(frame, bins, factor, start, stop, acc, miss):
+        """No splitting, any frame type: pixel ``i`` adds to bin ``bins[i]`` (signal and variance
+        side by side in ``acc``); ``bins[i] == nbins``: no bin. Pixel ``i`` adds to lane
+        ``i % LANES`` of the accumulators, so that neighbouring pixels of one bin do not wait on
+        each other's add. Unsigned indices: no negative-index wrap-around checks in the loop."""
+        nbins = miss.shape[1] - 1
         i0 = np.uint64(start)
         end = np.uint64(stop)
         while i0 < end:
@@ -102,11 +106,11 @@ def _compile():
             for lane in range(LANES):        # a constant count: unrolled by the compiler
                 if lane < n:
                     i = i0 + np.uint64(lane)
-                    v = frame[i]
-                    b = bins[i]
+                    v = np.float64(frame[i])
+                    b = np.uint64(bins[i])
                     if v >= 0:
-                        signal[lane, b] += v
-                        variance[lane, b] += v if v > 1 else 1.0
+                        acc[lane, np.uint64(2) * b] += v
+                        acc[lane, np.uint64(2) * b + np.uint64(1)] += v if v > 1 else 1.0
                     elif b < nbins:          # negative or NaN in a bin: invalid in this frame only
                         miss[0, b] += factor[i]
                         miss[1, b] += 1.0
@@ -141,34 +145,35 @@ def _compile():
         return top
 
     @njit(**opts)
-    def split_kernel(frame, first, nsplit, coef, offsets, block, factor, start, stop, signal, variance,
-                     miss):
-        """Split pixels, pixel by pixel: pixel ``i`` spreads over the ``nsplit[i]`` bins from
-        ``first[i]`` with its coefficients (stored one after the other). One lane: a pixel's
-        bins already spread the adds."""
-        k = offsets[start // block]
-        for i in range(start, stop):
-            n = nsplit[i]
-            if n == 0:
-                continue
-            v = frame[i]
-            b = first[i]
+    def split_kernel(frame, first, coef, factor, start, stop, acc, miss):
+        """Split pixels, pixel by pixel: pixel ``i`` spreads over the bins ``first[i] + j`` with
+        the coefficients ``coef[i * K + j]``, ``j < K`` (the same K for every pixel, zero-padded:
+        no branch on a pixel's count); ``first[i] == nbins``: no bin. ``acc[lane]`` holds
+        signal and variance side by side per bin."""
+        k = np.uint64(coef.shape[0] // first.shape[0])
+        nbins = miss.shape[1] - k
+        for p in range(start, stop):
+            i = np.uint64(p)
+            v = np.float64(frame[i])
+            b = np.uint64(first[i])
+            lane = p % LANES
+            base = i * k
             if v >= 0:
                 w = v if v > 1 else 1.0
-                for j in range(n):
-                    c = coef[k + j]
-                    signal[0, b + j] += c * v
-                    variance[0, b + j] += c * c * w
-            else:
+                for j in range(k):
+                    c = np.float64(coef[base + np.uint64(j)])
+                    at = np.uint64(2) * (b + np.uint64(j))
+                    acc[lane, at] += c * v
+                    acc[lane, at + np.uint64(1)] += c * c * w
+            elif b < nbins:
                 f = factor[i]
-                for j in range(n):
-                    c = coef[k + j]
-                    miss[0, b + j] += c * f
-                    miss[1, b + j] += c
-            k += n
+                for j in range(k):
+                    c = coef[base + np.uint64(j)]
+                    miss[0, b + np.uint64(j)] += c * f
+                    miss[1, b + np.uint64(j)] += c
 
     @njit(**opts)
-    def csr_kernel(frame, indptr, indices, coef, factor, rows, start, stop, signal, variance, miss):
+    def csr_kernel(frame, indptr, indices, coef, factor, rows, start, stop, acc, miss):
         """Any map, bin by bin: bin ``rows[r]`` sums its CSR row (coefficient x pixel)."""
         for r in range(start, stop):
             b = rows[r]
@@ -186,8 +191,8 @@ def _compile():
                 else:
                     mn += c * factor[p]
                     mc += c
-            signal[0, b] = s
-            variance[0, b] = va
+            acc[0, 2 * b] = s
+            acc[0, 2 * b + 1] = va
             miss[0, b] = mn
             miss[1, b] = mc
 
@@ -345,13 +350,14 @@ class IntegrationEngine:
         if self.layout == "csr":
             return {k: a[k] for k in ("indptr", "indices", "coef")}
         if self.layout == "pixel":
-            nsplit = (a["bins"] < self.nbins).astype(np.uint8)
-            first, coef = a["bins"], np.ones(int(nsplit.sum()), np.float32)
+            pixel = np.flatnonzero(a["bins"] < self.nbins).astype(np.int32)
+            row, coef = a["bins"][pixel].astype(np.int64), np.ones(len(pixel), np.float32)
         else:
-            nsplit, first, coef = a["nsplit"], a["first"], a["coef"]
-        pixel = np.repeat(np.arange(self.npixels, dtype=np.int32), nsplit)
-        start = np.repeat(np.cumsum(nsplit, dtype=np.int64) - nsplit, nsplit)
-        row = np.repeat(first.astype(np.int64), nsplit) + (np.arange(len(pixel)) - start)
+            k = len(a["coef"]) // self.npixels
+            pixel = np.repeat(np.arange(self.npixels, dtype=np.int32), k)
+            row = np.repeat(a["first"].astype(np.int64), k) + np.tile(np.arange(k), self.npixels)
+            keep = (a["coef"] != 0) & (row < self.nbins)
+            pixel, row, coef = pixel[keep], row[keep], a["coef"][keep]
         order = np.argsort(row, kind="stable")
         indptr = np.zeros(self.nbins + 1, np.int64)
         np.cumsum(np.bincount(row, minlength=self.nbins), out=indptr[1:])
@@ -378,30 +384,29 @@ class IntegrationEngine:
             packed, miss, top = self._pieces(flat, workers, packed=True)
             if top * self.max_bin_pixels < 2 ** PACK_BITS:     # no lane's counts reached the zero field
                 low = np.int64(2 ** PACK_BITS - 1)
-                signal = (packed & low).sum(axis=0).astype(np.float64)
-                zeros = (packed >> PACK_BITS).sum(axis=0).astype(np.float64)
+                signal = (packed & low).astype(np.float64)   # lanes summed: no carry below the bound
+                zeros = (packed >> PACK_BITS).astype(np.float64)
                 return np.stack([signal, signal + zeros, miss[0], miss[1]])[:, : self.nbins]
         signal, variance, miss = self._pieces(flat, workers)
-        return np.stack([signal.sum(axis=0), variance.sum(axis=0), miss[0], miss[1]])[:, : self.nbins]
+        return np.stack([signal, variance, miss[0], miss[1]])[:, : self.nbins]
 
     def _pieces(self, flat: np.ndarray, workers: int, packed: bool = False):
         """Run the layout's kernel over the frame's pieces; the accumulators summed over workers."""
         pixel_kernel, counts_kernel, split_kernel, csr_kernel = kernels()
         a = self.arrays
-        if self.layout == "csr":
-            n, align = len(self.rows), 1
-        else:
-            n, align = self.npixels, SPLIT_BLOCK
+        n = len(self.rows) if self.layout == "csr" else self.npixels
         pieces = 1 if workers == 1 else workers * PIECES_PER_WORKER
-        edges = np.unique(np.minimum(np.linspace(0, n, pieces + 1) // align * align, n).astype(np.int64))
-        edges[-1] = n
+        edges = np.unique(np.linspace(0, n, pieces + 1).astype(np.int64))
         pieces = len(edges) - 1
-        lanes = LANES if self.layout == "pixel" else 1
+        lanes = 1 if self.layout == "csr" else LANES
         shared = self.layout == "csr"          # disjoint bins: one output for all pieces
         slots = 1 if shared else workers
-        # one column more than bins: the pixels of no bin (no splitting) add there
-        width = self.nbins + 1
-        acc = np.zeros((slots, lanes, width), np.int64) if packed else np.zeros((slots, 2 * lanes, width))
+        # spare columns past the bins: the pixels of no bin (and split padding) add there
+        width = self.nbins + (len(a["coef"]) // self.npixels if self.layout == "split" else 1)
+        if packed:
+            acc = np.zeros((slots, lanes, width), np.int64)
+        else:                                  # signal and variance side by side per bin
+            acc = np.zeros((slots, lanes, 2 * width))
         miss = np.zeros((slots, 2, width))
         tops = [0] * slots
         turns = itertools.count()
@@ -413,22 +418,20 @@ class IntegrationEngine:
                 if packed:
                     tops[w] = max(tops[w], counts_kernel(flat, a["bins"], self.factor, lo, hi, o, m))
                 elif self.layout == "pixel":
-                    pixel_kernel(flat, a["bins"], self.factor, lo, hi, o[:lanes], o[lanes:], m)
+                    pixel_kernel(flat, a["bins"], self.factor, lo, hi, o, m)
                 elif self.layout == "split":
-                    split_kernel(flat, a["first"], a["nsplit"], a["coef"], a["offsets"], SPLIT_BLOCK,
-                                 self.factor, lo, hi, o[:lanes], o[lanes:], m)
+                    split_kernel(flat, a["first"], a["coef"], self.factor, lo, hi, o, m)
                 else:
-                    csr_kernel(flat, a["indptr"], a["indices"], a["coef"], self.factor, self.rows, lo, hi,
-                               o[:lanes], o[lanes:], m)
+                    csr_kernel(flat, a["indptr"], a["indices"], a["coef"], self.factor, self.rows, lo, hi, o, m)
 
         others = [_executor().submit(work, w) for w in range(1, workers)]
         work(0)
         for future in others:
             future.result()
-        acc, miss = acc.sum(axis=0), miss.sum(axis=0)
+        acc, miss = acc.sum(axis=(0, 1)), miss.sum(axis=0)
         if packed:
             return acc, miss, max(tops)
-        return acc[:lanes], acc[lanes:], miss
+        return acc[0::2], acc[1::2], miss
 
     def _finish(self, raw: np.ndarray) -> BinSums:
         signal, variance, miss_norm, miss_count = raw
@@ -529,19 +532,19 @@ def _pixel_major(indptr, indices, coef, nbins: int, npixels: int) -> dict | None
     csc = sparse.csr_matrix((coef, indices, indptr), shape=(nbins, npixels)).tocsc()
     csc.sort_indices()
     nsplit = np.diff(csc.indptr)
-    if nsplit.max(initial=0) > 255:
+    k = int(nsplit.max(initial=0))
+    if k > MAX_SPLIT:
         return None
     first_of = np.repeat(np.arange(npixels), nsplit)
     start = np.repeat(csc.indptr[:-1], nsplit)
-    first = np.zeros(npixels, np.int64)
+    first = np.full(npixels, nbins, np.int64)                # no bin: the spare column
     first[nsplit > 0] = csc.indices[csc.indptr[:-1][nsplit > 0]]
-    if np.any(csc.indices != first[first_of] + (np.arange(len(first_of)) - start)):
+    slot = np.arange(len(first_of)) - start
+    if np.any(csc.indices != first[first_of] + slot):
         return None
-    dtype = np.uint16 if nbins < 65535 else np.uint32
-    if np.all(nsplit <= 1) and np.all(csc.data == 1.0):
-        bins = np.full(npixels, nbins, dtype)
-        bins[nsplit == 1] = first[nsplit == 1]
-        return dict(bins=bins)
-    offsets = np.concatenate([[0], np.cumsum(nsplit, dtype=np.int64)])[::SPLIT_BLOCK]
-    return dict(first=first.astype(dtype), nsplit=nsplit.astype(np.uint8),
-                coef=csc.data.astype(np.float32), offsets=np.ascontiguousarray(offsets))
+    dtype = np.uint16 if nbins + MAX_SPLIT < 65535 else np.uint32
+    if k <= 1 and np.all(csc.data == 1.0):
+        return dict(bins=first.astype(dtype))
+    padded = np.zeros((npixels, k), np.float32)              # K coefficients per pixel, zero-padded
+    padded[first_of, slot] = csc.data
+    return dict(first=first.astype(dtype), coef=padded.reshape(-1))
