@@ -50,14 +50,16 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # Bumped when the cached maps' layout or meaning changes.
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 # Below this many pixels a frame is not split among threads (the join costs more).
 MIN_PIXELS_PER_THREAD = 200_000
 # A frame is cut into this many pieces per worker thread.
 PIECES_PER_WORKER = 8
 # Most bins one split pixel may spread over in the pixel-by-pixel layout (more: bin by bin).
 MAX_SPLIT = 4
-# Accumulator lanes of the pixel-by-pixel kernels.
+# Split coefficients (0..1) are stored as uint16 multiples of 1 / COEF_SCALE.
+COEF_SCALE = 65535.0
+# Accumulator lanes of the pixel-by-pixel kernels (a power of 2).
 LANES = 4
 # Bits of the counts in the packed accumulators of integer frames (the zero pixels above).
 PACK_BITS = 40
@@ -147,28 +149,30 @@ def _compile():
     @njit(**opts)
     def split_kernel(frame, first, coef, factor, start, stop, acc, miss):
         """Split pixels, pixel by pixel: pixel ``i`` spreads over the bins ``first[i] + j`` with
-        the coefficients ``coef[i * K + j]``, ``j < K`` (the same K for every pixel, zero-padded:
-        no branch on a pixel's count); ``first[i] == nbins``: no bin. ``acc[lane]`` holds
-        signal and variance side by side per bin."""
-        k = np.uint64(coef.shape[0] // first.shape[0])
+        the coefficients ``coef[i * K + j] / COEF_SCALE``, ``j < K`` (the same K for every
+        pixel, zero-padded: no branch on a pixel's count); ``first[i] == nbins``: no bin.
+        ``acc[lane]`` holds signal and variance side by side per bin."""
+        k = coef.shape[0] // first.shape[0]
         nbins = miss.shape[1] - k
+        scale = 1.0 / COEF_SCALE
         for p in range(start, stop):
             i = np.uint64(p)
             v = np.float64(frame[i])
             b = np.uint64(first[i])
-            lane = p % LANES
-            base = i * k
+            lane = p & (LANES - 1)
+            base = i * np.uint64(k)
             if v >= 0:
                 w = v if v > 1 else 1.0
-                for j in range(k):
-                    c = np.float64(coef[base + np.uint64(j)])
-                    at = np.uint64(2) * (b + np.uint64(j))
-                    acc[lane, at] += c * v
-                    acc[lane, at + np.uint64(1)] += c * c * w
+                for j in range(MAX_SPLIT):           # a constant count, unrolled; j < k taken alike
+                    if j < k:
+                        c = coef[base + np.uint64(j)] * scale
+                        at = np.uint64(2) * (b + np.uint64(j))
+                        acc[lane, at] += c * v
+                        acc[lane, at + np.uint64(1)] += c * c * w
             elif b < nbins:
                 f = factor[i]
                 for j in range(k):
-                    c = coef[base + np.uint64(j)]
+                    c = coef[base + np.uint64(j)] * scale
                     miss[0, b + np.uint64(j)] += c * f
                     miss[1, b + np.uint64(j)] += c
 
@@ -357,7 +361,7 @@ class IntegrationEngine:
             pixel = np.repeat(np.arange(self.npixels, dtype=np.int32), k)
             row = np.repeat(a["first"].astype(np.int64), k) + np.tile(np.arange(k), self.npixels)
             keep = (a["coef"] != 0) & (row < self.nbins)
-            pixel, row, coef = pixel[keep], row[keep], a["coef"][keep]
+            pixel, row, coef = pixel[keep], row[keep], (a["coef"][keep] / COEF_SCALE).astype(np.float32)
         order = np.argsort(row, kind="stable")
         indptr = np.zeros(self.nbins + 1, np.int64)
         np.cumsum(np.bincount(row, minlength=self.nbins), out=indptr[1:])
@@ -506,6 +510,10 @@ def _build(ai, mask: np.ndarray, spec: dict, shape: tuple) -> tuple[dict, dict]:
     nbins = len(indptr) - 1
     row = np.repeat(np.arange(nbins), np.diff(indptr))
     keep = valid[indices]                 # pyFAI's matrix may hold masked pixels: they never count
+    if spec["split"] != "no" and coef.max(initial=0) <= 1.0:
+        # split coefficients (fractions of a pixel) in 16-bit fixed point, here and in the norms,
+        # so the per-pixel layout holds 2 bytes per coefficient (relative effect < 1e-4)
+        coef = (np.round(coef.astype(np.float64) * COEF_SCALE) / COEF_SCALE).astype(np.float32)
     norm_static = np.bincount(row[keep], weights=(coef[keep] * factor[indices[keep]]).astype(np.float64),
                               minlength=nbins)
     count_static = np.bincount(row[keep], weights=coef[keep].astype(np.float64), minlength=nbins)
@@ -545,6 +553,8 @@ def _pixel_major(indptr, indices, coef, nbins: int, npixels: int) -> dict | None
     dtype = np.uint16 if nbins + MAX_SPLIT < 65535 else np.uint32
     if k <= 1 and np.all(csc.data == 1.0):
         return dict(bins=first.astype(dtype))
-    padded = np.zeros((npixels, k), np.float32)              # K coefficients per pixel, zero-padded
-    padded[first_of, slot] = csc.data
+    if csc.data.max(initial=0) > 1.0:
+        return None
+    padded = np.zeros((npixels, k), np.uint16)               # K coefficients per pixel, zero-padded
+    padded[first_of, slot] = np.round(csc.data.astype(np.float64) * COEF_SCALE).astype(np.uint16)
     return dict(first=first.astype(dtype), coef=padded.reshape(-1))
