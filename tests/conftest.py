@@ -6,11 +6,15 @@ the C compiler of sasmodels (the SAXS reference intensities): the machine's ``cc
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import time
+
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +53,65 @@ def wait_for(predicate, timeout: float, period: float = 0.02, what: str = "condi
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(period)
+
+
+def recording_run_engine(*subscribers, **kwargs):
+    """A RunEngine that keeps every document it emits in ``RE.docs`` and sends them to *subscribers*."""
+    from bluesky import RunEngine
+
+    engine = RunEngine({}, **kwargs)
+    engine.docs = []
+    engine.subscribe(lambda name, doc: engine.docs.append((name, doc)))
+    for subscriber in subscribers:
+        engine.subscribe(subscriber)
+    return engine
+
+
+def exposing_signal(name: str = "slow", exposure_s: float = 0.02):
+    """An ophyd soft Signal whose trigger completes after *exposure_s*, like a detector's exposure."""
+    import threading
+
+    from ophyd import Signal
+    from ophyd.status import Status
+
+    class Exposing(Signal):
+        def trigger(self):
+            status = Status(obj=self)
+            threading.Timer(exposure_s, status.set_finished).start()
+            return status
+
+    return Exposing(name=name, value=1.0)
+
+
+@contextlib.contextmanager
+def tables_locked_after(docs: list, events: int, db: Path):
+    """Once *docs* hold *events* events, another process (SQLite locks are per process) holds the
+    catalog's tables *db* locked, until the block ends."""
+    import threading
+
+    lock = {}
+    locker = ("import sqlite3, sys; db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10); "
+              "db.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()")
+
+    def take_the_tables():
+        wait_for(lambda: sum(n == "event" for n, _ in docs) >= events, 30, what=f"{events} events")
+        lock["proc"] = subprocess.Popen([sys.executable, "-c", locker, str(db)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+        assert lock["proc"].stdout.readline().strip() == "locked"
+
+    thread = threading.Thread(target=take_the_tables, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join(30)
+        if "proc" in lock:
+            lock["proc"].communicate("", timeout=30)
+
+
+@pytest.fixture
+def RE():
+    return recording_run_engine(call_returns_result=True)
 
 
 def true_delay_ps(sim, delay_ps: float, time_zero_mm: float) -> float:

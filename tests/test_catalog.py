@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import wait_for
+from conftest import exposing_signal, recording_run_engine, tables_locked_after, wait_for
 
 pytestmark = pytest.mark.ioc
 
@@ -311,46 +311,18 @@ def test_catalog_failing_mid_run_spools_every_document(tmp_path):
     an exclusive lock on its event tables, as a second writer of an embedded catalog would):
     RE(...) raises CatalogWriteError naming the spool, which holds every document the run
     emitted, in order; nothing is lost."""
-    import threading
 
-    from bluesky import RunEngine
     from bluesky.plans import count
-    from ophyd import Signal
-    from ophyd.status import Status
 
     from trxrd.catalog import CatalogWriteError, CatalogWriter, open_catalog
 
-    class Slow(Signal):                       # 20 ms per trigger, like an exposure
-        def trigger(self):
-            st = Status(obj=self)
-            threading.Timer(0.02, st.set_finished).start()
-            return st
-
     cat = open_catalog(root=tmp_path)
     writer = CatalogWriter(cat, backup_directory=tmp_path / "spool", batch_size=5, max_latency_s=0.05)
-    RE = RunEngine({})
-    docs = []
-    RE.subscribe(lambda name, doc: docs.append((name, doc)))
-    RE.subscribe(writer)
-    lock = {}
-    locker = ("import sqlite3, sys; db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10); "
-              "db.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()")
-
-    def take_the_tables():      # from another process: SQLite locks are per process
-        wait_for(lambda: sum(n == "event" for n, _ in docs) >= 12, 30, what="12 events")
-        lock["proc"] = subprocess.Popen([sys.executable, "-c", locker, str(tmp_path / "catalog" / "tables.db")],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert lock["proc"].stdout.readline().strip() == "locked"
-
-    thread = threading.Thread(target=take_the_tables, daemon=True)
-    thread.start()
-    try:
+    RE = recording_run_engine(writer)
+    docs = RE.docs
+    with tables_locked_after(docs, 12, tmp_path / "catalog" / "tables.db"):
         with pytest.raises(CatalogWriteError) as info:
-            RE(count([Slow(name="slow", value=1.0)], 200), sample={"name": "read-only catalog"})
-    finally:
-        thread.join(30)
-        if "proc" in lock:
-            lock["proc"].communicate("", timeout=30)
+            RE(count([exposing_signal()], 200), sample={"name": "read-only catalog"})
     uid = docs[0][1]["uid"]
     spool = writer.spool_path(uid)
     assert str(spool) in str(info.value) and uid in str(info.value)

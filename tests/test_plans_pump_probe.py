@@ -17,16 +17,6 @@ SAMPLE = {"name": "CuInSe2 test", "size_nm": 7.0, "ligand": "oleylamine", "solve
 
 
 @pytest.fixture
-def RE():
-    from bluesky import RunEngine
-
-    engine = RunEngine({}, call_returns_result=True)
-    engine.docs = []
-    engine.subscribe(lambda name, doc: engine.docs.append((name, doc)))
-    return engine
-
-
-@pytest.fixture
 def jet(bl):
     bl.jet.start().wait(20)
     yield bl.jet

@@ -15,16 +15,6 @@ N = 3                   # frames per trigger
 MAX_QUEUED = 200        # documents the live reduction may hold
 
 
-@pytest.fixture
-def RE():
-    from bluesky import RunEngine
-
-    engine = RunEngine({}, call_returns_result=True)
-    engine.docs = []
-    engine.subscribe(lambda name, doc: engine.docs.append((name, doc)))
-    return engine
-
-
 @pytest.mark.ioc
 def test_streamed_delay_scan_stores_and_reduces_every_frame(sim, bl, RE, tmp_path):
     from trxrd.catalog import CatalogWriter, open_catalog
