@@ -57,10 +57,12 @@ def machine() -> dict:
         info["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (OSError, ValueError):
         pass
-    for name in ("pyFAI", "numba", "bluesky", "tiled"):
+    from importlib import metadata
+
+    for name in ("pyFAI", "numba", "bluesky", "tiled", "h5py"):
         try:
-            info[name] = __import__(name).__version__
-        except Exception:          # not installed: say so rather than fail the run
+            info[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
             info[name] = None
     return info
 
