@@ -103,7 +103,7 @@ def bench(quick: bool = False) -> dict:
                     "floor": round(floor, 1), "ratio_vs_pyfai": round(ours / methods[best], 2),
                     "fraction_of_floor": round(ours / floor, 3), "max_rel_diff_vs_pyfai": max_rel,
                     "map_mb": round(map_bytes / 2**20, 1), "pyfai_csr_mb": round(csr.lut_nbytes / 2**20, 1),
-                    "threads": engine_mod.threads(),
+                    "threads": engine_mod.cores(),
                 }
     return out
 

@@ -35,6 +35,7 @@ EXAMPLE::
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -66,27 +67,29 @@ PACK_BITS = 40
 
 
 def cache_dir() -> Path:
-    """Where the pixel -> bin maps are cached: ``$TRXRD_CACHE_DIR`` or ``~/.cache/trxrd``."""
-    root = os.environ.get("TRXRD_CACHE_DIR") or Path.home() / ".cache" / "trxrd"
-    return Path(root) / "integration"
+    """Where the pixel -> bin maps are cached: ``$XDG_CACHE_HOME/trxrd/integration`` (default
+    ``~/.cache/trxrd/integration``)."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "trxrd" / "integration"
 
 
-def threads() -> int:
-    """Threads the kernels use: ``$TRXRD_THREADS`` or the cores this process may run on."""
-    value = os.environ.get("TRXRD_THREADS")
-    if value:
-        n = int(value)
-        if n < 1:
-            raise ValueError(f"TRXRD_THREADS must be >= 1, got {value}")
-        return n
+def cores() -> int:
+    """The cores this process may run on: the kernels' threads unless told fewer."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def check_threads(value) -> int | None:
+    """*value* threads (None: all cores), checked."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 # ---------------------------------------------------------------------------------------------
 # Kernels (numba, compiled on first use and cached next to this file)
 
-_kernels = None
-_kernels_lock = threading.Lock()
 
 
 def _compile():
@@ -203,25 +206,16 @@ def _compile():
     return pixel_kernel, counts_kernel, split_kernel, csr_kernel
 
 
+@functools.cache
 def kernels():
     """The compiled kernels (compiled once per process, then loaded from numba's cache)."""
-    global _kernels
-    with _kernels_lock:
-        if _kernels is None:
-            _kernels = _compile()
-    return _kernels
+    return _compile()
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
+@functools.cache
 def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="trxrd-integrate")
-    return _pool
+    """The kernels' worker threads, one per core (made on first use)."""
+    return ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="trxrd-integrate")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +258,7 @@ class IntegrationEngine:
         self.rows = np.arange(self.nbins, dtype=np.int64)
         self.kept = None
         self.max_bin_pixels = int(np.ceil(self.count_static.max(initial=0)))
+        self.threads: int | None = None       # None: all cores
         self.grid = tuple(meta.get("grid") or (self.nbins,))
         kernels()
 
@@ -451,7 +446,7 @@ class IntegrationEngine:
     def sums(self, frame: np.ndarray) -> BinSums:
         """Per-bin sums of one frame (flat over the bins), split among the threads."""
         flat = self._flat(frame)
-        workers = max(1, min(threads(), self.npixels // MIN_PIXELS_PER_THREAD))
+        workers = max(1, min(self.threads or cores(), self.npixels // MIN_PIXELS_PER_THREAD))
         return self._finish(self._run(flat, workers))
 
     def sums_many(self, frames) -> BinSums:
@@ -463,6 +458,8 @@ class IntegrationEngine:
         flats = [self._flat(f) for f in frames]
         if len(flats) == 1:
             results = [self.sums(frames[0])]
+        elif self.threads == 1:
+            results = [self._finish(self._run(f, 1)) for f in flats]
         else:
             results = list(_executor().map(lambda f: self._finish(self._run(f, 1)), flats))
         return BinSums(*(np.array([r[k] for r in results]) for k in range(4)))

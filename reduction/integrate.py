@@ -87,11 +87,13 @@ class AzimuthalIntegration:
         pyFAI's OpenCL (needs pyopencl and a GPU).
     q_windows : list of (q_min, q_max), optional
         Only the 1D bins overlapping these windows (A^-1) are computed; the rest come back empty.
+    threads : int, optional
+        Threads of trxrd's engine (default: the cores this process may run on).
     """
 
     def __init__(self, poni: str | Path, mask=None, npt: int = 1000,
                  polarization_factor: float = 0.99, method=("no", "csr", "cython"), engine: str = "trxrd",
-                 q_windows=None):
+                 q_windows=None, threads: int | None = None):
         import pyFAI
 
         poni = Path(poni)
@@ -127,6 +129,9 @@ class AzimuthalIntegration:
         for window in self.q_windows or ():
             if len(window) != 2 or not (np.all(np.isfinite(window)) and window[0] < window[1]):
                 raise ValueError(f"q window must be (q_min, q_max) with q_min < q_max, got {window}")
+        from .engine import check_threads
+
+        self.threads = check_threads(threads)
         self._engines: dict = {}
 
     # -- engines ---------------------------------------------------------------------------
@@ -151,6 +156,7 @@ class AzimuthalIntegration:
                 engine = IntegrationEngine.for_2d(self.ai, nq, nphi, mask=self.mask, split=split,
                                                   polarization_factor=self.polarization_factor,
                                                   radial_range=q_range)
+            engine.threads = self.threads
             self._engines[key] = engine
         return engine
 

@@ -9,7 +9,6 @@ import logging
 import numpy as np
 import pytest
 
-from trxrd.reduction import engine as engine_mod
 from trxrd.reduction.engine import IntegrationEngine
 from trxrd.reduction.integrate import AzimuthalIntegration
 
@@ -34,7 +33,7 @@ def geometry(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("TRXRD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 def frame_of(dtype, gaps, rng):
@@ -97,7 +96,7 @@ def test_polar_equals_pyfai(geometry, split):
     assert np.all(p.count[~ok] == 0)
 
 
-def test_batch_and_threads_equal_single(geometry, monkeypatch):
+def test_batch_and_threads_equal_single(geometry):
     poni, mask, gaps = geometry
     rng = np.random.default_rng(11)
     frames = np.stack([frame_of("int32", gaps, rng) for _ in range(5)])
@@ -108,9 +107,9 @@ def test_batch_and_threads_equal_single(geometry, monkeypatch):
         single = integ.integrate(f, m)
         np.testing.assert_allclose(batch.intensity[k], single.intensity, rtol=1e-12)
         np.testing.assert_allclose(batch.sigma[k], single.sigma, rtol=1e-12)
-    monkeypatch.setenv("TRXRD_THREADS", "1")        # one thread: the same sums, in another order
-    one = AzimuthalIntegration(poni, mask=mask).integrate(frames[0], 1.0)
-    np.testing.assert_allclose(one.intensity, batch.intensity[0], rtol=1e-12)
+    one = AzimuthalIntegration(poni, mask=mask, threads=1)     # the same sums, in another order
+    np.testing.assert_allclose(one.integrate(frames[0], 1.0).intensity, batch.intensity[0], rtol=1e-12)
+    np.testing.assert_allclose(one.integrate_many(frames, monitors).intensity, batch.intensity, rtol=1e-12)
 
 
 def test_q_windows_compute_only_their_bins(geometry):
@@ -131,7 +130,7 @@ def test_map_cached_on_disk_and_keyed_by_content(geometry, tmp_path, caplog):
     import pyFAI
 
     ai = pyFAI.load(str(poni))
-    cache = tmp_path / "cache" / "integration"
+    cache = tmp_path / "cache" / "trxrd" / "integration"
     first = IntegrationEngine.for_1d(ai, 500, mask=mask)
     files = sorted(cache.glob("*.npz"))
     assert len(files) == 1 and first.meta["key"] in files[0].name
@@ -150,7 +149,7 @@ def test_map_cached_on_disk_and_keyed_by_content(geometry, tmp_path, caplog):
     np.testing.assert_array_equal(rebuilt.sums(frame).signal, first.sums(frame).signal)
 
 
-def test_bad_input_is_refused(geometry, monkeypatch):
+def test_bad_input_is_refused(geometry):
     poni, mask, _ = geometry
     integ = AzimuthalIntegration(poni, mask=mask)
     with pytest.raises(ValueError, match="does not match the detector"):
@@ -167,9 +166,9 @@ def test_bad_input_is_refused(geometry, monkeypatch):
         AzimuthalIntegration(poni, q_windows=[(2.0, 1.0)])
     with pytest.raises(ValueError, match="npt"):
         AzimuthalIntegration(poni, npt=0)
-    monkeypatch.setenv("TRXRD_THREADS", "0")
-    with pytest.raises(ValueError, match="TRXRD_THREADS"):
-        engine_mod.threads()
+    for threads in (0, 1.5, True):
+        with pytest.raises(ValueError, match="threads must be an integer"):
+            AzimuthalIntegration(poni, threads=threads)
 
 
 def test_opencl_without_gpu_says_so(geometry):
