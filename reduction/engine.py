@@ -91,7 +91,6 @@ def check_threads(value) -> int | None:
 # Kernels (numba, compiled on first use and cached next to this file)
 
 
-
 def _compile():
     from numba import njit
 
@@ -235,7 +234,7 @@ class IntegrationEngine:
 
     Build with ``for_1d`` / ``for_2d`` (cached on disk); ``sums``/``sums_many`` reduce frames.
     Bins are pyFAI's: ``radial`` (and ``azimuthal`` for 2D) are its bin centres; 2D sums come
-    flat, ``(nazim, nrad)`` once reshaped with ``grid``.
+    flat, ``(nazim, nrad)`` through ``as_grid``.
     """
 
     def __init__(self, arrays: dict, meta: dict):
@@ -283,7 +282,7 @@ class IntegrationEngine:
                polarization_factor: float = 0.99, radial_range=None,
                azimuth_range=(-180.0, 180.0)) -> "IntegrationEngine":
         """The engine of ``ai.integrate2d_ng(..., npt_rad, npt_azim, ...)``: sums of shape
-        ``(npt_azim, npt_rad)`` after ``reshape(engine.grid)``."""
+        ``(npt_azim, npt_rad)`` through ``engine.as_grid``."""
         spec = dict(dim=2, npt=[int(npt_rad), int(npt_azim)], split=split, unit=unit,
                     pol=polarization_factor,
                     radial_range=None if radial_range is None else [float(v) for v in radial_range],
