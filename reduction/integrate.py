@@ -165,8 +165,7 @@ class AzimuthalIntegration:
         if frame.shape != self.shape:
             raise ValueError(f"frame shape {frame.shape} does not match the detector {self.shape} "
                              f"of the PONI file {self.poni}")
-        if monitor is not None and not (np.isfinite(monitor) and monitor > 0):
-            raise ValueError(f"monitor (I0) must be a positive number, got {monitor}")
+        _check_monitor(monitor)
         return frame
 
     def _prepare(self, frame):
@@ -202,6 +201,7 @@ class AzimuthalIntegration:
         same corrections and invalid pixels as ``integrate``)."""
         frame = self._check(frame, monitor)
         out = []
+        data = invalid = None               # pyFAI's input, prepared once for all binnings
         for q_range, nq, nphi in binnings:
             key = (tuple(float(v) for v in q_range), int(nq), int(nphi))
             if self.engine == "trxrd":
@@ -210,7 +210,8 @@ class AzimuthalIntegration:
                 signal, norm, count = (engine.as_grid(v) for v in (sums.signal, sums.norm, sums.count))
                 out.append(Polar(engine.radial, engine.azimuthal, signal, norm * (monitor or 1.0), count))
                 continue
-            data, invalid = self._prepare(frame)
+            if data is None:
+                data, invalid = self._prepare(frame)
             res = self.ai.integrate2d_ng(data, int(nq), int(nphi), unit="q_A^-1", radial_range=key[0],
                                          azimuth_range=(-180.0, 180.0), mask=invalid, correctSolidAngle=True,
                                          polarization_factor=self.polarization_factor, method=self.method,
@@ -229,10 +230,11 @@ class AzimuthalIntegration:
             monitors = [None] * len(frames)
         if len(monitors) != len(frames):
             raise ValueError(f"{len(monitors)} monitor values for {len(frames)} frames")
-        for m in monitors:
-            self._check(frames[0], m)
-        if self.engine == "trxrd" and dark is None and len(frames):
+        if len(frames):
             self._check(frames[0], None)
+        for m in monitors:
+            _check_monitor(m)
+        if self.engine == "trxrd" and dark is None and len(frames):
             engine = self._engine(None)
             values = np.array([1.0 if m is None else float(m) for m in monitors])
             intensity, sigma = engine.intensity(engine.sums_many(frames), values)
@@ -240,6 +242,11 @@ class AzimuthalIntegration:
         patterns = [self.integrate(f, m, dark) for f, m in zip(frames, monitors)]
         q = patterns[0].q_inv_angstrom if patterns else np.zeros(0)
         return Pattern(q, np.array([p.intensity for p in patterns]), np.array([p.sigma for p in patterns]))
+
+
+def _check_monitor(monitor) -> None:
+    if monitor is not None and not (np.isfinite(monitor) and monitor > 0):
+        raise ValueError(f"monitor (I0) must be a positive number, got {monitor}")
 
 
 def _check_opencl() -> None:
