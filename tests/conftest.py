@@ -84,20 +84,31 @@ def exposing_signal(name: str = "slow", exposure_s: float = 0.02):
 
 
 @contextlib.contextmanager
-def tables_locked_after(docs: list, events: int, db: Path):
-    """Once *docs* hold *events* events, another process (SQLite locks are per process) holds the
-    catalog's tables *db* locked, until the block ends."""
-    import threading
-
-    lock = {}
+def tables_held(db: Path):
+    """Another process (SQLite locks are per process) holds the catalog's tables *db* in an
+    exclusive write transaction until the block ends."""
     locker = ("import sqlite3, sys; db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10); "
               "db.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()")
+    proc = subprocess.Popen([sys.executable, "-c", locker, str(db)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        proc.communicate("", timeout=30)
+
+
+@contextlib.contextmanager
+def tables_locked_after(docs: list, events: int, db: Path):
+    """Once *docs* hold *events* events, another process holds the catalog's tables *db* locked
+    (``tables_held``), until the block ends."""
+    import threading
+
+    held = contextlib.ExitStack()
 
     def take_the_tables():
         wait_for(lambda: sum(n == "event" for n, _ in docs) >= events, 30, what=f"{events} events")
-        lock["proc"] = subprocess.Popen([sys.executable, "-c", locker, str(db)], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True)
-        assert lock["proc"].stdout.readline().strip() == "locked"
+        held.enter_context(tables_held(db))
 
     thread = threading.Thread(target=take_the_tables, daemon=True)
     thread.start()
@@ -105,8 +116,7 @@ def tables_locked_after(docs: list, events: int, db: Path):
         yield
     finally:
         thread.join(30)
-        if "proc" in lock:
-            lock["proc"].communicate("", timeout=30)
+        held.close()
 
 
 @pytest.fixture

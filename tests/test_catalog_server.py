@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import exposing_signal, recording_run_engine, tables_locked_after, wait_for
+from conftest import exposing_signal, recording_run_engine, tables_held, tables_locked_after, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,6 +103,51 @@ def test_scan_documents_all_stored_through_the_server(served, writer):
     assert run.start["sample"] == {"name": "served"}
     assert not writer.spool_path(uid).exists()
     assert cat[-1].start["uid"] == uid
+
+
+def test_another_process_reads_while_a_scan_is_written(served):
+    """A second client in another process (a user's second IPython, ``trxrd runs``) reads the
+    embedded catalog's event tables while the catalog process writes a scan event by event, and
+    while a writer holds the tables in the middle of a commit: no read fails with SQLite's
+    "database is locked" (the tables are in write-ahead-log mode)."""
+    import sqlite3
+    import threading
+
+    from bluesky.plans import count
+
+    from trxrd.catalog import CatalogWriter, open_catalog
+
+    process, _, root = served
+    writer = CatalogWriter(process, backup_directory=root / "spool", batch_size=1)
+    RE = recording_run_engine(writer)
+    det = exposing_signal("det", exposure_s=0.005)
+    (earlier,) = RE(count([det], 20))
+    reader = open_catalog(root=root)                     # this process: a second SQLite client
+    reads, errors, done = [], [], threading.Event()
+
+    def read():
+        while not done.is_set():
+            try:
+                reads.append(len(reader[earlier]["primary"].read()["det"]))
+            except Exception as exc:     # noqa: BLE001 - every failure is the finding
+                errors.append(str(exc).splitlines()[0])
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    try:
+        (uid,) = RE(count([det], 150))
+    finally:
+        done.set()
+        thread.join(60)
+        writer.close()
+    assert errors == []
+    assert len(reads) >= 10 and set(reads) == {20}
+    assert reader[uid].stop["num_events"] == {"primary": 150}
+    tables = root / "catalog" / "tables.db"
+    with tables_held(tables):
+        assert len(reader[uid]["primary"].read()["det"]) == 150
+    with sqlite3.connect(tables) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_server_listens_only_on_loopback(served):

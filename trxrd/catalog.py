@@ -53,6 +53,7 @@ import functools
 import json
 import logging
 import math
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -155,6 +156,7 @@ def _embedded_app(root, readable, api_key: str | None = None):
     folder = catalog_dir(root)
     (folder / "data").mkdir(parents=True, exist_ok=True)
     database = folder / "catalog.db"
+    _write_ahead_log(folder / "tables.db")
     readable_storage = [str(root)] + [str(Path(p).expanduser().resolve()) for p in readable]
     adapter = catalog_from_uri(
         f"sqlite:///{database}",
@@ -167,6 +169,21 @@ def _embedded_app(root, readable, api_key: str | None = None):
     authentication = None if api_key is None else Authentication(single_user_api_key=api_key,
                                                                   allow_anonymous_access=False)
     return build_app(adapter, authentication=authentication, serialization_registry=_serializers()), database
+
+
+def _write_ahead_log(tables: Path) -> None:
+    """Put the event tables *tables* in SQLite's write-ahead-log mode (kept in the file), as Tiled
+    does for catalog.db: readers (``trxrd runs``, a second IPython, the session's own client)
+    and the one writer then never block each other. In the default rollback mode a read that
+    overlaps a write fails at once with "database is locked" (Tiled's ADBC reader does not wait)."""
+    db = sqlite3.connect(tables, timeout=10)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:     # another process is writing it in rollback mode now
+        logger.warning("event tables %s stay in rollback mode for now (%s): a read during a write "
+                       "may fail with 'database is locked'", tables, exc)
+    finally:
+        db.close()
 
 
 def _serializers():
@@ -196,9 +213,8 @@ def events_written(run, stream: str = "primary", *, retry_s: float = 2.0) -> int
 
     Reads the stream's event table (not a column array: a column node fetched before a batch
     is appended fails to read afterwards). For the same reason, fetch a column node again
-    (``cat[uid]["primary"]["i0"]``) right before reading it while its run is open. An embedded
-    catalog being written in this very process may answer "database is locked" for a moment:
-    retried for *retry_s*.
+    (``cat[uid]["primary"]["i0"]``) right before reading it while its run is open. A rare
+    "database is locked" from SQLite is retried for *retry_s*.
 
     EXAMPLE::
 
