@@ -28,7 +28,10 @@ from ophyd import Component as Cpt
 from ophyd import Device, EpicsMotor, EpicsSignal, EpicsSignalRO, PVPositionerIsClose, Signal
 from ophyd.pseudopos import PseudoPositioner, PseudoSingle, pseudo_position_argument, real_position_argument
 
+from ophyd.utils.errors import LimitError
+
 from ...validation import finite
+from ._signals import VerifiedSignal, ioc_limits, verify_setpoint
 
 C_MM_PER_PS = 299792458.0 * 1e3 * 1e-12       # speed of light, mm/ps
 DEFAULT_TIME_ZERO_MM = 150.0                   # middle of the travel, until set_time_zero()
@@ -77,7 +80,10 @@ class _TimeZero(Device):
         pos = axis.position if position_mm is None else position_mm
         pos = finite(pos, f"{self.name} time-zero position", unit="mm")
         lo, hi = axis.limits
-        if hi > lo and not lo <= pos <= hi:
+        if not hi > lo:
+            raise ValueError(f"{self.name}: the stage publishes no soft limits ({lo} .. {hi} mm), so time zero "
+                             f"{pos} mm cannot be checked against its travel; nothing changed")
+        if not lo <= pos <= hi:
             raise ValueError(f"{self.name}: time zero {pos} mm is outside the stage's limits "
                              f"{lo} .. {hi} mm; nothing changed")
         self.time_zero_mm.put(pos)
@@ -148,17 +154,34 @@ class ElectronicDelay(PVPositionerIsClose):
         dg = ElectronicDelay("TRX:DG:", name="dg"); RE(bps.mv(dg, 3e-6))      # s
     """
 
-    setpoint = Cpt(EpicsSignal, "Delay", kind="normal")
+    setpoint = Cpt(VerifiedSignal, "Delay", kind="normal")
     readback = Cpt(EpicsSignalRO, "Delay_RBV", kind="hinted")
     enable = Cpt(EpicsSignal, "Enable", string=True, kind="config")
 
     def __init__(self, prefix="", *, name, max_s: float = 1e-5, **kwargs):
         super().__init__(prefix, name=name, atol=6e-12, egu="s", limits=(0.0, max_s), **kwargs)
 
+    @property
+    def limits(self) -> tuple[float, float]:
+        """(0, ``max_s``) narrowed to the generator's own range (its DRVL/DRVH), s."""
+        low, high = self._limits
+        ioc = ioc_limits(self.setpoint) if self.setpoint.connected else None
+        return (max(low, ioc[0]), min(high, ioc[1])) if ioc else (low, high)
+
+    def check_value(self, pos):
+        """*pos* (s) must be finite and inside ``limits``, else ``ValueError`` naming them."""
+        pos = finite(pos, f"{self.name} delay", unit="s")
+        low, high = self.limits
+        if not low <= pos <= high:
+            raise LimitError(f"{self.name}: delay {pos:g} s is outside the generator's range {low:g} .. {high:g} s")
+
     def _setup_move(self, position):
+        """Write the delay; one the generator refuses or clips raises ``SetpointRefused``
+        (the readback would never come within tolerance: the move would wait for ever)."""
         if self.enable.get() != "On":
             self.enable.put("On", wait=True)
         super()._setup_move(position)
+        verify_setpoint(self.setpoint, position, self.setpoint.get(use_monitor=False), unit="s", atol=1e-15)
 
     def applied_s(self) -> float:
         """Delay the generator adds now (0 when its output is off), s."""

@@ -22,6 +22,7 @@ EXAMPLE::
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -30,16 +31,42 @@ from ophyd import EpicsSignalWithRBV
 from ophyd.device import Staged
 from ophyd.areadetector import PilatusDetector as _PilatusBase
 from ophyd.areadetector import SingleTrigger
+from ophyd.areadetector.base import ADComponent
+from ophyd.areadetector.cam import PilatusDetectorCam
 from ophyd.areadetector.filestore_mixins import FileStoreHDF5IterativeWrite
 from ophyd.areadetector.plugins import HDF5Plugin
 
-from ...validation import count
+from ...validation import count, finite
+from ._signals import VerifiedSignalWithRBV, ioc_limits
+
+logger = logging.getLogger(__name__)
+
+
+def _forget_staging(device) -> None:
+    """Mark *device* and its children unstaged, dropping the values staging would restore."""
+    device._staged = Staged.no
+    device._original_vals.clear()
+    if hasattr(device, "_locked_key_list"):          # the file store's run state
+        device._locked_key_list = False
+        device._resource_uid = None
+    for attr in device._sub_devices:
+        _forget_staging(getattr(device, attr))
 
 
 class HDF5FileStore(HDF5Plugin, FileStoreHDF5IterativeWrite):
     """HDF5 plugin that emits resource/datum documents; the IOC creates missing folders."""
 
     create_directory = Cpt(EpicsSignalWithRBV, "CreateDirectory", kind="config")
+
+
+class PilatusCam(PilatusDetectorCam):
+    """The Pilatus driver, with the settings the plans rely on (exposure, period, frames)
+    checked against the IOC's control limits and read back after each write: a value the
+    IOC refuses or clips fails the write instead of silently keeping the old one."""
+
+    acquire_time = ADComponent(VerifiedSignalWithRBV, "AcquireTime")
+    acquire_period = ADComponent(VerifiedSignalWithRBV, "AcquirePeriod")
+    num_images = ADComponent(VerifiedSignalWithRBV, "NumImages")
 
 
 class PilatusDetector(SingleTrigger, _PilatusBase):
@@ -72,6 +99,7 @@ class PilatusDetector(SingleTrigger, _PilatusBase):
         saxs = PilatusDetector("TRX:SAXS:", name="saxs", write_dir="/data/frames/saxs", geometry="saxs")
     """
 
+    cam = Cpt(PilatusCam, "cam1:")
     hdf5 = Cpt(HDF5FileStore, "HDF1:", write_path_template="/", root="/")
 
     def __init__(self, prefix: str, *, name: str, write_dir: str | Path, exposure_s: float | None = None,
@@ -118,6 +146,20 @@ class PilatusDetector(SingleTrigger, _PilatusBase):
         self.generate_datum(self._image_name, time.time(), {})
         return status
 
+    def unstage(self):
+        """Restore what staging changed. If the IOC cannot be reached (killed, restarting:
+        it has forgotten those settings anyway), the detector is marked unstaged regardless and
+        the failure logged, so the next plan can stage it again once the IOC is back."""
+        try:
+            return super().unstage()
+        except Exception as exc:
+            _forget_staging(self)
+            if self.connected:
+                raise
+            logger.warning("%s: unstaged without restoring its settings, the IOC does not answer (%s)",
+                           self.name, exc)
+            return [self]
+
     @property
     def image_key(self) -> str:
         return f"{self.name}_image"
@@ -128,11 +170,18 @@ class PilatusDetector(SingleTrigger, _PilatusBase):
 
     @exposure_s.setter
     def exposure_s(self, value: float) -> None:
-        value = float(value)
-        if not value > 0:
-            raise ValueError(f"{self.name}: exposure must be > 0 s, got {value}")
-        self.cam.acquire_time.put(value, wait=True)
-        self.cam.acquire_period.put(0.0, wait=True)
+        """Exposure per frame (s), inside the driver's limits (its AcquireTime DRVL/DRVH);
+        written now and kept in ``stage_sigs``, so every run exposes this long even if
+        another client changed AcquireTime in between. A value the IOC refuses or clips
+        raises :class:`~._signals.SetpointRefused`."""
+        limits = ioc_limits(self.cam.acquire_time)
+        value = finite(value, f"{self.name}: exposure_s", low=0.0, strict=True,
+                       high=limits[1] if limits else None, unit="s")
+        if limits and value < limits[0]:
+            raise ValueError(f"{self.name}: exposure_s = {value} s is below the detector's minimum {limits[0]} s")
+        self.cam.acquire_time.set(value).wait(10)
+        self.cam.acquire_period.set(0.0).wait(10)
+        self.stage_sigs.update({"cam.acquire_time": value, "cam.acquire_period": 0.0})
 
     def describe(self):
         """Image key: ``shape`` ``(ny, nx)`` with one frame per trigger, ``(N, ny, nx)`` with N.

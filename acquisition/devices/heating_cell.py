@@ -95,7 +95,8 @@ class HeatingCell(PendingMove, Device):
     # -- positioner interface --------------------------------------------------------------
     @property
     def limits(self) -> tuple[float, float]:
-        return (self.setpoint.low, self.setpoint.high)
+        """Allowed set points (C): ``limits_c`` narrowed to the controller's own (DRVL/DRVH)."""
+        return self.setpoint.allowed()
 
     @property
     def egu(self) -> str:

@@ -22,7 +22,10 @@ import time
 from ophyd import Component as Cpt
 from ophyd import Device, EpicsSignal, EpicsSignalRO
 
+from ophyd.status import DeviceStatus
+
 from ...validation import finite
+from ._signals import SetpointRefused, VerifiedSignal, ioc_limits, verify_setpoint
 from .settle import PendingMove, SettleAbandoned, SettleMachine, SettleStatus, SettleTimeoutError
 
 __all__ = ["LiquidJet", "SettleAbandoned", "SettleTimeoutError"]
@@ -51,7 +54,7 @@ class LiquidJet(PendingMove, Device):
     """
 
     flow = Cpt(EpicsSignalRO, "JET:FlowRate_RBV", kind="hinted")
-    flow_setpoint = Cpt(EpicsSignal, "JET:FlowRate", kind="config")
+    flow_setpoint = Cpt(VerifiedSignal, "JET:FlowRate", kind="config")
     run = Cpt(EpicsSignal, "JET:Run", string=True, kind="config")
     flowing = Cpt(EpicsSignalRO, "JET:Flowing_RBV", kind="normal")
     reservoir = Cpt(EpicsSignalRO, "JET:Reservoir_RBV", kind="normal")
@@ -76,15 +79,22 @@ class LiquidJet(PendingMove, Device):
 
     def set(self, flow_ml_min: float, **kwargs) -> SettleStatus:
         """Run the pump at *flow_ml_min* (mL/min); the status is done when the flow sensor
-        reports a jet and the flow has stayed within ``tolerance_ml_min`` for ``stable_s``."""
-        lo, hi = self.flow_setpoint.limits
+        reports a jet and the flow has stayed within ``tolerance_ml_min`` for ``stable_s``.
+
+        A flow outside the pump's limits (the IOC's DRVL/DRVH) raises ``ValueError`` before
+        anything is written; one the pump still refuses or clips gives a failed status
+        (:class:`SetpointRefused`) and the pump is not started."""
+        limits = ioc_limits(self.flow_setpoint)
         target = finite(flow_ml_min, f"{self.name} flow", low=0.0, strict=True,
-                        high=hi if hi > lo else None, unit="mL/min")
+                        high=limits[1] if limits else None, unit="mL/min")
         self._abandon(success=False, why=f"superseded by a new flow {target} mL/min")
-        self.flow_setpoint.put(target, wait=True)
-        got = self.flow_setpoint.get(use_monitor=False)
-        if abs(got - target) > 1e-6 * max(1.0, target):
-            raise RuntimeError(f"{self.name}: the pump refused a flow of {target} mL/min (set point reads {got})")
+        try:
+            self.flow_setpoint.put(target, wait=True)
+            verify_setpoint(self.flow_setpoint, target, self.flow_setpoint.get(use_monitor=False), unit="mL/min")
+        except SetpointRefused as exc:
+            refused = DeviceStatus(self)
+            refused.set_exception(exc)
+            return refused
         self.run.put("Run", wait=True)
         tol = self.tolerance_ml_min
         machine = SettleMachine(lambda v: v[0] and v[1] and abs(v[2] - target) <= tol, settle_time_s=self.stable_s,

@@ -114,11 +114,11 @@ class SyringePump(Device):
         """(volume mL, rate mL/min) if both are allowed, else ``ValueError``; ``rate_ml_min``
         None means the pump's current rate."""
         volume = finite(volume_ml, f"{self.name} volume_ml", low=0.0, strict=True,
-                        high=self.volume.high, unit="mL")
+                        high=self.volume.allowed()[1], unit="mL")
         if rate_ml_min is None:
             rate_ml_min = self.rate.get()
         rate = finite(rate_ml_min, f"{self.name} rate_ml_min", low=0.0, strict=True,
-                      high=self.rate.high, unit="mL/min")
+                      high=self.rate.allowed()[1], unit="mL/min")
         return volume, rate
 
     def infuse(self, volume_ml, rate_ml_min=None) -> InfusionStatus:

@@ -175,9 +175,9 @@ def injection_series(saxs_detector, *, cell, syringe, mantle_temp_c: float, inje
 
     def inner():
         yield from bps.abs_set(cell, mantle, wait=True, **rule)
-        yield from bps.mv(saxs_detector.cam.acquire_time, exposure, saxs_detector.cam.acquire_period, 0.0,
-                          syringe.rate, rate, syringe.volume, volume)  # so Infuse alone starts it
-        yield from bps.stage(saxs_detector)
+        yield from bps.mv(syringe.rate, rate, syringe.volume, volume)  # so Infuse alone starts it
+        yield from bps.stage(saxs_detector)           # its stage_sigs first, then this plan's exposure
+        yield from bps.mv(saxs_detector.cam.acquire_time, exposure, saxs_detector.cam.acquire_period, 0.0)
         yield from bps.stage(clock)
         t0 = pre                                       # clock time of the injection
         zero_epoch = yield from bps.rd(clock.zero_epoch)

@@ -170,7 +170,7 @@ def segments_from(steps, cell) -> list:
     if not steps:
         raise ValueError("steps: the list is empty")
     out, previous = [], None
-    max_rate = cell.ramp_rate.high
+    max_rate = cell.ramp_rate.allowed()[1]
     for i, step in enumerate(steps):
         where = f"steps[{i}]"
         if isinstance(step, (Ramp, Hold, Cool)):

@@ -32,6 +32,7 @@ from caproto.server import PVGroup, SubGroup, pvproperty
 
 from ._common import checked, long_string, pv_with_rbv
 
+MAX_NUM_IMAGES = 1_000_000         # frames per acquisition the driver accepts
 DATA_TYPES = ("Int8", "UInt8", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64",
               "Float32", "Float64")
 DETECTOR_STATES = ("Idle", "Acquire", "Readout", "Correct", "Saving", "Aborting", "Error",
@@ -96,10 +97,13 @@ class CamIOC(PVGroup):
     """The detector driver (``cam1:``)."""
 
     acquire = _enum("Acquire", ("Done", "Acquire"), 0, "Start/stop acquisition")
-    acquire_time = pv_with_rbv(name="AcquireTime", dtype=float, value=1.0, doc="Exposure time (s)")
+    # control limits (DRVL/DRVH) published as the PVs' metadata, so clients check before writing
+    acquire_time = pv_with_rbv(name="AcquireTime", dtype=float, value=1.0, doc="Exposure time (s)",
+                               lower_ctrl_limit=1e-6, upper_ctrl_limit=3600.0)
     acquire_period = pv_with_rbv(name="AcquirePeriod", dtype=float, value=1.0,
-                                 doc="Time between frames (s)")
-    num_images = pv_with_rbv(name="NumImages", dtype=int, value=1, doc="Frames per acquisition")
+                                 doc="Time between frames (s)", lower_ctrl_limit=0.0, upper_ctrl_limit=3600.0)
+    num_images = pv_with_rbv(name="NumImages", dtype=int, value=1, doc="Frames per acquisition",
+                             lower_ctrl_limit=1, upper_ctrl_limit=MAX_NUM_IMAGES)
     num_exposures = pv_with_rbv(name="NumExposures", dtype=int, value=1, doc="Exposures per frame")
     image_mode = _enum("ImageMode", ("Single", "Multiple", "Continuous"), 0, "Acquisition mode")
     trigger_mode = _enum("TriggerMode", ("Internal", "Ext. Enable", "Ext. Trigger", "Mult. Trigger",
@@ -162,8 +166,8 @@ class CamIOC(PVGroup):
 
     @num_images.setpoint.putter
     async def num_images(obj, instance, value):
-        if value < 1:
-            raise ValueError(f"NumImages must be >= 1, got {value}")
+        if not 1 <= value <= MAX_NUM_IMAGES:
+            raise ValueError(f"NumImages must be 1 .. {MAX_NUM_IMAGES}, got {value}")
         await obj.readback.write(value)
         return value
 
@@ -283,6 +287,22 @@ class HDF5PluginIOC(PVGroup):
         ok = bool(path) and os.path.isabs(path) and os.path.isdir(path)
         await self.file_path_exists.write("Yes" if ok else "No")
 
+    def _outside(self, path: str) -> str | None:
+        """Why *path* may not be written (not under the simulator's data directories, once
+        ``..`` and symbolic links are resolved), or None: no CA client writes elsewhere."""
+        roots = self.parent.write_roots
+        real = os.path.realpath(path)
+        if any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots):
+            return None
+        return f"{path!r} is outside the simulator's data directories ({', '.join(roots)})"
+
+    async def _refuse(self, what: str, why: str) -> None:
+        """A put that would write outside the data directories: WriteStatus/WriteMessage say so
+        and the put fails (the client sees a put error)."""
+        exc = PermissionError(f"{what} {why}")
+        await self._fail(exc)
+        raise exc
+
     @file_path.setpoint.putter
     async def file_path(obj, instance, value):
         plugin = obj.parent
@@ -292,6 +312,9 @@ class HDF5PluginIOC(PVGroup):
         if path and not os.path.isabs(path):
             await plugin.file_path_exists.write("No")
             raise ValueError(f"FilePath must be absolute, got {path!r}")
+        if path and plugin._outside(path):
+            await plugin.file_path_exists.write("No")
+            await plugin._refuse("FilePath", plugin._outside(path))
         if path and plugin.create_directory.readback.value != 0 and not os.path.isdir(path):
             os.makedirs(path, exist_ok=True)
         await obj.readback.write(_padded(path))
@@ -313,6 +336,11 @@ class HDF5PluginIOC(PVGroup):
             text % ("/p/", "n", 1)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"FileTemplate {text!r} does not take (path, name, number): {exc}")
+        plugin = obj.parent
+        folder = plugin._path() or plugin.parent.data_dir.rstrip("/") + "/"
+        example = text % (folder, _to_str(plugin.file_name.readback.value) or "n", 1)
+        if plugin._outside(example):
+            await plugin._refuse(f"FileTemplate {text!r} makes", plugin._outside(example))
         await obj.readback.write(_padded(text))
         return _padded(text)
 
@@ -321,6 +349,8 @@ class HDF5PluginIOC(PVGroup):
         await obj.readback.write(value)
         path = obj.parent._path()
         if value != 0 and path and os.path.isabs(path) and not os.path.isdir(path):
+            if obj.parent._outside(path):
+                await obj.parent._refuse("CreateDirectory of", obj.parent._outside(path))
             os.makedirs(path, exist_ok=True)
             await obj.parent._check_path(path)
         return value
@@ -346,6 +376,8 @@ class HDF5PluginIOC(PVGroup):
         if self.file_path_exists.value != "Yes":
             raise OSError(f"FilePath {path!r} does not exist")
         name = self._next_name()
+        if self._outside(name):
+            raise PermissionError(f"file {self._outside(name)}")
         det: AreaDetectorIOC = self.parent
         self.writer = HDF5Writer(name, det.shape, swmr=True)
         await self.full_file_name.write(_padded(name))
@@ -419,12 +451,15 @@ class AreaDetectorIOC(PVGroup):
     hdf = SubGroup(HDF5PluginIOC, prefix="HDF1:")
 
     def __init__(self, *args, model, render: Callable[[float], np.ndarray], shape: tuple[int, int],
-                 model_name: str, data_dir: str | Path, on_exposed=None, **kwargs):
+                 model_name: str, data_dir: str | Path, on_exposed=None,
+                 write_roots: list[str | Path] | None = None, **kwargs):
         self.model = model
         self.render = render
         self.shape = tuple(shape)
         self.model_label = model_name
         self.data_dir = str(data_dir)
+        # where CA clients may make the plugin write (FilePath, FileTemplate, CreateDirectory)
+        self.write_roots = [os.path.realpath(r) for r in (data_dir, *(write_roots or ()))]
         self.on_exposed = on_exposed
         super().__init__(*args, **kwargs)
 

@@ -52,6 +52,11 @@ class DelayGeneratorIOC(PVGroup):
         self.model = model
         super().__init__(*args, **kwargs)
 
+    @delay.startup
+    async def delay(self, instance, async_lib):
+        await instance.write_metadata(lower_ctrl_limit=0.0,             # DRVL/DRVH
+                                      upper_ctrl_limit=self.model.cfg["delay"]["electronic_max_s"])
+
     @delay.putter
     async def delay(self, instance, value):
         d = self.model.cfg["delay"]

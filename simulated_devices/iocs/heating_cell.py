@@ -42,6 +42,10 @@ class HeatingCellIOC(PVGroup):
 
     @setpoint.startup
     async def setpoint(self, instance, async_lib):
+        cfg = self.model.cfg["heating_cell"]
+        await instance.write_metadata(lower_ctrl_limit=cfg["ambient_c"] - 25.0,      # DRVL/DRVH
+                                      upper_ctrl_limit=cfg["max_setpoint_c"])
+        await self.ramp_rate.write_metadata(lower_ctrl_limit=0.0, upper_ctrl_limit=cfg["max_ramp_c_min"])
         await instance.write(self.cell.setpoint_c)
         await self.p.write(self.cell.p)
         await self.i.write(self.cell.i)

@@ -32,6 +32,8 @@ class LiquidJetIOC(PVGroup):
 
     @flow_rate.startup
     async def flow_rate(self, instance, async_lib):
+        await instance.write_metadata(lower_ctrl_limit=0.0,             # DRVL/DRVH
+                                      upper_ctrl_limit=self.model.cfg["liquid_jet"]["max_flow_ml_min"])
         await instance.write(self.model.jet.setpoint_ml_min)
 
     @flow_rate.putter

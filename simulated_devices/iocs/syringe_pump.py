@@ -33,6 +33,12 @@ class SyringePumpIOC(PVGroup):
         self._last = None
         super().__init__(*args, **kwargs)
 
+    @rate.startup
+    async def rate(self, instance, async_lib):
+        cfg = self.model.cfg["syringe_pump"]
+        await instance.write_metadata(lower_ctrl_limit=1e-6, upper_ctrl_limit=cfg["max_rate_ml_min"])  # DRVL/DRVH
+        await self.volume.write_metadata(lower_ctrl_limit=0.0, upper_ctrl_limit=cfg["syringe_ml"])
+
     @rate.putter
     async def rate(self, instance, value):
         return checked(value, "SYR:Rate", low=1e-6,
