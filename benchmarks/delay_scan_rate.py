@@ -27,7 +27,8 @@ def main() -> None:
 
     env = isolated_ca_env()
     os.environ.update(env)                  # this process's CA client, before pyepics connects
-    with tempfile.TemporaryDirectory() as tmp, SimulatedBeamline("BD:", data_dir=f"{tmp}/sim", ca_env=env):
+    with tempfile.TemporaryDirectory() as tmp, SimulatedBeamline("BD:", data_dir=f"{tmp}/sim", ca_env=env,
+                                                                       write_roots=[tmp]):
         from bluesky.plans import count
 
         from trxrd.session import SessionConfig, open_session

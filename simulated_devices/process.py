@@ -27,6 +27,11 @@ import tomli_w
 from .physics.config import load_config, resolve_sample
 
 
+# caproto's CA repeater bound to 127.0.0.1 (its command line always binds 0.0.0.0); quiet below WARNING
+REPEATER_ON_LOOPBACK = ("import logging; logging.getLogger('caproto').setLevel(logging.WARNING); "
+                        "from caproto.sync.repeater import run; run(host='127.0.0.1')")
+
+
 def _free_port() -> int:
     """A port free for both UDP and TCP on loopback."""
     for _ in range(50):
@@ -75,8 +80,10 @@ class SimulatedBeamline:
     def __init__(self, prefix: str = "TRX:", data_dir: str | Path | None = None,
                  overrides: dict | None = None, detector: str | None = None,
                  start_timeout: float = 60.0, log_path: str | Path | None = None,
-                 ca_env: dict[str, str] | None = None, sample: str | None = None):
+                 ca_env: dict[str, str] | None = None, sample: str | None = None,
+                 write_roots: list[str | Path] | None = None):
         self.prefix = prefix
+        self.write_roots = [Path(r).resolve() for r in (write_roots or ())]   # detector files also here
         self.sample = sample
         self._tmp = None
         if data_dir is None:
@@ -123,11 +130,14 @@ class SimulatedBeamline:
             cmd += ["--config", str(cfg)]
         if self.detector:
             cmd += ["--detector", self.detector]
+        for root in self.write_roots:
+            cmd += ["--write-root", str(root)]
         env = {**os.environ, **self.env}
         self._log = open(self.log_path, "w")
-        # a CA repeater on the isolated port: receives the server's beacons, serves clients
+        # a CA repeater on the isolated port, on loopback (caproto's command binds 0.0.0.0):
+        # receives the server's beacons, serves clients
         self.repeater = subprocess.Popen(
-            [sys.executable, "-m", "caproto.commandline.repeater", "--quiet"], env=env,
+            [sys.executable, "-c", REPEATER_ON_LOOPBACK], env=env,
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)

@@ -141,7 +141,8 @@ def sim(tmp_path_factory):
     from trxrd.simulated_devices.physics.config import load_config
 
     data = tmp_path_factory.mktemp("beamline")
-    beamline = SimulatedBeamline(PREFIX, data_dir=data, overrides=TEST_OVERRIDES, ca_env=CA_ENV)
+    beamline = SimulatedBeamline(PREFIX, data_dir=data, overrides=TEST_OVERRIDES, ca_env=CA_ENV,
+                                 write_roots=[tmp_path_factory.getbasetemp()])   # the tests' frame folders
     beamline.start()
     beamline.cfg = load_config(overrides=TEST_OVERRIDES)
     yield beamline
@@ -323,3 +324,45 @@ def remote_reduction(live_args: list, docs, result, *, env: dict | None = None, 
         proxy.terminate()
         live.wait(10)
         proxy.wait(10)
+
+
+def listening(pid: int, udp: bool = False) -> list[tuple[str, int]]:
+    """(address, port) of the TCP sockets process *pid* listens on and, with *udp*, of its UDP
+    sockets that take datagrams from anyone (bound, not connected) (Linux /proc: the socket
+    inodes among its open files, looked up in its network namespace's tables)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    tables = [("tcp", "0A"), ("tcp6", "0A")] + ([("udp", "07"), ("udp6", "07")] if udp else [])
+    out = []
+    for table, state in tables:          # 0A: TCP LISTEN; 07: UDP unconnected
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == state and fields[9] in inodes:
+                address, port = fields[1].split(":")
+                raw = bytes.fromhex(address)
+                if len(raw) == 4:
+                    host = ".".join(str(b) for b in raw[::-1])
+                else:
+                    host = ":".join(raw[i:i + 4][::-1].hex() for i in range(0, 16, 4))
+                out.append((host, int(port, 16)))
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """*pid* and every process below it (Linux /proc children lists)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return out

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import exposing_signal, recording_run_engine, tables_held, tables_locked_after, wait_for
+from conftest import exposing_signal, listening, recording_run_engine, tables_held, tables_locked_after, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,31 +27,6 @@ def gone(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except OSError:
         return True
-
-
-def listening(pid: int) -> list[tuple[str, int]]:
-    """(address, port) of the TCP sockets *pid* listens on (Linux /proc)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    out = []
-    for table, width in (("tcp", 8), ("tcp6", 32)):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:          # LISTEN
-                address, port = fields[1].split(":")
-                raw = bytes.fromhex(address)
-                if width == 8:
-                    host = ".".join(str(b) for b in raw[::-1])
-                else:
-                    host = ":".join(raw[i:i + 4][::-1].hex() for i in range(0, 16, 4))
-                out.append((host, int(port, 16)))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -181,15 +156,16 @@ def test_requests_without_the_key_are_refused(served):
     assert len(process.api_key) >= 32
 
 
-def test_catalog_process_killed_mid_run_spools_every_document(tmp_path):
-    """The catalog process dies in the middle of a run: RE(...) raises CatalogWriteError naming
-    the spool, which holds every document the run emitted, in order."""
+def test_catalog_process_killed_mid_run_spools_every_document(tmp_path, caplog):
+    """The catalog process dies in the middle of a run: the run goes on to its end, its spool
+    (named in the error logged) holds every document the run emitted, in order
+    (tests/test_recover.py replays it)."""
     import threading
 
     from bluesky.plans import count
     from ophyd import Signal
 
-    from trxrd.catalog import CatalogProcess, CatalogWriteError, CatalogWriter
+    from trxrd.catalog import CatalogProcess, CatalogWriter
 
     process = CatalogProcess(root=tmp_path)
     writer = CatalogWriter(process, backup_directory=tmp_path / "spool", batch_size=5, max_latency_s=0.05)
@@ -203,23 +179,23 @@ def test_catalog_process_killed_mid_run_spools_every_document(tmp_path):
     thread = threading.Thread(target=kill_it, daemon=True)
     thread.start()
     try:
-        with pytest.raises(CatalogWriteError) as info:
-            RE(count([exposing_signal()], 200))
+        (uid,) = RE(count([exposing_signal()], 200))
     finally:
         thread.join(30)
         process.close(timeout=10)
-    uid = docs[0][1]["uid"]
     spool = writer.spool_path(uid)
-    assert str(spool) in str(info.value) and uid in str(info.value)
-    assert "catalog process" in str(info.value)
-    assert docs[-1][0] == "stop" and 12 <= sum(n == "event" for n, _ in docs) < 200
+    assert writer.spooled == {uid: spool}
+    assert any(str(spool) in r.getMessage() and uid in r.getMessage() and "catalog process" in r.getMessage()
+               for r in caplog.records if r.levelname == "ERROR")
+    assert docs[-1][0] == "stop" and docs[-1][1]["exit_status"] == "success"
+    assert sum(n == "event" for n, _ in docs) == 200
     spooled = [json.loads(line) for line in spool.read_text().splitlines()]
     assert [(d["name"], d["doc"]["uid"]) for d in spooled] == [(n, d["uid"]) for n, d in docs]
     assert [d["doc"]["data"] for d in spooled if d["name"] == "event"] == \
         [d["data"] for n, d in docs if n == "event"]
     # The next run goes straight to its spool, and says so.
-    with pytest.raises(CatalogWriteError, match="catalog process"):
-        RE(count([Signal(name="x", value=1.0)], 2))
+    (later,) = RE(count([Signal(name="x", value=1.0)], 2))
+    assert set(writer.spooled) == {uid, later} and writer.spool_path(later).is_file()
     writer.close()
 
 
@@ -298,27 +274,28 @@ def test_session_writes_through_the_catalog_process_and_stops_it(sim, tmp_path, 
     assert line.split()[-3:] == ["session", "success", "7"]
 
 
-def test_server_failing_mid_run_spools_every_document(tmp_path):
+def test_server_failing_mid_run_spools_every_document(tmp_path, caplog):
     """The served catalog's storage stops taking writes mid-run (another process holds an
-    exclusive lock on its event tables): RE(...) raises CatalogWriteError naming the spool,
-    which holds every document the run emitted, in order; the process stays up for the next run."""
+    exclusive lock on its event tables): the run goes on to its end, its spool (named in the
+    error logged) holds every document the run emitted, in order; the process stays up for the
+    next run."""
 
     from bluesky.plans import count
     from ophyd import Signal
 
-    from trxrd.catalog import CatalogProcess, CatalogWriteError, CatalogWriter
+    from trxrd.catalog import CatalogProcess, CatalogWriter
 
     process = CatalogProcess(root=tmp_path)
     writer = CatalogWriter(process, backup_directory=tmp_path / "spool", batch_size=5, max_latency_s=0.05)
     RE = recording_run_engine(writer)
     docs = RE.docs
     with tables_locked_after(docs, 12, tmp_path / "catalog" / "tables.db"):
-        with pytest.raises(CatalogWriteError) as info:
-            RE(count([exposing_signal()], 200))
-    uid = docs[0][1]["uid"]
+        (uid,) = RE(count([exposing_signal()], 200))
     spool = writer.spool_path(uid)
-    assert str(spool) in str(info.value) and uid in str(info.value)
-    assert docs[-1][0] == "stop"     # the error comes on a later document or, at the latest, on the stop
+    assert writer.spooled == {uid: spool}
+    assert any(str(spool) in r.getMessage() and uid in r.getMessage() for r in caplog.records
+               if r.levelname == "ERROR")
+    assert docs[-1][0] == "stop" and sum(n == "event" for n, _ in docs) == 200
     spooled = [json.loads(line) for line in spool.read_text().splitlines()]
     assert [(d["name"], d["doc"]["uid"]) for d in spooled] == [(n, d["uid"]) for n, d in docs]
     assert [d["doc"]["data"] for d in spooled if d["name"] == "event"] == \

@@ -23,7 +23,21 @@ Layout of an embedded catalog under ``root``::
     root/catalog/data/           other arrays written by Tiled
     root/catalog/process.log     the catalog process's log
     root/frames/<detector>/      detector HDF5 files (readable storage: all of root)
-    root/spool/<uid8>.jsonl      the journal of a run being written; kept when the catalog failed
+    root/spool/<uid8>.jsonl      the journal of a run being written; kept (its spool) when the
+                                 catalog failed, until ``trxrd recover`` stores it
+
+When the catalog fails (storage read-only or locked, disk full, the catalog process or a Tiled
+server gone or restarting), acquisition goes on and nothing is lost: documents are *spooled*,
+not buffered in memory (memory is lost with the process, a spool is not). The failing run's
+documents, raw and derived alike (numpy values as JSON lists), go on to its journal, which stays
+as its spool ``root/spool/<uid8>.jsonl``; the writer logs an error naming it and the command that
+replays it; later runs are written again as soon as the catalog takes them (a Tiled server back
+up), else spooled too. ``trxrd recover SPOOL...`` (``replay_spool``) writes spooled runs into the
+catalog, idempotently: a part of the run already stored (no stop document) is replaced by the
+whole run, a run stored completely is skipped; a spool is removed only once its run reads back
+complete. ``trxrd runs`` marks runs without a stop document and names their spool, and a session
+announces the spools left at its start (``announce_spools``). Only when the journal cannot be
+written either (documents being lost) does the run stop, with ``CatalogWriteError``.
 
 Only one process may *write* an embedded catalog at a time; any number may read it (SQLite
 write-ahead log), e.g. ``trxrd runs`` while a scan is running. Several writers need a Tiled
@@ -58,6 +72,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -361,6 +376,7 @@ class _Run:
         self.journal = None
         self.journal_error: str | None = None
         self.failed: str | None = None          # why the catalog did not take the run
+        self.lost = False                       # documents of the run neither stored nor journaled
         self.stopped = False                    # its stop document is handed over
         self.waiters: list[threading.Event] = []   # set once the run is stored, or left in its spool
 
@@ -628,14 +644,17 @@ class CatalogWriter:
     batches so that live readers see a run as it goes: ``batch_size=None`` picks it per run
     from ``num_points`` (see ``batch_size_for``), an int fixes it.
 
-    Nothing is lost silently: every document of a run is first journaled to
-    ``backup_directory/<uid8>.jsonl``; the journal is removed once the run is read back complete
-    from the catalog. If the catalog fails (any exception from the writer, or the catalog process
-    gone), the run's remaining documents go to the journal only, the journal stays as the spool of
-    the run, and this callback raises ``CatalogWriteError`` naming it on the run's next document,
-    at the latest on its stop document. Several threads may feed one writer (the RunEngine, a live
-    reduction); each gets the errors of its own runs. ``flush(timeout)`` waits until everything
-    queued is handed over; ``close()`` flushes and stops the thread (not the catalog process).
+    Nothing is lost, and a catalog failure does not stop acquisition (the module docstring has
+    the policy): every document of a run is first journaled to ``backup_directory/<uid8>.jsonl``;
+    the journal is removed once the run is read back complete from the catalog. If the catalog
+    fails (any exception from the writer, or the catalog process gone), the run's remaining
+    documents go to the journal only, the journal stays as the spool of the run (``spooled``:
+    uid -> spool), an error is logged with the ``trxrd recover`` command that replays it, and
+    the run goes on. Only when the journal cannot be written either (documents being lost) does
+    this callback raise ``CatalogWriteError`` on the run's next document. Several threads may feed
+    one writer (the RunEngine, a live reduction); each gets the errors of its own runs.
+    ``flush(timeout)`` waits until everything queued is handed over; ``close()`` flushes and stops
+    the thread (not the catalog process).
 
     EXAMPLE::
 
@@ -681,6 +700,7 @@ class CatalogWriter:
         self._parents: dict[str, str] = {}         # descriptor / resource uid -> run uid
         self._errors: dict[str | None, list[CatalogWriteError]] = {}   # run uid -> not yet raised
         self._runs: dict[str, _Run] = {}           # runs not finished yet
+        self.spooled: dict[str, Path] = {}         # run uid -> its spool: runs the catalog did not take
         self._pings: dict[int, threading.Event] = {}
         self._closed = False
         self._thread = threading.Thread(target=self._work, name="CatalogWriter", daemon=True)
@@ -696,8 +716,11 @@ class CatalogWriter:
         return DEFAULT_BATCH_SIZE
 
     def spool_path(self, uid: str) -> Path:
-        """The JSONL journal / spool of run *uid*."""
-        return self.backup_directory / f"{uid.split('-')[0]}.jsonl"
+        """The JSONL journal / spool of run *uid* (a name that stays in the spool folder,
+        whatever the document's uid)."""
+        from .validation import file_stem
+
+        return self.backup_directory / f"{file_stem(str(uid).split('-')[0])}.jsonl"
 
     # -- producer side -------------------------------------------------------------------------
 
@@ -829,7 +852,8 @@ class CatalogWriter:
             line = json.dumps({"name": name, "doc": doc}, default=_jsonable)
         except (TypeError, ValueError) as exc:
             line = None
-            self._fail(state, f"the document {name!r} is not JSON ({_failure(exc)})")
+            state.journal_error = state.journal_error or f"the document {name!r} is not JSON ({_failure(exc)})"
+            self._fail(state, state.journal_error)
         if line is not None:
             self._journal(state, line)
         if name == "start" and self._gone is not None:
@@ -867,6 +891,7 @@ class CatalogWriter:
             state.journal_error = _failure(exc)
             logger.warning("run %s: cannot journal to %s (%s); a catalog failure now would lose "
                            "documents", state.uid, state.journal_path, state.journal_error)
+            self._check_lost(state)
 
     # -- results (writer thread for an in-process catalog, the reply thread for a process) -------
 
@@ -910,10 +935,28 @@ class CatalogWriter:
             done.set()
 
     def _fail(self, state: _Run, why: str) -> None:
+        """The catalog does not take run *state* (any more): its documents go on to its journal
+        only, which stays as its spool; acquisition goes on (see the module docstring)."""
         if state.failed is not None:
             return
         state.failed = why
-        self._record(state.uid, f"run {state.uid}: {why}; every document of the run is in {state.journal_path}")
+        with self._lock:
+            self.spooled[state.uid] = state.journal_path
+        if not self._check_lost(state):
+            logger.error("run %s: %s; acquisition goes on, every document of the run is journaled to %s: "
+                         "replay it into the catalog with `trxrd recover %s`", state.uid, why,
+                         state.journal_path, state.journal_path)
+
+    def _check_lost(self, state: _Run) -> bool:
+        """Neither the catalog nor the journal takes the run's documents: they are being lost,
+        so the run must stop (``CatalogWriteError`` on its next document). Reported once."""
+        if state.failed is None or state.journal_error is None or state.lost:
+            return state.lost
+        state.lost = True
+        self._record(state.uid, f"run {state.uid}: the catalog failed ({state.failed}) and the journal "
+                                f"{state.journal_path} could not be written ({state.journal_error}): "
+                                f"documents of this run are LOST")
+        return True
 
     def _finish(self, state: _Run) -> None:
         with self._lock:
@@ -922,10 +965,8 @@ class CatalogWriter:
             waiters = list(state.waiters)
         if state.failed is None:
             state.journal_path.unlink(missing_ok=True)     # complete in the catalog
-        elif state.journal_error is not None:
-            self._record(state.uid, f"run {state.uid}: the catalog failed ({state.failed}) and the "
-                                    f"journal {state.journal_path} could not be written "
-                                    f"({state.journal_error}): documents of this run are LOST")
+        else:
+            self._check_lost(state)
         for done in waiters:
             done.set()
 
@@ -936,6 +977,183 @@ class CatalogWriter:
         with self._lock:
             self._errors.setdefault(run, []).append(error)
         logger.error("%s", message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recovery: spools back into the catalog
+
+
+@dataclass
+class Replay:
+    """What ``replay_spool`` did with one spool. *outcome*: ``stored`` (the run was not in the
+    catalog), ``replaced`` (a part of it was: that part was deleted, the whole run written from
+    the spool), ``complete`` (the catalog had it all already: nothing written), ``refused``
+    (the spool is unreadable, holds no stop document, or disagrees with the catalog) or ``failed``
+    (the catalog failed again). The spool is removed after ``stored``, ``replaced`` and
+    ``complete``; it stays after ``refused`` and ``failed``."""
+
+    spool: Path
+    outcome: str
+    uid: str | None = None
+    documents: int = 0                  # documents in the spool
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("stored", "replaced", "complete")
+
+    def __str__(self) -> str:
+        run = f"run {self.uid}" if self.uid else "no run"
+        detail = f": {self.detail}" if self.detail else ""
+        return f"{self.spool}: {run}, {self.documents} documents, {self.outcome}{detail}"
+
+
+def announce_spools(directory: Path | str) -> str | None:
+    """A line naming the spools left in *directory* (runs the catalog did not take, kept by an
+    earlier session) and the command that replays them; also logged as a warning. None if none.
+    A session announces them at its start rather than replaying them: a replay writes the catalog
+    (deleting a partly stored run first) and is the operator's call, e.g. between scans."""
+    spools = sorted(Path(directory).glob("*.jsonl"))
+    if not spools:
+        return None
+    line = (f"spool: {len(spools)} run(s) not in the catalog ({', '.join(p.stem for p in spools[:5])}"
+            f"{', ...' if len(spools) > 5 else ''}): replay with `trxrd recover {Path(directory)}`")
+    logger.warning("%s", line)
+    return line
+
+
+def spool_files(paths: Iterable[Path | str]) -> list[Path]:
+    """The spools named by *paths*: files as given, folders for the ``*.jsonl`` they hold."""
+    out = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            out += sorted(path.glob("*.jsonl"))
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise ValueError(f"no spool at {path}")
+    return out
+
+
+def read_spool(path: Path | str) -> list[tuple[str, dict]]:
+    """The documents of a spool (a ``CatalogWriter`` journal), in order. A last line cut short
+    (the writing process died in the middle of it) is dropped with a warning; any other line that
+    is not a document is a ``ValueError``."""
+    path = Path(path)
+    lines = path.read_text().splitlines()
+    docs = []
+    for number, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+            docs.append((str(entry["name"]), dict(entry["doc"])))
+        except (ValueError, KeyError, TypeError) as exc:
+            if number == len(lines):
+                logger.warning("%s: its last line is cut short (%s); dropped", path, _failure(exc))
+                break
+            raise ValueError(f"{path}: line {number} is not a document ({_failure(exc)})") from None
+    return docs
+
+
+def _stream_counts(docs: list[tuple[str, dict]]) -> dict[str, int]:
+    """Events per stream name in *docs*."""
+    streams, counts = {}, {}
+    for name, doc in docs:
+        if name == "descriptor":
+            streams[doc["uid"]] = doc.get("name", "primary")
+            counts.setdefault(streams[doc["uid"]], 0)
+        elif name in ("event", "event_page"):
+            stream = streams.get(doc.get("descriptor"), "?")
+            counts[stream] = counts.get(stream, 0) + (len(doc["seq_num"]) if name == "event_page" else 1)
+    return counts
+
+
+def replay_spool(path: Path | str, client, *, close_incomplete: bool = False) -> Replay:
+    """Write the run held by the spool *path* into the catalog *client*, idempotently.
+
+    What the catalog already holds of that uid decides: nothing -> the run is written from the
+    spool; a part (no stop document: the catalog failed mid-run) -> that part is deleted (the
+    detector files it references stay) and the whole run written from the spool, so no document
+    is stored twice; the whole run (its stop document, which the catalog writes last) -> nothing
+    is written. The spool is removed once the run reads back complete, and kept when
+    anything fails (``Replay.outcome``). Never raises for a bad spool or a failing catalog.
+
+    A spool without a stop document belongs to a run still being written, or to a process that
+    died: it is refused, unless *close_incomplete*, which stores it closed with
+    ``exit_status="fail"`` and a reason naming the spool.
+
+    EXAMPLE::
+
+        from trxrd.catalog import open_catalog, replay_spool
+        cat = open_catalog(root="data")
+        print(replay_spool("data/spool/3f2a9c1e.jsonl", cat))
+        # .../3f2a9c1e.jsonl: run 3f2a9c1e-..., 412 documents, replaced: 180 events were stored
+    """
+    import uuid
+
+    path = Path(path)
+    try:
+        docs = read_spool(path)
+    except (OSError, ValueError) as exc:
+        return Replay(path, "refused", detail=_failure(exc))
+    starts = [doc for name, doc in docs if name == "start"]
+    if len(starts) != 1 or docs[0][0] != "start":
+        return Replay(path, "refused", documents=len(docs),
+                      detail=f"a spool holds one run from its start document; this one has {len(starts)}")
+    uid = starts[0]["uid"]
+    result = Replay(path, "refused", uid=uid, documents=len(docs))
+    counts = _stream_counts(docs)
+    stops = [doc for name, doc in docs if name == "stop"]
+    if not stops:
+        if not close_incomplete:
+            result.detail = ("no stop document: the run is still being written, or its process died "
+                             "(`trxrd recover --close-incomplete` stores it closed as failed)")
+            return result
+        last = max((doc.get("time", 0.0) for _, doc in docs), default=starts[0]["time"])
+        stops = [{"uid": str(uuid.uuid4()), "run_start": uid, "time": last, "exit_status": "fail",
+                  "reason": f"recovered from {path}: the run's stop document was never emitted",
+                  "num_events": counts}]
+        docs = docs + [("stop", stops[0])]
+    try:
+        stored = client[uid]
+    except KeyError:
+        stored = None
+    except Exception as exc:
+        result.outcome, result.detail = "failed", f"the catalog cannot be read ({_failure(exc)})"
+        return result
+    replaced = ""
+    if stored is not None:
+        try:
+            stored_stop = stored.metadata.get("stop")
+            if stored_stop:
+                if stored_stop.get("uid") != stops[0]["uid"]:
+                    result.detail = "the catalog holds this run with another stop document: nothing written"
+                    return result
+                path.unlink()     # the stop document is written last, after every event
+                result.outcome, result.detail = "complete", "the catalog holds the whole run already"
+                return result
+            partial = {stream: events_written(stored, stream) for stream in stored}
+            stored.delete(recursive=True, external_only=False)     # managed data only: frames stay
+        except Exception as exc:
+            result.outcome, result.detail = "failed", f"the catalog failed ({_failure(exc)})"
+            return result
+        replaced = f"{sum(partial.values())} events were stored, without a stop document"
+    reports = []
+    store = _Store(client, lambda run, failed, done: reports.append((failed, done)))
+    try:
+        for name, doc in docs:
+            store.write(uid, name, doc, MAX_BATCH_SIZE if name == "start" else 0)
+            if any(failed for failed, _ in reports):
+                break
+    except Exception as exc:      # _Store reports the catalog's failures; this is a bug
+        reports.append((f"replay failed ({_failure(exc)})", False))
+    failed = next((failed for failed, _ in reports if failed), None)
+    if failed is not None or not any(done for _, done in reports):
+        result.outcome = "failed"
+        result.detail = f"{failed or 'the run was not finished'}; the spool stays, replay it again"
+        return result
+    path.unlink()
+    result.outcome, result.detail = ("replaced", replaced) if replaced else ("stored", "")
+    return result
 
 
 def run_thermometers(cat, run) -> dict:

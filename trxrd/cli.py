@@ -35,7 +35,8 @@ def _sim(args: argparse.Namespace) -> int:
     from .simulated_devices.iocs.launcher import build_beamline, list_pvs, serve
     from .simulated_devices.physics.config import dump_config
 
-    model, groups, pvdb = build_beamline(args.prefix, args.config, args.data_dir, args.detector)
+    model, groups, pvdb = build_beamline(args.prefix, args.config, args.data_dir, args.detector,
+                                         write_roots=args.write_root or [_data_root()])
     if args.print_config:
         print(dump_config(model.cfg))
         return 0
@@ -123,12 +124,14 @@ def _runs(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     cat = _catalog(args)
-    rows = []
+    rows, incomplete = [], []
     for run in cat.values()[-1:-(args.limit + 1):-1]:
         start, stop = run.metadata.get("start", {}), run.metadata.get("stop") or {}
         when = datetime.fromtimestamp(start["time"]).strftime("%Y-%m-%d %H:%M:%S") if "time" in start else "-"
         rows.append((when, start.get("uid", "?")[:8], str(start.get("plan_name", "-")),
-                     _sample_name(start), stop.get("exit_status", "running"), str(_event_count(run))))
+                     _sample_name(start), stop.get("exit_status", "incomplete"), str(_event_count(run))))
+        if not stop:
+            incomplete.append(rows[-1][1])
     if not rows:
         print("no runs in the catalog")
         return 0
@@ -137,7 +140,30 @@ def _runs(args: argparse.Namespace) -> int:
     for row in [header] + rows:
         print("  ".join(f"{cell:>{w}}" if i == 5 else f"{cell:<{w}}"
                         for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    if incomplete:
+        print("incomplete: no stop document in the catalog (running now, or the catalog failed during the run)")
+    for uid8 in incomplete:
+        spool = _data_root() / "spool" / f"{uid8}.jsonl"
+        print(f"  {uid8}  spool {spool}: `trxrd recover {spool}` once the run has ended" if spool.is_file()
+              else f"  {uid8}  no spool under {spool.parent}")
     return 0
+
+
+def _recover(args: argparse.Namespace) -> int:
+    """Replay spools into the catalog; exit 1 when any stays (refused or failed again)."""
+    from .catalog import replay_spool, spool_files
+
+    spools = spool_files(args.spool)
+    if not spools:
+        raise ValueError(f"no spool (*.jsonl) in {' '.join(args.spool)}")
+    cat = _catalog(args)
+    results = [replay_spool(path, cat, close_incomplete=args.close_incomplete) for path in spools]
+    for result in results:
+        print(result)
+    left = [r for r in results if not r.ok]
+    print(f"{len(results) - len(left)} of {len(results)} spools in the catalog"
+          + (f"; {len(left)} kept" if left else ""))
+    return 1 if left else 0
 
 
 def _lookup(cat, key: str):
@@ -219,6 +245,13 @@ def _kinetics(args) -> int:
                             part=args.signal, model=args.model, irf_fwhm_ps=args.irf_fwhm,
                             reference=args.reference)
     print(f"{len(result.points)} delays, {int(result.diff.n_pairs.sum())} pump-on frames; {result.fit.summary()}")
+    undetermined = result.fit.undetermined()
+    if undetermined:
+        raise ValueError(f"the {result.fit.model} fit is not determined by these data: "
+                         + ", ".join(f"{name} ({why})" for name, why in undetermined.items())
+                         + f"; {len(result.points)} delays from {min(result.points):g} to {max(result.points):g} ps "
+                         "(a scan across time zero and out past the decay, or --model exp / --irf-fwhm); "
+                         "nothing written")
     if args.json:
         Path(args.json).write_text(json.dumps(result.as_dict(), indent=2))
         print(f"fit: {args.json}")
@@ -407,11 +440,14 @@ def _reduction_settings(args):
     """Reduction settings: those saved by set_reduction (the data root's state.json), else
     TRXRD_PONI / TRXRD_MASK / TRXRD_WINDOWS, overridden by the arguments; checked."""
     from .reduction.settings import ReductionSettings, parse_window
-    from .session import SessionConfig
     from .state import StateFile
 
-    settings = dict(StateFile(_data_root() / "state.json").section("reduction")
-                    or SessionConfig.from_environ().reduction or {})
+    saved = StateFile(_data_root() / "state.json").section("reduction")
+    if not saved and os.environ.get("TRXRD_PONI"):
+        from .session import SessionConfig     # only then: it loads ophyd, whose CA client opens sockets
+
+        saved = SessionConfig.from_environ().reduction
+    settings = dict(saved or {})
     for key in ("poni", "mask", "npt", "model"):
         if getattr(args, key):
             settings[key] = getattr(args, key)
@@ -485,7 +521,9 @@ def _live(args) -> int:
     from . import datakeys as dk
     from .reduction.callbacks.live import live_reduction, reflection_reduction, saxs_reduction
     from .reduction.callbacks.remote import dispatcher
+    from .validation import file_stem, inside
 
+    source = dispatcher(args.zmq)        # a bad address: one line before anything else
     saxs_settings = _saxs_settings(args)
     try:
         settings = _reduction_settings(args)
@@ -503,7 +541,6 @@ def _live(args) -> int:
     out = Path(args.json_dir) if args.json_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    source = dispatcher(args.zmq)
     pump_probe = None
     if settings is not None:
         integrator, pump_probe = live_reduction(settings, store=store, plot=args.plot)
@@ -525,7 +562,7 @@ def _live(args) -> int:
                         print(f"  SAXS: t98 concentration {result['t98_concentration_s']} s, yield "
                               f"{result['t98_yield_s']} s", flush=True)
                     if out:
-                        _write_json(out / f"{raw['uid'][:8]}-{what}.json", result)
+                        _write_json(inside(out, f"{file_stem(raw['uid'][:8])}-{what}.json"), result)
             return on_document
 
         saxs.subscribe(saxs_report(saxs, "saxs"))
@@ -540,7 +577,7 @@ def _live(args) -> int:
             fit = pump_probe.result.fit
             print(f"  {integrator.frames} frames; {fit.summary() if fit else 'no fit'}", flush=True)
             if out:
-                _write_json(out / f"{pump_probe.raw_uid[:8]}.json", pump_probe.result.as_dict())
+                _write_json(inside(out, f"{file_stem(pump_probe.raw_uid[:8])}.json"), pump_probe.result.as_dict())
 
     source.subscribe(report)
     if pump_probe is not None:
@@ -618,7 +655,8 @@ def _shell(args) -> int:
 
     env = isolated_ca_env()              # its own loopback port: no clash with other simulators
     os.environ.update(env)               # for this process's Channel Access client (libca)
-    with SimulatedBeamline(config.prefix, data_dir=Path(config.data_root) / "sim", ca_env=env) as sim:
+    with SimulatedBeamline(config.prefix, data_dir=Path(config.data_root) / "sim", ca_env=env,
+                           write_roots=[config.data_root]) as sim:
         IPython.start_ipython(argv=argv, user_ns={"trxrd_config": _sim_config(config, sim)})
     return 0
 
@@ -654,6 +692,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "sample: pbse-90k, pbse-300k (rock-salt PbSe QDs for per-reflection dynamics)")
     sim.add_argument("--data-dir", default="./data/detectors",
                      help="where detector files, PONI files and masks are written")
+    sim.add_argument("--write-root", action="append", metavar="DIR",
+                     help="another folder where Channel Access clients may have the detectors write files, "
+                          "repeatable (default: the session's data folder, $TRXRD_DATA or ./data); "
+                          "FilePath/FileTemplate anywhere else are refused")
     sim.add_argument("--detector", choices=("pilatus300k", "pilatus2m"),
                      help="WAXS detector shape (default from the sample file: pilatus300k)")
     sim.add_argument("--list-pvs", action="store_true", help="print every PV with its doc and exit")
@@ -685,6 +727,14 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
     runs.add_argument("--catalog", metavar="URI", help=catalog_help)
     runs.set_defaults(func=_runs)
+
+    recover = sub.add_parser("recover", help="replay spooled runs (data/spool/*.jsonl) into the catalog, "
+                                             "idempotently")
+    recover.add_argument("spool", nargs="+", metavar="SPOOL", help="spool file, or a folder of them")
+    recover.add_argument("--close-incomplete", action="store_true",
+                         help="store a spool without a stop document (its process died) closed as failed")
+    recover.add_argument("--catalog", metavar="URI", help=catalog_help)
+    recover.set_defaults(func=_recover)
 
     integ = sub.add_parser("integrate", help="azimuthal integration of detector files to NeXus I(q)")
     _frame_options(integ)

@@ -135,7 +135,7 @@ def run_demo(out_dir: str | Path = "demo-output", detector: str = "pilatus300k",
     print(f"trxrd demo ({experiment}): simulated beamline ({detector}, sample {sample or 'default'}), data and "
           f"catalog in {root}", flush=True)
     with SimulatedBeamline("TRX:", data_dir=out / "sim", detector=detector, ca_env=env, sample=sample,
-                           overrides=overrides) as sim:
+                           overrides=overrides, write_roots=[root]) as sim:
         cfg = sim.config()
         campaign = {"trxrd": _campaign, "ued": _ued_campaign, "saxs": _saxs_campaign,
                     "anneal": _anneal_campaign, "xcca": _xcca_campaign}[experiment]

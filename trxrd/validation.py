@@ -9,13 +9,18 @@ EXAMPLE::
     finite(float("nan"), "delay", unit="ps")     # ValueError: delay must be finite, got nan
     count(3, "frames_per_point")                 # 3
     count(2.5, "repeats")                        # ValueError: repeats must be an integer >= 1
+    file_stem("../../zz")                        # '______zz': a name that stays in its folder
+    inside("/data/live", "a1b2c3d4.json", "result file")     # /data/live/a1b2c3d4.json
 """
 from __future__ import annotations
 
 import math
 import numbers
+import os
+import re
+from pathlib import Path
 
-__all__ = ["finite", "count"]
+__all__ = ["finite", "count", "file_stem", "inside"]
 
 
 def finite(value, what: str, *, low: float | None = None, high: float | None = None,
@@ -59,15 +64,52 @@ def finite(value, what: str, *, low: float | None = None, high: float | None = N
     return v
 
 
-def count(value, what: str, low: int = 1) -> int:
-    """*value* as an int if it is a whole number >= *low* (``2.0`` passes, ``2.5`` and
-    ``True`` do not), else ``ValueError`` naming *what*.
+MAX_COUNT = 1_000_000        # frames, repeats, readings: more is a typo, not a plan
+
+
+def count(value, what: str, low: int = 1, high: int = MAX_COUNT) -> int:
+    """*value* as an int if it is a whole number in [*low*, *high*] (``2.0`` passes, ``2.5``,
+    ``True`` and ``10**20`` do not), else ``ValueError`` naming *what*.
 
     EXAMPLE::
 
         count(2.0, "frames")      # 2
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-            or int(value) != value or value < low:
-        raise ValueError(f"{what} must be an integer >= {low}, got {value!r}")
+            or int(value) != value or not low <= value <= high:
+        raise ValueError(f"{what} must be an integer >= {low} (at most {high}), got {value!r}")
     return int(value)
+
+
+_NOT_IN_A_STEM = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def file_stem(text, limit: int = 64) -> str:
+    """A file name stem made from *text* (a run uid, a sample or run name from a document) that
+    cannot leave its folder: every character but letters, digits, ``_`` and ``-`` becomes ``_``
+    (so no ``/``, ``\\``, ``..``, NUL), at most *limit* characters, never empty.
+
+    EXAMPLE::
+
+        file_stem("3f2a9c1e")           # '3f2a9c1e'
+        file_stem("../../etc/passwd")   # '______etc_passwd'
+    """
+    return _NOT_IN_A_STEM.sub("_", str(text))[:limit] or "_"
+
+
+def inside(directory, name: str, what: str = "file") -> Path:
+    """``directory / name``, refused with ``ValueError`` naming *what* unless it stays inside
+    *directory* once ``..`` and symbolic links are resolved.
+
+    EXAMPLE::
+
+        inside("/data/live", "run.json")          # /data/live/run.json
+        inside("/data/live", "../x.json")         # ValueError: ... outside /data/live
+    """
+    folder = Path(os.path.realpath(directory))
+    if "\x00" in str(name):
+        raise ValueError(f"{what} {str(name)!r} has a NUL character")
+    path = Path(os.path.realpath(folder / str(name)))
+    if path == folder or folder not in path.parents:
+        raise ValueError(f"{what} {str(name)!r} would be outside {folder}")
+    return path

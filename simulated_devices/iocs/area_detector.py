@@ -294,12 +294,12 @@ class HDF5PluginIOC(PVGroup):
         real = os.path.realpath(path)
         if any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots):
             return None
-        return f"{path!r} is outside the simulator's data directories ({', '.join(roots)})"
+        return f"outside the simulator's data directories ({', '.join(roots)}): {path!r}"
 
     async def _refuse(self, what: str, why: str) -> None:
         """A put that would write outside the data directories: WriteStatus/WriteMessage say so
         and the put fails (the client sees a put error)."""
-        exc = PermissionError(f"{what} {why}")
+        exc = PermissionError(f"{what} refused, {why}")
         await self._fail(exc)
         raise exc
 
@@ -340,7 +340,7 @@ class HDF5PluginIOC(PVGroup):
         folder = plugin._path() or plugin.parent.data_dir.rstrip("/") + "/"
         example = text % (folder, _to_str(plugin.file_name.readback.value) or "n", 1)
         if plugin._outside(example):
-            await plugin._refuse(f"FileTemplate {text!r} makes", plugin._outside(example))
+            await plugin._refuse("FileTemplate", plugin._outside(example))
         await obj.readback.write(_padded(text))
         return _padded(text)
 
@@ -350,7 +350,7 @@ class HDF5PluginIOC(PVGroup):
         path = obj.parent._path()
         if value != 0 and path and os.path.isabs(path) and not os.path.isdir(path):
             if obj.parent._outside(path):
-                await obj.parent._refuse("CreateDirectory of", obj.parent._outside(path))
+                await obj.parent._refuse("CreateDirectory", obj.parent._outside(path))
             os.makedirs(path, exist_ok=True)
             await obj.parent._check_path(path)
         return value
@@ -377,7 +377,7 @@ class HDF5PluginIOC(PVGroup):
             raise OSError(f"FilePath {path!r} does not exist")
         name = self._next_name()
         if self._outside(name):
-            raise PermissionError(f"file {self._outside(name)}")
+            raise PermissionError(f"file refused, {self._outside(name)}")
         det: AreaDetectorIOC = self.parent
         self.writer = HDF5Writer(name, det.shape, swmr=True)
         await self.full_file_name.write(_padded(name))

@@ -47,11 +47,13 @@ DETECTOR_LABELS = {"pilatus300k": "Pilatus 300K (simulated)", "pilatus2m": "Pila
 
 def build_beamline(prefix: str = "TRX:", config: str | Path | None = None,
                    data_dir: str | Path = "./data/detectors", detector: str | None = None,
-                   overrides: dict | None = None, seed: int | None = None):
+                   overrides: dict | None = None, seed: int | None = None,
+                   write_roots: list[str | Path] | None = None):
     """Build the model and every PVGroup. Returns (model, groups, pvdb).
 
     Writes each detector's PONI file and mask into ``<data_dir>/waxs`` and
-    ``<data_dir>/saxs``, where its frames go.
+    ``<data_dir>/saxs``, where its frames go. The detectors write files only under *data_dir*
+    and the folders *write_roots* (where the beamline session keeps its frames).
     """
     cfg = load_config(config, overrides)
     model = BeamlineModel(cfg, waxs_detector=detector, seed=seed)
@@ -64,7 +66,8 @@ def build_beamline(prefix: str = "TRX:", config: str | Path | None = None,
         geo.write_calibration(folder, name)
         groups[name] = AreaDetectorIOC(prefix=prefix + sub, model=model, render=render,
                                        shape=geo.shape, model_name=DETECTOR_LABELS[geo.name],
-                                       data_dir=folder, on_exposed=i0.publish)
+                                       data_dir=folder, on_exposed=i0.publish,
+                                       write_roots=[data_dir, *(write_roots or ())])
     pvdb = {}
     for group in groups.values():
         pvdb.update(group.pvdb)
