@@ -418,6 +418,7 @@ def test_hostile_documents_are_logged_and_skipped_and_live_goes_on(tmp_path):
                  period=0.2, what="the skipped-message log lines")
         assert live.poll() is None, "".join(errors.seen)[-3000:]
         assert errors.count("skipped a message") == len(refused), "".join(errors.seen)
+        assert lines.has("run inf-run")                 # the well-formed hostile run got through, and failed there
         assert not marker.exists()
         # a valid run after all that, with a uid that would be a path
         for name, doc in synthetic_delay_scan((619, 487), uid="../../zz"):
