@@ -9,10 +9,17 @@ loaded CPU, a reduction thread holding the GIL) the loop can take longer; these 
 keep asking until it answers or the condition has cleared, so a loss of the jet is never
 ignored.
 
+A lost Channel Access connection (an IOC killed or cut off) is not something to wait out:
+a restarted IOC has forgotten the staged detector's settings and its open file.
+``SuspendConnectionLost`` fails the running plan at once with ``lost connection to <PV>`` as the
+run's reason; the plan's cleanup (shutter, unstage) still runs, and the next plan works once
+the IOC is back. ``beam_lost`` pauses while the I0 monitor reads no beam.
+
 EXAMPLE::
 
-    from trxrd.acquisition.suspenders import SuspendShutterClosed, jet_lost
+    from trxrd.acquisition.suspenders import SuspendConnectionLost, SuspendShutterClosed, jet_lost
     RE.install_suspender(jet_lost(jet))      # or bpp.suspend_wrapper(plan, [...])
+    RE.install_suspender(SuspendConnectionLost([pilatus, shutter, jet, i0, delay]))
 """
 from __future__ import annotations
 
@@ -20,7 +27,9 @@ import logging
 import threading
 import time
 
-from bluesky.suspenders import SuspenderBase, SuspendBoolLow
+from bluesky import plan_stubs as bps
+from bluesky.suspenders import SuspenderBase, SuspendBoolLow, SuspendFloor
+from ophyd.signal import EpicsSignalBase
 
 logger = logging.getLogger(__name__)
 
@@ -122,3 +131,152 @@ class SuspendTemperatureOutOfBand(Persistent, SuspenderBase):
             return ""
         return (f"{self.cell.name}: {self.cell.temperature.get():.2f} C is more than {self.tolerance_c} C "
                 f"from the set point {self.cell.setpoint.get():.2f} C: {self._tripped_message}")
+
+
+class SuspendBeamLost(Persistent, SuspendFloor):
+    """Pause while the I0 monitor reads below *floor_a* (A): no beam, no frame worth taking;
+    resume once it has been back above *resume_a* for *sleep* s."""
+
+
+def beam_lost(i0, floor_a: float = 1e-12, *, resume_a: float | None = None, sleep: float = 1.0) -> SuspendBeamLost:
+    """Pause when the I0 current (A) drops below *floor_a* (beam dump, front-end shutter);
+    resume once it has stayed above *resume_a* (default *floor_a*) for *sleep* s."""
+    return SuspendBeamLost(i0, floor_a, resume_thresh=resume_a, sleep=sleep,
+                           tripped_message="X-ray beam lost (I0 below the floor): the scan resumes once "
+                                           "the beam is back")
+
+
+class ConnectionLostError(RuntimeError):
+    """A PV of a device in use disconnected while a plan ran (IOC killed, network cut)."""
+
+
+def _epics_signals(devices) -> list:
+    """The EPICS signals of *devices* (devices or signals), each once."""
+    out = {}
+    for dev in devices:
+        if isinstance(dev, EpicsSignalBase):
+            out[id(dev)] = dev
+        elif hasattr(dev, "walk_signals"):
+            for item in dev.walk_signals():
+                if isinstance(item.item, EpicsSignalBase):
+                    out[id(item.item)] = item.item
+    return list(out.values())
+
+
+def _channels_connected(signal) -> bool:
+    """Whether the Channel Access channels of *signal* are connected (the control layer's own
+    view: ophyd's ``connected`` also waits for metadata)."""
+    pvs = [getattr(signal, attr, None) for attr in ("_read_pv", "_write_pv")]
+    pvs = [pv for pv in pvs if pv is not None and hasattr(pv, "connected")]
+    return all(pv.connected for pv in pvs) if pvs else bool(signal.connected)
+
+
+def _pv_name(signal) -> str:
+    """The PV behind *signal* that is disconnected (the read PV when both are)."""
+    states = getattr(signal, "_connection_states", {}) or {}
+    down = [pv for pv, connected in states.items() if not connected]
+    return down[0] if down else getattr(signal, "pvname", signal.name)
+
+
+class SuspendConnectionLost:
+    """Fail the running plan when a connected PV of *devices* disconnects (see module): the run
+    closes with ``lost connection to <PV>`` within the time Channel Access takes to notice
+    (at once for a killed IOC), instead of waiting forever on a status the IOC will never
+    finish. Install it like a suspender (``RE.install_suspender`` or ``bpp.suspend_wrapper``).
+
+    EXAMPLE::
+
+        RE.install_suspender(SuspendConnectionLost(beamline.devices().values()))
+    """
+
+    def __init__(self, devices):
+        self.signals = _epics_signals(devices)
+        self.RE = None
+        self.reason: str | None = None
+        self._down = None
+        self._lock = threading.Lock()
+
+    def __repr__(self):
+        return f"SuspendConnectionLost({len(self.signals)} PVs)"
+
+    @property
+    def tripped(self) -> bool:
+        """Whether a PV was lost and is not back yet."""
+        with self._lock:
+            self._forget_if_back()
+            return self.reason is not None
+
+    def _forget_if_back(self):
+        if self._down is not None and _channels_connected(self._down):
+            self.reason = self._down = None
+
+    def install(self, RE, *, event_type=None):
+        with self._lock:
+            self.RE = RE
+            self.reason = self._down = None
+        for sig in self.signals:
+            sig.subscribe(self._meta, event_type=sig.SUB_META, run=False)
+
+    def remove(self):
+        for sig in self.signals:
+            sig.clear_sub(self._meta)
+        with self._lock:
+            self.RE = None
+            self.reason = self._down = None
+
+    def get_futures(self):
+        """Nothing to wait for before a plan starts: a PV still down fails the plan by itself."""
+        return [], ""
+
+    def _meta(self, *, obj=None, connected=True, **kwargs):
+        with self._lock:
+            self._forget_if_back()
+            if connected:
+                return
+            if self.RE is None or self.reason is not None:
+                return
+            self.reason = reason = f"lost connection to {_pv_name(obj)}"
+            self._down, RE = obj, self.RE
+        logger.error("%s: failing the running plan", reason)
+        if RE.state in ("running", "paused"):
+            RE.request_suspend(_released, pre_plan=lambda: _fail(reason), justification=reason)
+
+
+async def _released():
+    """The future of a suspension that never waits (its pre-plan fails the plan)."""
+
+
+def _fail(reason: str):
+    raise ConnectionLostError(reason)
+    yield  # a plan (generator) that fails when it starts
+
+
+def disconnected(signals) -> list[str]:
+    """The PVs of *signals* (EPICS signals) that were connected and are not now."""
+    return [_pv_name(sig) for sig in signals
+            if any(getattr(sig, "_received_first_metadata", {}).values()) and not sig.connected]
+
+
+def connection_lost_wrapper(plan, devices, *, grace_s: float = 1.0):
+    """*plan*, with a failure caused by a lost connection (a status failing because its IOC
+    died, a timeout, a get that failed) re-raised as ``ConnectionLostError("lost connection to
+    <PV>")``, so the run's reason names the PV rather than a device's status text. Channel
+    Access may report the disconnection a moment after the failure it caused: a failure is
+    checked for up to *grace_s* s before it is passed on as it is."""
+    signals = _epics_signals(devices)
+    try:
+        return (yield from plan)
+    except GeneratorExit:
+        raise
+    except ConnectionLostError:
+        raise
+    except Exception as exc:
+        down = disconnected(signals)
+        for _ in range(int(grace_s / 0.1)):
+            if down:
+                break
+            yield from bps.sleep(0.1)
+            down = disconnected(signals)
+        if down:
+            raise ConnectionLostError(f"lost connection to {down[0]}") from exc
+        raise

@@ -59,12 +59,13 @@ from .acquisition.plans.raster import raster_scan
 from .acquisition.plans.temperature import anneal_profile, temperature_series
 from .acquisition.plans.time_zero import find_time_zero
 from .acquisition.progress import install_progress
-from .catalog import CatalogProcess, CatalogWriter, open_catalog, run_thermometers
+from .acquisition.suspenders import SuspendConnectionLost, beam_lost
+from .catalog import CatalogProcess, CatalogWriter, announce_spools, open_catalog, run_thermometers
 from .reduction.callbacks.live import LiveReduction, LiveSaxsReduction, LiveXccaReduction
 from .reduction.kinetics import onset_problem
 from .reduction.pump_probe import fit_time_zero
 from .reduction.reflections import load_thermometers
-from .reduction.settings import ReductionSettings, SaxsSettings, XccaSettings, parse_window
+from .reduction.settings import ReductionSettings, SaxsSettings, XccaSettings, check_q_coverage, parse_window
 from .state import StateFile
 from .validation import finite
 
@@ -244,6 +245,12 @@ class SessionReduction(_SessionChain):
             settings = self.settings.replace(poni=poni, mask=mask, windows=windows, **options)
         else:
             settings = ReductionSettings(poni, mask=mask, windows=tuple(windows or ()), **options)
+        check_q_coverage(settings)          # every window and reflection on the detector
+        bl = self._session.beamline
+        keys = {det.image_key for det in (bl.pilatus, bl.saxs) if det.geometry == "waxs"}
+        if settings.image_key not in keys:
+            raise ValueError(f"image_key {settings.image_key!r} is no WAXS detector's image of this beamline; "
+                             f"choose one of {', '.join(sorted(keys))}")
         return self.install(settings, save=save)
 
     @property
@@ -447,6 +454,8 @@ class Session:
 
     def run_md(self, md: dict | None) -> dict:
         """*md* with the session's sample (a sample in *md* wins)."""
+        if md is not None and not isinstance(md, dict):
+            raise ValueError(f"md must be a dict of metadata, got {type(md).__name__} {md!r:.80}")
         out = {} if self.sample is None else {"sample": self.sample.as_dict()}
         out.update(md or {})
         return out
@@ -551,6 +560,12 @@ def _restore_devices(bl: Beamline, state: StateFile, config: SessionConfig) -> l
     """Saved time zero, calibration and spot into the devices; lines for the banner."""
     lines = []
     delay = state.section("delay")
+    saved_mm = delay.get("time_zero_mm")
+    lo, hi = bl.delay.optical.limits
+    if saved_mm is not None and not (hi > lo and lo <= finite(saved_mm, "saved time_zero_mm", unit="mm") <= hi):
+        lines.append(f"saved time zero {saved_mm} mm is outside the stage's travel {lo} .. {hi} mm: not used; "
+                     f"delay.set_time_zero() to calibrate it again")
+        delay = {}
     if "time_zero_mm" in delay:
         bl.delay.time_zero_mm.put(finite(delay["time_zero_mm"], "saved time_zero_mm", unit="mm"))
         bl.delay.n_passes.put(int(delay.get("n_passes", bl.delay.n_passes.get())))
@@ -574,6 +589,13 @@ def _restore_devices(bl: Beamline, state: StateFile, config: SessionConfig) -> l
     else:
         lines.append("pump spot not set: att.set_spot(fwhm_x_um, fwhm_y_um) (knife-edge scan)")
     return lines
+
+
+def default_suspenders(bl: Beamline) -> list:
+    """What every plan of the session is guarded by: a lost PV connection fails the plan with
+    ``lost connection to <PV>``; a lost X-ray beam (I0 below its floor) pauses it. The pump-probe
+    plans add the jet and pump-shutter suspenders, the temperature plans the temperature one."""
+    return [SuspendConnectionLost(bl.devices().values()), beam_lost(bl.i0)]
 
 
 def open_session(config: SessionConfig | None = None, *, verbose: bool = True) -> Session:
@@ -601,6 +623,7 @@ def open_session(config: SessionConfig | None = None, *, verbose: bool = True) -
     root.mkdir(parents=True, exist_ok=True)
     state = StateFile(root / "state.json")
     saved = state.load()                                  # a corrupt state file fails first
+    spool_line = announce_spools(root / "spool")       # before this session's writer journals
     cat, target, process = _open_catalog(config, root)
     try:
         RE = RunEngine({})
@@ -625,6 +648,8 @@ def open_session(config: SessionConfig | None = None, *, verbose: bool = True) -
         bec.disable_plots()
     tokens["bec"] = RE.subscribe(bec)
     install_progress(RE)
+    for suspender in default_suspenders(bl):
+        RE.install_suspender(suspender)
     device_lines = _restore_devices(bl, state, config)
     _persist_devices(bl, state)
     session = Session(RE=RE, catalog=cat, beamline=bl, data_root=root, writer=writer, state=state, bec=bec,
@@ -650,6 +675,6 @@ def open_session(config: SessionConfig | None = None, *, verbose: bool = True) -
               f"  devices: {', '.join(bl.devices())}\n"
               f"  plans:   {', '.join(session.plans)}\n"
               f"  {sample_line}\n"
-              + "".join(f"  {line}\n" for line in chain_lines) +
+              + "".join(f"  {line}\n" for line in chain_lines + ([spool_line] if spool_line else [])) +
               f"  {'; '.join(device_lines)}")
     return session

@@ -51,8 +51,9 @@ from bluesky.protocols import Readable, Triggerable
 from bluesky.utils import MsgGenerator, separate_devices, short_uid
 
 from ... import datakeys as dk
-from ...validation import count, finite
-from ..suspenders import SuspendShutterClosed, jet_lost
+from ...validation import count, finite, flag, readables
+from ...validation import seed as check_seed
+from ..suspenders import SuspendShutterClosed, connection_lost_wrapper, jet_lost
 from ._labels import LabelSignal
 from .metadata import plan_md
 
@@ -96,10 +97,8 @@ class _Setup:
     """Devices and labels of one pump-probe plan, checked before it starts."""
 
     def __init__(self, detectors, *, delay, shutter, att, jet, i0):
-        if not detectors:
-            raise ValueError("give at least one detector, e.g. [pilatus]")
+        self.detectors = readables(detectors, "detectors")
         self.delay, self.shutter, self.att, self.jet, self.i0 = delay, shutter, att, jet, i0
-        self.detectors = list(detectors)
         self.frames_per_trigger: int | None = None      # None: the detectors' own (set_streaming)
         self.shutter.expected = None         # forget commands of earlier plans
         self.role = LabelSignal(name=dk.ROLE, value="")
@@ -204,11 +203,30 @@ class _Setup:
                     "time_zero_mm": self.delay.time_zero_mm.get(), "n_passes": self.delay.n_passes.get()})
         return out
 
+    def shutter_closed_after(self, plan):
+        """*plan*, then the pump shutter closed whatever happens. When *plan* failed and the
+        shutter does not answer (its IOC gone), that is logged, not raised: the run keeps the
+        reason it failed for (a failed status would replace it)."""
+        try:
+            ret = yield from plan
+        except GeneratorExit:
+            raise
+        except BaseException:
+            if self.shutter.connected:
+                yield from bps.mv(self.shutter, "Closed")
+            else:
+                logger.error("cannot close the pump shutter after the plan failed: %s does not answer",
+                             self.shutter.setpoint_pvname)
+            raise
+        yield from bps.mv(self.shutter, "Closed")
+        return ret
+
     def wrap(self, plan, md):
         """Stage the detectors, open/close the run, close the pump shutter at the end
         whatever happens; pause while the jet is lost or the shutter is closed unexpectedly."""
-        plan = bpp.finalize_wrapper(plan, lambda: bps.mv(self.shutter, "Closed"))
+        plan = connection_lost_wrapper(self.shutter_closed_after(plan), self.readables)
         plan = self.streaming(bpp.stage_wrapper(bpp.run_wrapper(plan, md=md), self.detectors))
+        plan = connection_lost_wrapper(plan, self.readables)     # the reason, also from unstaging
         plan = bpp.suspend_wrapper(plan, [jet_lost(self.jet), SuspendShutterClosed(self.shutter)])
         return bpp.pchain(self.ensure_jet(), plan)      # before the jet suspender is armed
 
@@ -221,7 +239,8 @@ def _values(values, what, unit):
 
 
 def _orders(n, repeats, shuffle, seed):
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
+    shuffle = flag(shuffle, "shuffle")
     return [[int(i) for i in (rng.permutation(n) if shuffle else range(n))] for _ in range(repeats)]
 
 
@@ -237,13 +256,15 @@ def _checked(setup, delays_ps, reference, reference_delay_ps, frames_per_point, 
 
 
 def _check_reference(setup, reference, reference_delay_ps):
-    if reference not in REFERENCE_MODES:
+    if not isinstance(reference, str) or reference not in REFERENCE_MODES:
         raise ValueError(f"unknown reference mode {reference!r}; choose one of {REFERENCE_MODES}")
-    if reference == "negative_delay":
-        ref = finite(reference_delay_ps, "reference_delay_ps", unit="ps")
-        if ref >= 0:
-            raise ValueError(f"reference_delay_ps must be before time zero (< 0), got {ref} ps")
+    ref = finite(reference_delay_ps, "reference_delay_ps", unit="ps")     # checked even where unused
+    if ref >= 0:
+        raise ValueError(f"reference_delay_ps must be before time zero (< 0), got {ref} ps")
+    try:
         setup.check_delay(ref)
+    except ValueError as exc:
+        raise ValueError(f"reference_delay_ps: {exc}") from None
 
 
 def _point(setup, t, index, repeat, frames, reference, reference_delay_ps):
@@ -302,7 +323,7 @@ def delay_scan(detectors: Sequence[Readable], delays_ps: Iterable[float], *, del
     setup = _Setup(detectors, delay=delay, shutter=shutter, att=att, jet=jet, i0=i0)
     delays, frames, repeats = _checked(setup, delays_ps, reference, reference_delay_ps, frames_per_point,
                                        repeats, frames_per_trigger)
-    orders = _orders(len(delays), repeats, bool(shuffle), seed)
+    orders = _orders(len(delays), repeats, shuffle, seed)
     args = dict(detectors=[d.name for d in setup.detectors], delays_ps=delays, reference=reference,
                 reference_delay_ps=reference_delay_ps, frames_per_point=frames, repeats=repeats,
                 shuffle=bool(shuffle), seed=seed, frames_per_trigger=setup.frames_per_trigger)
@@ -401,7 +422,7 @@ def _grid(plan_name, detectors, fluences, delays_ps, *, reference, reference_del
     args = dict(detectors=[d.name for d in setup.detectors], fluences=fl, delays_ps=delays,
                 reference=reference, reference_delay_ps=reference_delay_ps, frames_per_point=frames,
                 repeats=repeats, shuffle=bool(shuffle), seed=seed, frames_per_trigger=setup.frames_per_trigger)
-    orders = _orders(len(delays), repeats * len(fl), bool(shuffle), seed)
+    orders = _orders(len(delays), repeats * len(fl), shuffle, seed)
     dims = [([setup.att.fluence.name], "primary")]
     if plan_name != "fluence_scan":
         dims.append(([setup.delay.delay.name], "primary"))
