@@ -54,12 +54,19 @@ def _stored_as_emitted(session, docs, uid) -> dict:
     return next(d for n, d in stored_docs if n == "stop")
 
 
-@pytest.fixture
-def session(sim, tmp_path):
-    s = sim_session(sim, tmp_path / "session")
-    s.beamline.pilatus.exposure_s = 0.05
+@pytest.fixture(scope="module")
+def session(sim, tmp_path_factory):
+    """One session for the module, live reduction on, the attenuator calibrated: the faults
+    must leave it usable for the next test."""
+    s = sim_session(sim, tmp_path_factory.mktemp("faults"))
+    s.RE(s.plans["calibrate_fluence"]())
     yield s
     s.close()
+
+
+@pytest.fixture(autouse=True)
+def _exposure(session):
+    session.beamline.pilatus.exposure_s = 0.05
 
 
 def _restart_beamline(sim):
@@ -119,4 +126,76 @@ def test_ioc_killed_mid_scan_fails_the_run_with_the_lost_pv_and_the_next_scan_wo
     stop2 = _stored_as_emitted(session, docs, uid2)
     assert stop2["exit_status"] == "success" and stop2["num_events"] == {"primary": 4}
     assert session.catalog[uid2]["primary"]["pilatus_image"].read().shape[0] == 4
+    bl.jet.stop()
+
+
+# -- f. Ctrl-C, pause, resume, abort at random points of every plan -----------------------------------
+
+def _plans(session):
+    """Short runs of the delay scan, the fluence scan and the raster scan, with the session's
+    devices and sample."""
+    bl, plans = session.beamline, session.plans
+    return {
+        "delay_scan": lambda: plans["delay_scan"]([bl.pilatus], [-100.0, 0.0, 100.0, 200.0]),
+        "fluence_scan": lambda: plans["fluence_scan"]([bl.pilatus], [0.2, 0.4], delay_ps=40.0),
+        "raster_scan": lambda: plans["raster_scan"]([bl.pilatus], (-20, 20), (0, 10), 10.0),
+    }
+
+
+def _at_message(RE, n: int, action) -> threading.Thread:
+    """Run *action* from another thread once the RunEngine has processed *n* messages of this run."""
+    seen = RE.seen_messages
+
+    def go():
+        wait_for(lambda: len(seen) >= n or RE.state == "idle" and len(seen) > 0, 120, what=f"message {n}")
+        if RE.state != "idle":
+            action()
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plan_name, seed", [("delay_scan", 1), ("fluence_scan", 2), ("raster_scan", 3)])
+def test_ctrl_c_pause_resume_abort_at_random_points(session, plan_name, seed):
+    """Ctrl-C (SIGINT: a deferred pause), ``request_pause``, ``resume`` and ``abort`` at random
+    messages of the plan: no IllegalMessageSequence, every run closed with a stop document and
+    stored as emitted, the detector unstaged, and the same plan then runs to success."""
+    import random
+
+    from bluesky.utils import RunEngineInterrupted
+
+    rng = random.Random(seed)
+    RE, bl = session.RE, session.beamline
+    docs = _record(RE)
+    RE.seen_messages = []
+    RE.msg_hook = lambda msg: RE.seen_messages.append(msg.command)
+    plan = _plans(session)[plan_name]
+
+    n1 = rng.randint(5, 60)
+    thread = _at_message(RE, n1, lambda: os.kill(os.getpid(), signal.SIGINT))     # Ctrl-C
+    with pytest.raises(RunEngineInterrupted):
+        RE(plan())
+    thread.join(10)
+    assert RE.state == "paused"
+    n2 = len(RE.seen_messages) + rng.randint(10, 60)
+    thread = _at_message(RE, n2, lambda: RE.request_pause(defer=False))           # pause now
+    try:
+        RE.resume()
+    except RunEngineInterrupted:
+        assert RE.state == "paused"
+        RE.abort("aborted by the test")
+    thread.join(10)
+    assert RE.state == "idle"
+    stops = _stops(docs)
+    assert len(stops) == 1 and stops[0]["exit_status"] in ("abort", "success")
+    _stored_as_emitted(session, docs, stops[0]["run_start"])
+    assert bl.pilatus._staged.name == "no"
+    assert bl.shutter.get() == "Closed"
+
+    RE.msg_hook = None
+    (uid,) = RE(plan())                                        # the next plan works
+    stop = _stored_as_emitted(session, docs, uid)
+    assert stop["exit_status"] == "success"
     bl.jet.stop()
