@@ -18,6 +18,7 @@ EXAMPLE::
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import NamedTuple
@@ -38,10 +39,39 @@ def load_mask(mask) -> np.ndarray | None:
         if not path.is_file():
             raise FileNotFoundError(f"mask file not found: {path}")
         try:
-            mask = fabio.open(str(path)).data
+            image = fabio.open(str(path))
+            frames, mask = int(getattr(image, "nframes", 1) or 1), image.data
         except Exception as exc:    # fabio raises many kinds on a corrupt file
             raise ValueError(f"mask file {path} is not a readable image ({exc})") from exc
-    return np.asarray(mask) != 0
+        if frames > 1:
+            raise ValueError(f"mask file {path} holds {frames} images: expected one mask image")
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"a mask must be one 2-D image, got shape {mask.shape}")
+    return mask != 0
+
+
+@contextlib.contextmanager
+def _quiet(name: str):
+    """Log records of logger *name* below CRITICAL dropped inside the block."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _check_geometry(ai, poni) -> None:
+    """The PONI's distance and wavelength finite and > 0, its positions and rotations finite."""
+    for name, value, unit in (("Distance", ai.dist, "m"), ("Wavelength", ai.wavelength, "m")):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"the PONI file {poni}: {name} must be a positive number of {unit}, got {value}")
+    for name, value in (("Poni1", ai.poni1), ("Poni2", ai.poni2), ("Rot1", ai.rot1), ("Rot2", ai.rot2),
+                        ("Rot3", ai.rot3)):
+        if not np.isfinite(value):
+            raise ValueError(f"the PONI file {poni}: {name} must be finite, got {value}")
 
 
 class Pattern(NamedTuple):
@@ -101,17 +131,22 @@ class AzimuthalIntegration:
             raise FileNotFoundError(f"PONI file not found: {poni}")
         self.poni = poni
         try:
-            self.ai = pyFAI.load(str(poni))
+            with _quiet("pyFAI"):    # pyFAI logs a traceback before raising; the error below says it
+                self.ai = pyFAI.load(str(poni))
         except Exception as exc:    # pyFAI raises many kinds on a malformed file
             raise ValueError(f"cannot read the PONI file {poni}: {exc}") from exc
         if not self.ai.wavelength:
             raise ValueError(f"the PONI file {poni} has no wavelength: q cannot be computed")
+        _check_geometry(self.ai, poni)
         self.shape = tuple(self.ai.detector.shape) if self.ai.detector.shape else None
         if self.shape is None:
             raise ValueError(f"the PONI file {poni} names no detector shape: the pixels cannot be mapped")
         self.mask = load_mask(mask)
         if self.mask is not None and self.mask.shape != self.shape:
             raise ValueError(f"mask shape {self.mask.shape} does not match the detector {self.shape}")
+        if self.mask is not None and self.mask.all():
+            raise ValueError(f"the mask {mask if isinstance(mask, (str, Path)) else ''} masks every pixel "
+                             "(non-zero = masked): nothing to integrate")
         self.npt = int(npt)
         if self.npt < 1:
             raise ValueError(f"npt (q bins) must be >= 1, got {npt}")

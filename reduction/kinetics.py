@@ -121,6 +121,7 @@ class KineticsFit:
     success: bool
     message: str
     comparison: list = field(default_factory=list)
+    fixed: tuple = ()             # parameters held fixed: no stderr by design
 
     def value(self, name: str) -> float:
         """Fitted value of parameter *name* (e.g. "tau1_ps")."""
@@ -150,12 +151,33 @@ class KineticsFit:
         out.update(redchi=float(self.redchi), aic=float(self.aic), bic=float(self.bic), ndata=int(self.ndata))
         return out
 
+    def undetermined(self) -> dict:
+        """The parameters the data do not determine, name -> why: a fitted parameter without
+        an error estimate, or a time constant (tau, IRF width) whose error is not below its
+        value (consistent with zero: e.g. tau1 = 2 +- 9334 ps from a scan with no delays near
+        the decay). Empty when the fit is determined."""
+        out = {}
+        for name, (value, err) in self.params.items():
+            if name in self.fixed or name in ("step", "significance"):
+                continue
+            if err is None or not math.isfinite(err):
+                out[name] = "no error estimate"
+            elif (name.startswith("tau") or name == "irf_fwhm_ps") and not err < abs(value):
+                out[name] = f"error {err:.3g} >= value {value:.3g}"
+        return out
+
     def summary(self) -> str:
-        """One line: taus, t0, IRF (and offset) with 1-sigma errors, and the reduced chi-square."""
-        parts = [f"tau{k} = {_value_pm(*self.params[f'tau{k}_ps'])} ps"
+        """One line: taus, t0, IRF (and offset) with 1-sigma errors, and the reduced chi-square;
+        a parameter the data do not determine (``undetermined``) as "not determined"."""
+        bad = self.undetermined()
+
+        def pm(name):
+            return "not determined" if name in bad else _value_pm(*self.params[name])
+
+        parts = [f"tau{k} = {pm(f'tau{k}_ps')}" + ("" if f"tau{k}_ps" in bad else " ps")
                  for k in range(1, self.n_components + 1)]
-        parts.append(f"t0 = {_value_pm(*self.params['t0_ps'])} ps")
-        parts.append(f"IRF {_value_pm(*self.params['irf_fwhm_ps'])} ps FWHM")
+        parts.append(f"t0 = {pm('t0_ps')}" + ("" if "t0_ps" in bad else " ps"))
+        parts.append(f"IRF {pm('irf_fwhm_ps')}" + ("" if "irf_fwhm_ps" in bad else " ps FWHM"))
         if "offset" in self.params:
             parts.append(f"offset = {_value_pm(*self.params['offset'])}")
         parts.append(f"redchi {self.redchi:.3g}")
@@ -366,17 +388,19 @@ def _as_fit(result, n_components: int, offset: bool) -> KineticsFit:
         names += [f"a{k}", f"tau{k}_ps"]
     if offset:
         names.append("offset")
-    params = {}
+    params, fixed = {}, []
     for name in names:
         par = result.params[name]
         free = par.vary or par.expr is not None
+        if not free:
+            fixed.append(name)
         err = par.stderr if free and par.stderr is not None and np.isfinite(par.stderr) else None
         params[name] = (float(par.value), None if err is None else float(err))
     return KineticsFit(
         model=MODEL_NAMES.get(n_components, f"{n_components}exp"), n_components=n_components,
         params=params, redchi=float(result.redchi), chisqr=float(result.chisqr), aic=float(result.aic),
         bic=float(result.bic), ndata=int(result.ndata), nvarys=int(result.nvarys),
-        success=bool(result.success), message=str(result.message))
+        success=bool(result.success), message=str(result.message), fixed=tuple(fixed))
 
 
 def _taus_determined(fit: KineticsFit) -> bool:

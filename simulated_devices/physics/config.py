@@ -68,10 +68,90 @@ WAXS_MODELS = ("powder", "mesocrystal")
 DYNAMICS_LISTS = ("expansion", "tau_expansion_ps", "du2_a2", "tau_du2_ps", "broadening")
 
 
+# Physical parameters by sign: section -> keys (the unit is in the key's name).
+POSITIVE = {
+    "sample": ("a_angstrom", "c_angstrom", "size_nm", "scherrer_k", "sigma_cm2", "background_q0_inv_angstrom",
+               "background_width_inv_angstrom"),
+    "pump_probe": ("saturation_excitations", "tau1_ps", "tau2_ps", "irf_fwhm_ps"),
+    "laser": ("wavelength_nm", "rep_rate_hz", "spot_fwhm_x_um", "spot_fwhm_y_um"),
+    "delay": ("n_passes", "stage_velocity_mm_s", "electronic_max_s", "electronic_resolution_s"),
+    "waveplate": ("velocity_deg_s",),
+    "liquid_jet": ("max_flow_ml_min", "spin_up_s", "reservoir_ml", "jet_width_um"),
+    "heating_cell": ("max_ramp_c_min", "heater_max_w", "heater_heat_capacity_j_k", "cell_heat_capacity_j_k",
+                     "heater_to_cell_w_k", "thermocouple_lag_s", "settle_band_c", "speedup"),
+    "syringe_pump": ("max_rate_ml_min", "syringe_ml"),
+    "synthesis": ("nominal_injection_ml", "r0_nm", "r_final_nm", "sigma0_nm", "sigma_final_nm", "growth_time_s",
+                  "nucleation_time_s", "focusing_time_s"),
+    "beam": ("energy_kev", "i0_nominal_a"),
+    "stage": ("velocity_um_s",),
+    "waxs": ("distance_mm", "pilatus2m_distance_mm"),
+    "saxs": ("distance_mm",),
+}
+NON_NEGATIVE = {
+    "sample": ("du2_per_k_a2", "ring_counts_per_s", "background_counts_per_s", "liquid_scale"),
+    "pump_probe": ("threshold_excitations", "heating_k_per_excitation"),
+    "laser": ("power_before_waveplate_w", "power_noise_relative"),
+    "liquid_jet": ("flow_rate_ml_min", "min_stable_flow_ml_min", "loss_ml_per_min", "pressure_bar_per_ml_min",
+                   "jet_edge_um"),
+    "heating_cell": ("cell_loss_w_k", "p", "i", "d", "noise_c"),
+    "synthesis": ("activation_energy_kj_mol", "growth_exponent", "concentration_final_um", "counts_per_um_nm6",
+                  "background_counts_per_s"),
+    "beam": ("i0_fluctuation_relative",),
+    "waxs": ("noise_pool",),
+    "saxs": ("beamstop_radius_mm",),
+}
+FRACTIONS = {"pump_probe": ("a1", "max_melted_fraction"), "laser": ("transmission_min", "transmission_max"),
+             "beam": ("polarization_factor",)}
+# (section, low key, high key): low < high
+ORDERED = (("delay", "stage_low_mm", "stage_high_mm"), ("waveplate", "low_deg", "high_deg"),
+           ("stage", "x_low_um", "x_high_um"), ("stage", "y_low_um", "y_high_um"),
+           ("laser", "transmission_min", "transmission_max"), ("heating_cell", "ambient_c", "max_setpoint_c"))
+UNITS = (("_inv_angstrom", "A^-1"), ("_mm_s", "mm/s"), ("_deg_s", "deg/s"), ("_um_s", "um/s"),
+         ("_ml_min", "mL/min"), ("_c_min", "C/min"), ("_j_k", "J/K"), ("_w_k", "W/K"), ("_angstrom", "A"),
+         ("_ps", "ps"), ("_nm", "nm"), ("_um", "um"), ("_mm", "mm"), ("_kev", "keV"), ("_hz", "Hz"),
+         ("_cm2", "cm^2"), ("_ml", "mL"), ("_w", "W"), ("_s", "s"), ("_a", "A"), ("_c", "C"), ("_deg", "deg"))
+ABSOLUTE_ZERO_C = -273.15
+
+
+def _unit(key: str) -> str:
+    """' <unit>' from the key's suffix (tau1_ps -> ' ps'), '' for a plain number."""
+    return next((f" {unit}" for suffix, unit in UNITS if key.endswith(suffix)), "")
+
+
+def _check_physical(cfg: dict) -> None:
+    """Signs and ranges of the physical parameters: ValueError naming the key and its unit."""
+    for rule, table in (("> 0", POSITIVE), (">= 0", NON_NEGATIVE), ("in [0, 1]", FRACTIONS)):
+        for section, keys in table.items():
+            for key in keys:
+                value = cfg[section][key]
+                ok = {"> 0": value > 0, ">= 0": value >= 0, "in [0, 1]": 0 <= value <= 1}[rule]
+                if not ok:
+                    raise ValueError(f"{section}.{key} must be {rule}{_unit(key)}, got {value!r}")
+    for section, low, high in ORDERED:
+        lo, hi = cfg[section][low], cfg[section][high]
+        if not lo < hi:
+            raise ValueError(f"{section}.{low} ({lo!r}{_unit(low)}) must be below {section}.{high} "
+                             f"({hi!r}{_unit(high)})")
+    d = cfg["delay"]
+    if not d["stage_low_mm"] <= d["stage_time_zero_mm"] <= d["stage_high_mm"]:
+        raise ValueError(f"delay.stage_time_zero_mm must lie in the stage travel {d['stage_low_mm']!r} .. "
+                         f"{d['stage_high_mm']!r} mm, got {d['stage_time_zero_mm']!r}")
+    jet = cfg["liquid_jet"]
+    if jet["flow_rate_ml_min"] > jet["max_flow_ml_min"]:
+        raise ValueError(f"liquid_jet.flow_rate_ml_min must be <= liquid_jet.max_flow_ml_min "
+                         f"({jet['max_flow_ml_min']!r} mL/min), got {jet['flow_rate_ml_min']!r}")
+    for section, key in (("heating_cell", "ambient_c"), ("sample", "reference_temperature_c"),
+                         ("synthesis", "reference_temperature_c")):
+        if not cfg[section][key] > ABSOLUTE_ZERO_C:
+            raise ValueError(f"{section}.{key} must be above absolute zero ({ABSOLUTE_ZERO_C} C), "
+                             f"got {cfg[section][key]!r}")
+
+
 def _check(cfg: dict) -> None:
     """What one key cannot say alone: the structure, the SAXS model, the per-family lists of
     ``lattice_dynamics`` (one number per family, finite, time constants > 0) and the
-    ligand-loss table of ``platelet_film``."""
+    ligand-loss table of ``platelet_film``; and the signs and ranges of the physical parameters."""
+    _check_physical(cfg)
     s = cfg["sample"]
     if s["holder"] not in HOLDERS:
         raise ValueError(f"sample.holder must be one of {HOLDERS}, got {s['holder']!r}")
