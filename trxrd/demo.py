@@ -259,7 +259,7 @@ def _campaign(sim, cfg, out, root) -> dict:
         kinetics = delay_result.fit
         timing.update(delay_scan_frames=integrator.frames, integration_frames_per_s=integrator.frames / integrator.busy_s,
                       delay_scan_frames_per_s=integrator.frames / timing["delay_scan_s"],
-                      kinetics_refits=len(pump_probe_live.refit_s),
+                      kinetics_refits=pump_probe_live.refits,
                       kinetics_refit_s=float(np.median(pump_probe_live.refit_s)),
                       reflection_update_s=float(np.median(live.reflections.update_s)))
 

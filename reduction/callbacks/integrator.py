@@ -16,7 +16,7 @@ same units as a single frame's, so the pump-probe chain pairs events as before; 
 says how many frames the event holds.
 
 Lag: every reduced event records ``latency`` (s), from the raw event's time (its frames are in the
-file) to its result; ``latencies`` keeps the recent ones, ``frames_total`` counts every frame
+file) to its result; ``latencies`` keeps the last ``RECENT_LATENCIES``, ``frames_total`` counts every frame
 reduced since the integrator was made. Which image to reduce: the one the run's plan names in its start document
 (``trxrd.datakeys.KEY_MAP``) under *image_field* (``image``: WAXS, ``saxs_image``: SAXS), else
 ``image_key``. For each raw run with that image, one
@@ -60,6 +60,7 @@ DERIVED_TIME_OFFSET_S = 1e-3
 # Fields of the reduced events beside trxrd.datakeys' (this module writes them, the benchmarks read them).
 N_FRAMES = "n_frames"          # frames integrated into the event (a streaming detector's N)
 LATENCY = "latency"            # s from the raw event's time to its result
+RECENT_LATENCIES = 1_000       # latencies kept (the most recent events): memory flat over a night
 COPY_START = ("sample", dk.REFERENCE, "reference_delay_ps", "num_points", "plan_args", "spot_fwhm_um",
               "pump_wavelength_nm", "time_zero_mm", dk.KEY_MAP)
 
@@ -110,7 +111,7 @@ class LiveIntegrator(DerivedRunPublisher):
         self.read_s = 0.0        # of which reading frames from the files (this run)
         self._scratch: np.ndarray | None = None             # reused read buffer (bytes), see _scratch_left
         self._scratch_used = 0
-        self.latencies: deque = deque(maxlen=100_000)      # s, raw event time -> result, recent events
+        self.latencies: deque = deque(maxlen=RECENT_LATENCIES)  # s, raw event time -> result, recent events
         self.last_latency_s = 0.0
 
     def start(self, doc):
@@ -244,6 +245,7 @@ class LiveIntegrator(DerivedRunPublisher):
             if isinstance(image, str):                     # another kind of datum: its handler
                 resource, kwargs = self._datum(image)
                 frames = self._handler(resource)(**kwargs)
+                self._datums.pop(image, None)               # read: a datum serves one event
             else:                                           # filled already (a replay)
                 frames = image
             frames = np.asarray(frames)
@@ -263,6 +265,8 @@ class LiveIntegrator(DerivedRunPublisher):
             frames = np.concatenate([np.asarray(handler(**self._datums[d["data"][self._image]][1])).reshape(
                 -1, *self.integration.shape) for d in run])
         self.read_s += time.perf_counter() - t0
+        for doc in run:                     # read: a datum serves one event (memory flat over a long run)
+            self._datums.pop(doc["data"][self._image], None)
         n = len(frames) // len(run)
         for k, doc in enumerate(run):
             yield doc, frames[k * n:(k + 1) * n]

@@ -3,8 +3,10 @@ fluence scans, fluence x delay grids), split the way bluesky splits LiveFit and 
 
 - a :class:`~trxrd.reduction.accumulate.PumpProbeAccumulator` keeps per-point sums of
   pump-on minus reference (work per frame independent of the scan length);
-- a :class:`RefitPolicy` decides when to refit: after enough new points, at most every
-  ``min_interval_s``, and never more than ``max_duty`` of the reduction's time;
+- a :class:`RefitPolicy` decides when to refit: after enough new points (and a fraction more
+  than at the last fit, so a night-long scan refits less and less often: the refits' total work
+  grows like the last fit's, not like the scan), at most every ``min_interval_s``, and never more
+  than ``max_duty`` of the reduction's time; the last fit is kept in between;
 - :class:`LivePumpProbe` publishes the derived ``pump_probe`` run linked to the raw and reduced
   runs: stream ``fit`` (delay scan: kinetics; fluence scan: threshold; one event per refit,
   the last is the final fit), for a grid streams ``kinetics`` (one event per fluence per refit)
@@ -30,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +47,7 @@ logger = logging.getLogger(__name__)
 KINETICS_PARAMS = ("t0_ps", "irf_fwhm_ps", "a1", "tau1_ps", "a2", "tau2_ps")
 THRESHOLD_FIELDS = ("threshold", "threshold_err", "threshold_low", "threshold_high")
 MIN_POINTS = {"delay": 8, "fluence": 5}
+RECENT_REFITS = 1_000            # refit durations kept (the most recent): memory flat over a night
 
 
 def _number(units=None):
@@ -62,6 +66,9 @@ class RefitPolicy:
         At least this long (s) since the previous fit started.
     min_new_points : int
         At least this many pump-on frames paired since the previous fit.
+    min_growth : float
+        And at least this fraction more pairs than at the previous fit (0.02: after 10,000
+        pairs, the next fit waits for 200 more).
     max_duty : float
         Fitting takes at most this fraction of the time: after a fit of d seconds the next
         waits at least d / max_duty.
@@ -72,17 +79,21 @@ class RefitPolicy:
         if policy.due(pairs, time.monotonic()): ...; policy.record(pairs, t_start, duration)
     """
 
-    def __init__(self, min_interval_s: float = 1.0, min_new_points: int = 1, max_duty: float = 0.2):
-        if not (min_interval_s >= 0 and min_new_points >= 1 and 0 < max_duty <= 1):
-            raise ValueError("RefitPolicy needs min_interval_s >= 0, min_new_points >= 1, 0 < max_duty <= 1")
+    def __init__(self, min_interval_s: float = 1.0, min_new_points: int = 1, max_duty: float = 0.2,
+                 min_growth: float = 0.02):
+        if not (min_interval_s >= 0 and min_new_points >= 1 and 0 < max_duty <= 1 and 0 <= min_growth):
+            raise ValueError("RefitPolicy needs min_interval_s >= 0, min_new_points >= 1, 0 < max_duty <= 1, "
+                             "min_growth >= 0")
         self.min_interval_s, self.min_new_points, self.max_duty = min_interval_s, int(min_new_points), max_duty
+        self.min_growth = float(min_growth)
         self.reset()
 
     def reset(self):
         self._last_pairs, self._next_time = 0, -math.inf
 
     def due(self, pairs: int, now: float) -> bool:
-        return pairs - self._last_pairs >= self.min_new_points and now >= self._next_time
+        new = pairs - self._last_pairs
+        return new >= self.min_new_points and new >= self.min_growth * self._last_pairs and now >= self._next_time
 
     def record(self, pairs: int, started: float, duration_s: float) -> None:
         self._last_pairs = pairs
@@ -135,14 +146,16 @@ class LivePumpProbe(DerivedRunPublisher):
         self.onset = False                      # a scan across time zero: the fit is the onset
         self.raw_uid = self.run_uid = None      # of the last run seen and of its pump_probe run
         self.result = None
-        self.refit_s: list[float] = []
+        self.refit_s: deque = deque(maxlen=RECENT_REFITS)   # s, the most recent refits of this run
+        self.refits = 0                         # refits of this run
         self.accumulator: PumpProbeAccumulator | None = None
         self.q = None
         self.skipped = 0                        # frames marked invalid by the plan (this run)
 
     # -- documents of the reduced run -----------------------------------------------------------
     def start(self, doc):
-        self.result, self.refit_s, self.q, self.skipped = None, [], None, 0
+        self.result, self.q, self.skipped, self.refits = None, None, 0, 0
+        self.refit_s.clear()
         self.refit.reset()
         self.kind = None
         if doc.get("plan_name") != dk.INTEGRATE_PLAN:
@@ -229,6 +242,7 @@ class LivePumpProbe(DerivedRunPublisher):
         else:
             self.result = self._single(self.kind, None)
         self.refit_s.append(time.perf_counter() - t0)
+        self.refits += 1
         self.refit.record(self.accumulator.pairs, started, self.refit_s[-1])
 
     def _single(self, kind, where) -> PumpProbeResult | None:

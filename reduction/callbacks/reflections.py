@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import time
+from collections import deque
 
 import numpy as np
 
@@ -39,7 +40,7 @@ from ..reflections import (MIN_FIT_POINTS, ReflectionSeries, calibrate_reflectio
                            fit_reflection_kinetics, lattice_point, measure_point, temperature_rise_series)
 from ..thermometry import ThermometerCalibration
 from .base import DerivedRunPublisher
-from .pump_probe import LivePumpProbe, RefitPolicy
+from .pump_probe import RECENT_REFITS, LivePumpProbe, RefitPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +88,11 @@ class LiveReflections(LivePumpProbe):
         self.thermometer = thermometer
         self.measured: dict = {}
         self.series: ReflectionSeries | None = None
-        self.update_s: list[float] = []        # time per completed point (fits of its reflections)
+        self.update_s: deque = deque(maxlen=RECENT_REFITS)   # time per completed point, the most recent
 
     def extra_md(self) -> dict:
-        self.measured, self.series, self.update_s = {}, None, []
+        self.measured, self.series = {}, None
+        self.update_s.clear()
         return {"reflections": [{"hkl": r.label, "q_min": r.q_min, "q_max": r.q_max} for r in self.reflections],
                 "structure": self.structure, "purpose": "per-reflection shift, width, intensity and <du^2>, "
                 "lattice parameters and their time constants",
@@ -130,6 +132,7 @@ class LiveReflections(LivePumpProbe):
             temperature_rise_series(series, self.thermometer)       # after the fits: their error scale
         self.result = series
         self.refit_s.append(time.perf_counter() - t0)
+        self.refits += 1
         self.refit.record(self.accumulator.pairs, started, self.refit_s[-1])
 
     def _emit_fits(self, series) -> None:
