@@ -146,6 +146,11 @@ def beam_lost(i0, floor_a: float = 1e-12, *, resume_a: float | None = None, slee
                                            "the beam is back")
 
 
+class RunFault(RuntimeError):
+    """A device fault whose message is the run's reason: ``connection_lost_wrapper`` re-raises
+    it in place of the ``FailedStatus`` that carries it (whose text names only the status)."""
+
+
 class ConnectionLostError(RuntimeError):
     """A PV of a device in use disconnected while a plan ran (IOC killed, network cut)."""
 
@@ -260,7 +265,8 @@ def disconnected(signals) -> list[str]:
 def connection_lost_wrapper(plan, devices, *, grace_s: float = 1.0):
     """*plan*, with a failure caused by a lost connection (a status failing because its IOC
     died, a timeout, a get that failed) re-raised as ``ConnectionLostError("lost connection to
-    <PV>")``, so the run's reason names the PV rather than a device's status text. Channel
+    <PV>")``, so the run's reason names the PV rather than a device's status text (and a
+    failed status carrying a :class:`RunFault` as that fault). Channel
     Access may report the disconnection a moment after the failure it caused: a failure is
     checked for up to *grace_s* s before it is passed on as it is."""
     signals = _epics_signals(devices)
@@ -272,11 +278,13 @@ def connection_lost_wrapper(plan, devices, *, grace_s: float = 1.0):
         raise
     except Exception as exc:
         down = disconnected(signals)
-        for _ in range(int(grace_s / 0.1)):
+        for _ in range(0 if isinstance(exc.__cause__, RunFault) else int(grace_s / 0.1)):
             if down:
                 break
             yield from bps.sleep(0.1)
             down = disconnected(signals)
         if down:
             raise ConnectionLostError(f"lost connection to {down[0]}") from exc
+        if isinstance(exc.__cause__, RunFault):
+            raise type(exc.__cause__)(str(exc.__cause__)) from exc
         raise

@@ -199,3 +199,75 @@ def test_ctrl_c_pause_resume_abort_at_random_points(session, plan_name, seed):
     stop = _stored_as_emitted(session, docs, uid)
     assert stop["exit_status"] == "success"
     bl.jet.stop()
+
+
+# -- d. detector stalls, HDF5 file stops growing -----------------------------------------------------
+
+def _fault_after(docs, n_events: int, inject) -> threading.Thread:
+    def go():
+        wait_for(lambda: len(_events(docs)) >= n_events, 60, what=f"{n_events} events")
+        inject()
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread
+
+
+def _next_scan_works(session, docs):
+    """A short delay scan in the same session succeeds, every document stored, exposing as set."""
+    bl = session.beamline
+    (uid,) = session.RE(session.plans["delay_scan"]([bl.pilatus], [0.0, 100.0]))
+    stop = _stored_as_emitted(session, docs, uid)
+    assert stop["exit_status"] == "success" and stop["num_events"] == {"primary": 4}
+    assert session.catalog[uid]["primary"]["pilatus_image"].read().shape[0] == 4
+    desc = next(d for n, d in docs if n == "descriptor" and d["run_start"] == uid)
+    assert desc["configuration"]["pilatus"]["data"]["pilatus_cam_acquire_time"] == 0.05
+
+
+@pytest.mark.slow
+def test_detector_stall_fails_the_run_with_the_reason_after_its_timeout(sim, ca, session):
+    """AcquireTime 3600 s set from another client mid-scan: the trigger fails after the timeout
+    derived from the staged exposure (x frames x factor + margin), the run closes 'fail' with
+    the stall as its reason, the acquisition is stopped, and the next scan exposes 0.05 s."""
+    from trxrd.acquisition.devices.detectors import DetectorStalled
+
+    RE, bl = session.RE, session.beamline
+    docs = _record(RE)
+    margin = bl.pilatus.timeout_margin_s
+    bl.pilatus.timeout_margin_s = 3.0
+    thread = _fault_after(docs, 3, lambda: ca.caput(sim.prefix + "PIL:cam1:AcquireTime", 3600.0, wait=True))
+    try:
+        with pytest.raises(DetectorStalled, match="stalled"):
+            RE(session.plans["delay_scan"]([bl.pilatus], [float(t) for t in range(0, 1000, 100)]))
+    finally:
+        thread.join(30)
+        bl.pilatus.timeout_margin_s = margin
+    (stop,) = _stops(docs)
+    assert stop["exit_status"] == "fail" and "pilatus: no frame within 3.1 s" in stop["reason"]
+    _stored_as_emitted(session, docs, stop["run_start"])
+    wait_for(lambda: ca.caget(sim.prefix + "PIL:cam1:Acquire_RBV") == 0, 10, what="acquisition stopped")
+    assert bl.pilatus._staged.name == "no"
+    _next_scan_works(session, docs)
+
+
+@pytest.mark.slow
+def test_hdf5_capture_stopped_fails_the_raw_run_never_success(sim, ca, session):
+    """Capture stopped from another client mid-scan: the next frame is missing from the file, the
+    raw run closes 'fail' naming it; every stored event's frame reads back from the catalog."""
+    from trxrd.acquisition.devices.detectors import FramesMissing
+
+    RE, bl = session.RE, session.beamline
+    docs = _record(RE)
+    thread = _fault_after(docs, 3, lambda: ca.caput(sim.prefix + "PIL:HDF1:Capture", 0, wait=True))
+    try:
+        with pytest.raises(FramesMissing, match="missing"):
+            RE(session.plans["delay_scan"]([bl.pilatus], [float(t) for t in range(0, 1000, 100)]))
+    finally:
+        thread.join(30)
+    (stop,) = _stops(docs)
+    assert stop["exit_status"] == "fail" and "capture stopped" in stop["reason"]
+    uid = stop["run_start"]
+    _stored_as_emitted(session, docs, uid)
+    n = len(_events(docs, uid))
+    assert n >= 3 and session.catalog[uid]["primary"]["pilatus_image"].read().shape[0] == n
+    _next_scan_works(session, docs)

@@ -23,12 +23,14 @@ EXAMPLE::
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
 from ophyd import Component as Cpt
 from ophyd import EpicsSignalWithRBV
 from ophyd.device import Staged
+from ophyd.status import DeviceStatus
 from ophyd.areadetector import PilatusDetector as _PilatusBase
 from ophyd.areadetector import SingleTrigger
 from ophyd.areadetector.base import ADComponent
@@ -37,9 +39,18 @@ from ophyd.areadetector.filestore_mixins import FileStoreHDF5IterativeWrite
 from ophyd.areadetector.plugins import HDF5Plugin
 
 from ...validation import count, finite
+from ..suspenders import RunFault
 from ._signals import VerifiedSignalWithRBV, ioc_limits
 
 logger = logging.getLogger(__name__)
+
+
+class DetectorStalled(RunFault):
+    """A trigger did not finish within the time its frames take plus the margin."""
+
+
+class FramesMissing(RunFault):
+    """The HDF5 file does not hold every frame the detector took (file writing stopped)."""
 
 
 def _forget_staging(device) -> None:
@@ -102,8 +113,13 @@ class PilatusDetector(SingleTrigger, _PilatusBase):
     cam = Cpt(PilatusCam, "cam1:")
     hdf5 = Cpt(HDF5FileStore, "HDF1:", write_path_template="/", root="/")
 
+    TIMEOUT_FACTOR = 2.0        # a trigger may take this many times its frames' time, ...
+    TIMEOUT_MARGIN_S = 10.0     # ... plus this (s; readout, file writing, a loaded host)
+    FILE_WAIT_S = 2.0           # how long the file may lag the acquisition (s)
+
     def __init__(self, prefix: str, *, name: str, write_dir: str | Path, exposure_s: float | None = None,
-                 geometry: str = "waxs", frames_per_trigger: int = 1, **kwargs):
+                 geometry: str = "waxs", frames_per_trigger: int = 1, timeout_factor: float = TIMEOUT_FACTOR,
+                 timeout_margin_s: float = TIMEOUT_MARGIN_S, **kwargs):
         if geometry not in ("waxs", "saxs"):
             raise ValueError(f"{name}: geometry must be 'waxs' or 'saxs', got {geometry!r}")
         kwargs.setdefault("read_attrs", ["hdf5"])
@@ -119,6 +135,10 @@ class PilatusDetector(SingleTrigger, _PilatusBase):
         self.stage_sigs.update({"cam.num_images": 1, "cam.image_mode": "Single",
                                 "cam.trigger_mode": "Internal"})
         self.frames_per_trigger = frames_per_trigger
+        self.timeout_factor = finite(timeout_factor, f"{name}: timeout_factor", low=1.0, unit="")
+        self.timeout_margin_s = finite(timeout_margin_s, f"{name}: timeout_margin_s", low=0.0, strict=True, unit="s")
+        self._frame_s = None            # per frame, as staged (an outside change must not stretch it)
+        self._frames_taken = 0          # frames this staging took: the file must hold as many
         if exposure_s is not None:
             self.exposure_s = exposure_s
 
@@ -135,16 +155,87 @@ class PilatusDetector(SingleTrigger, _PilatusBase):
         self._frames_per_trigger = value
         self.stage_sigs.update({"cam.num_images": value, "cam.image_mode": "Single" if value == 1 else "Multiple"})
 
+    def stage(self):
+        """Stage (``stage_sigs``, the file opened); remember the time a frame takes as staged."""
+        out = super().stage()
+        self._frame_s = max(self.cam.acquire_time.get(), self.cam.acquire_period.get())
+        self._frames_taken = 0
+        return out
+
+    def trigger_timeout_s(self) -> float:
+        """How long one trigger may take (s): its frames' time (exposure or period, as staged,
+        x ``frames_per_trigger``) x ``timeout_factor`` + ``timeout_margin_s``."""
+        frame_s = self._frame_s if self._frame_s is not None else self.cam.acquire_time.get()
+        return frame_s * self.frames_per_trigger * self.timeout_factor + self.timeout_margin_s
+
     def trigger(self):
-        """One datum (``frames_per_trigger`` frames). Same as ``SingleTrigger.trigger`` but returns the status it made: with
-        short exposures the frame can finish (and ophyd drop ``self._status``) before
-        ``generate_datum`` returns."""
+        """One datum (``frames_per_trigger`` frames). As ``SingleTrigger.trigger``, plus: the
+        status fails with :class:`DetectorStalled` (and the acquisition is stopped) if the frames
+        do not come within ``trigger_timeout_s()``, and with :class:`FramesMissing` if the HDF5
+        file does not then hold every frame taken since staging (capture stopped, disk full)."""
         if self._staged != Staged.yes:
             raise RuntimeError(f"{self.name} is not staged: use it inside a plan (stage() first)")
-        status = self._status = self._status_type(self)
+        acquiring = self._status = self._status_type(self)
+        status = DeviceStatus(self)
+        timeout = self.trigger_timeout_s()
+        self._frames_taken += self.frames_per_trigger
+        expected = self._frames_taken
+        lock = threading.Lock()
+
+        def finish(exc=None):
+            with lock:
+                if status.done:
+                    return
+                if exc is None:
+                    status.set_finished()
+                else:
+                    status.set_exception(exc)
+
+        def stalled():
+            if status.done:
+                return
+            finish(DetectorStalled(
+                f"{self.name}: no frame within {timeout:.1f} s ({self.frames_per_trigger} x {self._frame_s:g} s "
+                f"as staged, x {self.timeout_factor:g} + {self.timeout_margin_s:g} s): the detector stalled "
+                f"(AcquireTime now {self.cam.acquire_time.get():g} s); acquisition stopped"))
+            try:
+                self.cam.acquire.put(0, wait=False)
+            except Exception as exc:                 # stopping is a courtesy; the reason is the stall
+                logger.warning("%s: could not stop the stalled acquisition: %s", self.name, exc)
+
+        timer = threading.Timer(timeout, stalled)
+        timer.daemon = True
+
+        def acquired(st):
+            timer.cancel()
+            if not st.success:
+                finish(st.exception() or RuntimeError(f"{self.name}: acquisition failed"))
+                return
+            threading.Thread(target=lambda: finish(self._file_problem(expected)), daemon=True,
+                             name=f"{self.name}-file-check").start()
+
+        timer.start()
         self._acquisition_signal.put(1, wait=False)
         self.generate_datum(self._image_name, time.time(), {})
+        acquiring.add_callback(acquired)
         return status
+
+    def _file_problem(self, expected: int) -> FramesMissing | None:
+        """None once the HDF5 file holds *expected* frames (waiting up to ``FILE_WAIT_S``), else why not."""
+        deadline = time.monotonic() + self.FILE_WAIT_S
+        while True:
+            try:
+                got = int(self.hdf5.num_captured.get(use_monitor=False))
+                capturing = self.hdf5.capture.get(use_monitor=False)
+            except Exception as exc:
+                return FramesMissing(f"{self.name}: cannot read the HDF5 plugin's frame count ({exc})")
+            if got >= expected:
+                return None
+            if time.monotonic() > deadline:
+                state = "capture stopped" if capturing in (0, "Done") else "the file stopped growing"
+                return FramesMissing(f"{self.name}: the HDF5 file holds {got} of the {expected} frames taken "
+                                     f"({state}): frames are missing from the run's file")
+            time.sleep(0.05)
 
     def unstage(self):
         """Restore what staging changed. If the IOC cannot be reached (killed, restarting:
