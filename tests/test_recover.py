@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -269,3 +270,87 @@ def test_spool_without_stop_is_refused_a_failed_replay_keeps_it(tmp_path):
     assert run.stop["num_events"] == {"primary": 3}
     np.testing.assert_array_equal(run["primary"]["curve"].read(), [d["data"]["curve"] for n, d in docs[2:]])
     assert list(run["primary"]["n"].read()) == [1, 2, 3]
+
+
+def tiled_server(config, port: int):
+    """``tiled serve config CONFIG`` on 127.0.0.1:*port*, once it answers."""
+    import httpx
+
+    tiled = Path(sys.executable).with_name("tiled")
+    proc = subprocess.Popen([str(tiled), "serve", "config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def healthy():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(healthy, 120, period=0.2, what="tiled server up")
+    return proc
+
+
+@pytest.mark.slow
+def test_tiled_server_restarted_mid_run(tmp_path, caplog):
+    """A facility's Tiled server (written through a CatalogProcess) is restarted while it holds a
+    part of a scan: the scan goes on to its end; the next scan is written once the server is back;
+    whatever the writer could not hand over is spooled, and once replayed every document emitted
+    (raw and derived) is in the catalog exactly once."""
+    import socket
+
+    from bluesky.plans import count
+
+    from test_catalog import SERVER_CONFIG
+    from trxrd.catalog import CatalogProcess, CatalogWriter, events_written, open_catalog, replay_spool
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "data").mkdir()
+    config = tmp_path / "tiled.yml"
+    config.write_text(SERVER_CONFIG.format(d=tmp_path, key="trxrdtestkey"))
+    uri = f"http://127.0.0.1:{port}"
+    servers = [tiled_server(config, port)]
+    try:
+        cat = open_catalog(uri, api_key="trxrdtestkey")
+        process = CatalogProcess(uri=uri, api_key="trxrdtestkey", log_path=tmp_path / "process.log")
+        writer = CatalogWriter(process, backup_directory=tmp_path / "spool", batch_size=5, max_latency_s=0.05)
+        RE, derived = acquisition(writer)
+        restarted_at = []
+
+        def stored_events():
+            try:
+                return events_written(cat[RE.docs[0][1]["uid"]])
+            except Exception:          # no run yet, not in the catalog yet
+                return 0
+
+        def restart():                 # once the server holds a part of the run
+            wait_for(lambda: stored_events() >= 5, 60, period=0.05, what="5 events in the catalog")
+            servers[0].kill()
+            servers[0].communicate(timeout=30)
+            restarted_at.append(sum(n == "event" for n, _ in RE.docs))
+            servers.append(tiled_server(config, port))
+
+        restarter = threading.Thread(target=restart, daemon=True)
+        restarter.start()
+        try:
+            (uid,) = RE(count([exposing_signal()], POINTS), sample={"name": "server restarted"})
+            restarter.join(180)
+            assert len(servers) == 2 and restarted_at and restarted_at[0] < POINTS
+            (later,) = RE(count([exposing_signal()], 5), sample={"name": "server back"})
+        finally:
+            writer.close()
+            process.close(timeout=30)
+        assert [d["exit_status"] for n, d in RE.docs if n == "stop"] == ["success", "success"]
+        reduced = [d["uid"] for n, d in derived if n == "start"]
+        assert later not in writer.spooled and reduced[1] not in writer.spooled   # the server is back
+        assert set(writer.spooled) <= {uid, reduced[0]}
+        results = [replay_spool(spool, cat) for spool in writer.spooled.values()]
+        assert all(r.ok for r in results), [str(r) for r in results]
+        assert_stored_once(cat, RE.docs + derived)
+    finally:
+        for server in servers:
+            if server.poll() is None:
+                server.kill()
+                server.communicate(timeout=30)
