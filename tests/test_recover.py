@@ -354,3 +354,29 @@ def test_tiled_server_restarted_mid_run(tmp_path, caplog):
             if server.poll() is None:
                 server.kill()
                 server.communicate(timeout=30)
+
+
+def test_catalog_and_journal_both_failing_stops_the_run(tmp_path):
+    """The one case that stops a run: the catalog fails and the journal cannot be written either
+    (documents are being lost): CatalogWriteError says so."""
+    from event_model import compose_run
+
+    from trxrd.catalog import CatalogWriteError, CatalogWriter, open_catalog
+
+    cat = open_catalog(root=tmp_path)
+    writer = CatalogWriter(cat, backup_directory=tmp_path / "spool", batch_size=1, max_latency_s=0.05)
+    bundle = compose_run(metadata={"plan_name": "lost"})
+    writer.spool_path(bundle.start_doc["uid"]).mkdir()            # its journal cannot be opened
+    desc = bundle.compose_descriptor(name="primary", data_keys={"x": {"source": "t", "dtype": "number", "shape": []}})
+    try:
+        with tables_held(tmp_path / "catalog" / "tables.db"):
+            writer("start", bundle.start_doc)
+            writer("descriptor", desc.descriptor_doc)
+            for k in range(3):
+                writer("event", desc.compose_event(data={"x": float(k)}, timestamps={"x": 0.0}))
+            with pytest.raises(CatalogWriteError, match="LOST") as info:
+                writer.flush(60)
+        assert str(writer.spool_path(bundle.start_doc["uid"])) in str(info.value)
+        writer("stop", bundle.compose_stop())
+    finally:
+        writer.close()
