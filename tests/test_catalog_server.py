@@ -247,15 +247,20 @@ def test_unreachable_facility_server_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.ioc
-def test_session_writes_through_the_catalog_process_and_stops_it(sim, tmp_path, monkeypatch, capsys):
+def test_session_writes_through_the_catalog_process_and_stops_it(sim, tmp_path, monkeypatch, capsys, caplog):
     """The session's default: the catalog process serves and writes the embedded catalog;
-    session.close() stops it; a later ``trxrd runs`` reads what it wrote."""
+    session.close() stops it; a later ``trxrd runs`` reads what it wrote. A spool an earlier
+    session left is announced at the start, with the command that replays it."""
     from bluesky.plans import count
 
     from trxrd.cli import main
     from trxrd.session import SessionConfig, open_session
 
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "0badc0de.jsonl").write_text("")
     session = open_session(SessionConfig(prefix=sim.prefix, data_root=tmp_path), verbose=False)
+    assert any("0badc0de" in r.getMessage() and f"trxrd recover {tmp_path / 'spool'}" in r.getMessage()
+               for r in caplog.records if r.levelname == "WARNING")
     process = session.catalog_process
     try:
         assert process is not None and process.root == tmp_path.resolve()
