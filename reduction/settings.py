@@ -23,6 +23,8 @@ from .thermometry import ThermometerCalibration
 from .xcca import DQ_DEFAULT
 
 MIN_NPT = 10
+MAX_NPT = 100_000               # q bins: far more than any detector has radial pixels
+MAX_IRF_FWHM_PS = 1e6           # an instrument response longer than 1 us is not a pump-probe IRF
 
 
 def parse_window(text: str) -> tuple[float, float]:
@@ -108,16 +110,19 @@ class ReductionSettings:
         if isinstance(self.windows, (str, bytes)) or not self.windows:
             raise ValueError("give at least one q window, e.g. windows=[(1.70, 2.05)] (A^-1)")
         object.__setattr__(self, "windows", tuple(_window(w, w) for w in self.windows))
-        if isinstance(self.npt, bool) or not isinstance(self.npt, int) or self.npt < MIN_NPT:
-            raise ValueError(f"npt must be an integer >= {MIN_NPT} q bins, got {self.npt!r}")
+        _check_npt(self.npt)
+        if len(set(self.windows)) != len(self.windows):
+            raise ValueError(f"a q window is listed twice: {[list(w) for w in self.windows]}")
         for name, allowed in (("part", SIGNAL_PARTS), ("model", KINETICS_MODELS),
                               ("threshold_model", tuple(THRESHOLD_MODELS))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
         if self.irf_fwhm_ps is not None:
             irf = self.irf_fwhm_ps
-            if isinstance(irf, bool) or not isinstance(irf, (int, float)) or not (math.isfinite(irf) and irf > 0):
-                raise ValueError(f"irf_fwhm_ps must be a positive number of ps or None, got {irf!r}")
+            if isinstance(irf, bool) or not isinstance(irf, (int, float)) or not (math.isfinite(irf) and irf > 0) \
+                    or irf > MAX_IRF_FWHM_PS:
+                raise ValueError(f"irf_fwhm_ps must be a positive number of ps up to {MAX_IRF_FWHM_PS:g} ps, "
+                                 f"or None, got {irf!r}")
             object.__setattr__(self, "irf_fwhm_ps", float(irf))
         if not (isinstance(self.image_key, str) and self.image_key):
             raise ValueError(f"image_key must be a data key name, got {self.image_key!r}")
@@ -222,8 +227,7 @@ class SaxsSettings:
         from .saxs import DISTRIBUTIONS, parse_q
 
         _resolve_calibration(self)
-        if isinstance(self.npt, bool) or not isinstance(self.npt, int) or self.npt < MIN_NPT:
-            raise ValueError(f"npt must be an integer >= {MIN_NPT} q bins, got {self.npt!r}")
+        _check_npt(self.npt)
         for name in ("q_min", "q_max"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, parse_q(getattr(self, name), name))
@@ -318,6 +322,37 @@ class XccaSettings:
     def from_dict(cls, values: dict) -> "XccaSettings":
         """Settings from a dict (e.g. the saved state); unknown keys are refused."""
         return _from_dict(cls, values, "XCCA", "XCCA settings need the detector's PONI file (poni=...)")
+
+
+def _check_npt(npt) -> None:
+    if isinstance(npt, bool) or not isinstance(npt, int) or not MIN_NPT <= npt <= MAX_NPT:
+        raise ValueError(f"npt must be an integer of q bins, {MIN_NPT} .. {MAX_NPT}, got {npt!r}")
+
+
+def detector_q_range(poni) -> tuple[float, float]:
+    """(q_min, q_max) the detector of the PONI file *poni* sees (A^-1, pixel centres)."""
+    import pyFAI
+
+    try:
+        ai = pyFAI.load(str(poni))
+        shape = ai.detector.shape
+        q = ai.qArray(shape) / 10.0               # nm^-1 -> A^-1
+    except Exception as exc:    # pyFAI raises many kinds on a malformed file
+        raise ValueError(f"cannot read the PONI file {poni}: {exc}") from exc
+    return float(q.min()), float(q.max())
+
+
+def check_q_coverage(settings: ReductionSettings) -> None:
+    """``ValueError`` if a q window or reflection of *settings* lies wholly outside what the
+    detector of its PONI file sees: it would integrate nothing, run after run."""
+    low, high = detector_q_range(settings.poni)
+    ranges = [(f"q window {w[0]:g}:{w[1]:g}", w) for w in settings.windows]
+    ranges += [(f"reflection {r.label}:{r.q_min:g}:{r.q_max:g}", (r.q_min, r.q_max))
+               for r in settings.parsed_reflections]
+    for what, (q_min, q_max) in ranges:
+        if q_max <= low or q_min >= high:
+            raise ValueError(f"{what} (A^-1) is outside what the detector sees, {low:.3g} .. {high:.3g} A^-1 "
+                             f"(PONI {settings.poni.name})")
 
 
 def _resolve_calibration(settings) -> None:

@@ -20,7 +20,9 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["finite", "count", "file_stem", "inside"]
+import numpy as np
+
+__all__ = ["finite", "count", "file_stem", "inside", "flag", "seed", "readables"]
 
 
 def finite(value, what: str, *, low: float | None = None, high: float | None = None,
@@ -113,3 +115,50 @@ def inside(directory, name: str, what: str = "file") -> Path:
     if path == folder or folder not in path.parents:
         raise ValueError(f"{what} {str(name)!r} would be outside {folder}")
     return path
+
+
+def flag(value, what: str) -> bool:
+    """*value* as a bool if it is one (``True``/``False``, numpy's too), else ``ValueError``
+    naming *what*: ``"no"`` or ``None`` would otherwise count as a choice.
+
+    EXAMPLE::
+
+        flag(True, "shuffle")      # True
+        flag("no", "shuffle")      # ValueError: shuffle must be True or False, got 'no'
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ValueError(f"{what} must be True or False, got {value!r}")
+
+
+def seed(value, what: str = "seed") -> int | None:
+    """A random seed: None or a whole number 0 .. 2**63 - 1, else ``ValueError`` naming *what*.
+
+    EXAMPLE::
+
+        seed(42)       # 42
+    """
+    if value is None:
+        return None
+    return count(value, what, low=0, high=2 ** 63 - 1)
+
+
+def readables(devices, what: str = "detectors", *, empty_ok: bool = False) -> list:
+    """*devices* as a list of readable devices (a ``name`` and ``read``/``describe``), else
+    ``ValueError`` naming *what* and the culprit.
+
+    EXAMPLE::
+
+        readables([pilatus])      # [pilatus]
+        readables("pilatus")      # ValueError: detectors must be a list of devices, e.g. [pilatus]
+    """
+    if isinstance(devices, (str, bytes, dict)) or not hasattr(devices, "__iter__"):
+        raise ValueError(f"{what} must be a list of devices, e.g. [pilatus], got {devices!r:.80}")
+    out = list(devices)
+    if not out and not empty_ok:
+        raise ValueError(f"{what}: give at least one, e.g. [pilatus]")
+    for i, dev in enumerate(out):
+        if not (isinstance(getattr(dev, "name", None), str) and callable(getattr(dev, "read", None))
+                and callable(getattr(dev, "describe", None))):
+            raise ValueError(f"{what}[{i}] is not a readable device: {dev!r:.80}")
+    return out

@@ -5,7 +5,7 @@ import math
 import numbers
 import threading
 
-from ophyd import EpicsSignal, EpicsSignalRO, EpicsSignalWithRBV
+from ophyd import EpicsMotor, EpicsSignal, EpicsSignalRO, EpicsSignalWithRBV
 from ophyd.status import Status
 from ophyd.utils.errors import LimitError
 
@@ -152,3 +152,18 @@ class CheckedSignal(_VerifiedSet, EpicsSignal):
         if self.unit:
             desc[self.name]["units"] = self.unit
         return desc
+
+
+class CheckedMotor(EpicsMotor):
+    """An ``EpicsMotor`` that refuses what is not a finite number (``True``, ``"1 mm"``,
+    ``[1.0]``, NaN) with a ``ValueError`` naming the axis, before its soft limits (the motor
+    record's HLM/LLM) are checked; ophyd's own check would move to ``True`` = 1.0.
+
+    EXAMPLE::
+
+        x = CheckedMotor("TRX:SMP:x", name="x"); x.set(True)      # ValueError
+    """
+
+    def check_value(self, pos):
+        finite(pos, f"{self.name} position")
+        super().check_value(pos)

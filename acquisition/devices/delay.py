@@ -25,13 +25,13 @@ EXAMPLE::
 from __future__ import annotations
 
 from ophyd import Component as Cpt
-from ophyd import Device, EpicsMotor, EpicsSignal, EpicsSignalRO, PVPositionerIsClose, Signal
+from ophyd import Device, EpicsSignal, EpicsSignalRO, PVPositionerIsClose, Signal
 from ophyd.pseudopos import PseudoPositioner, PseudoSingle, pseudo_position_argument, real_position_argument
 
 from ophyd.utils.errors import LimitError
 
 from ...validation import finite
-from ._signals import VerifiedSignal, ioc_limits, verify_setpoint
+from ._signals import CheckedMotor, VerifiedSignal, ioc_limits, verify_setpoint
 
 C_MM_PER_PS = 299792458.0 * 1e3 * 1e-12       # speed of light, mm/ps
 DEFAULT_TIME_ZERO_MM = 150.0                   # middle of the travel, until set_time_zero()
@@ -122,7 +122,7 @@ class DelayStage(_TimeZero, PseudoPositioner):
     """
 
     delay = Cpt(PseudoSingle, egu="ps", kind="hinted")
-    motor = Cpt(EpicsMotor, "DLY:m1", kind="normal")
+    motor = Cpt(CheckedMotor, "DLY:m1", kind="normal")
     def _stage_axis(self):
         return self.motor
 
@@ -214,10 +214,21 @@ class PumpProbeDelay(_TimeZero, PseudoPositioner):
     """
 
     delay = Cpt(PseudoSingle, egu="ps", kind="hinted")
-    optical = Cpt(EpicsMotor, "DLY:m1", kind="normal")
+    optical = Cpt(CheckedMotor, "DLY:m1", kind="normal")
     generator = Cpt(ElectronicDelay, "DG:", kind="normal")
     def _stage_axis(self):
         return self.optical
+
+    def set(self, *args, **kwargs):
+        """Move to a delay (ps): one number (or a one-element sequence), checked first."""
+        if len(args) == 1 and not isinstance(args[0], self.PseudoPosition):
+            value = args[0]
+            if isinstance(value, (list, tuple)) or getattr(value, "ndim", 0):
+                if len(value) != 1:
+                    raise ValueError(f"{self.name}: a delay is one number (ps), got {value!r:.60}")
+                value = value[0]
+            args = (finite(value, f"{self.name} delay", unit="ps"),)
+        return super().set(*args, **kwargs)
 
     def reach_ps(self) -> tuple[float, float]:
         """(lowest, highest) delay this axis can reach now, ps."""

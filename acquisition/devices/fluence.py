@@ -29,10 +29,11 @@ import math
 
 import numpy as np
 from ophyd import Component as Cpt
-from ophyd import EpicsMotor, EpicsSignalRO, Signal
+from ophyd import EpicsSignalRO, Signal
 from ophyd.pseudopos import PseudoPositioner, PseudoSingle, pseudo_position_argument, real_position_argument
 
 from ...validation import finite
+from ._signals import CheckedMotor
 
 H_C_J_NM = 6.62607015e-34 * 299792458.0 * 1e9      # h c in J nm
 
@@ -80,7 +81,7 @@ class FluenceAttenuator(PseudoPositioner):
 
     fluence = Cpt(PseudoSingle, egu="mJ/cm^2", kind="hinted")
     excitations = Cpt(PseudoSingle, egu="<N>", kind="normal")
-    waveplate = Cpt(EpicsMotor, "WP:m1", kind="normal")
+    waveplate = Cpt(CheckedMotor, "WP:m1", kind="normal")
     power = Cpt(EpicsSignalRO, "PM:Power_RBV", kind="normal")
     rep_rate = Cpt(EpicsSignalRO, "LSR:RepRate_RBV", kind="config")
     SUB_CALIBRATION = "calibration"

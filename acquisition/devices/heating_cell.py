@@ -46,6 +46,9 @@ from ...validation import finite
 from ._signals import CheckedSignal, UnitReadback
 from .settle import PendingMove, SettleAbandoned, SettleMachine, SettleStatus, SettleTimeoutError
 
+MAX_WAIT_S = 86400.0          # settle, equilibration and timeout: longer than a day is a typo
+MAX_TOLERANCE_C = 50.0        # a wider band does not say the cell has settled
+
 __all__ = ["HeatingCell", "SettleStatus", "SettleTimeoutError", "SettleAbandoned"]
 
 
@@ -124,13 +127,13 @@ class HeatingCell(PendingMove, Device):
         n = self.name
         return dict(
             tolerance_c=finite(tolerance_c if tolerance_c is not None else self.tolerance_c,
-                               f"{n} tolerance_c", low=0.0, strict=True, unit="C"),
+                               f"{n} tolerance_c", low=0.0, strict=True, high=MAX_TOLERANCE_C, unit="C"),
             settle_time_s=finite(settle_time_s if settle_time_s is not None else self.settle_time_s,
-                                 f"{n} settle_time_s", low=0.0, unit="s"),
+                                 f"{n} settle_time_s", low=0.0, high=MAX_WAIT_S, unit="s"),
             equilibrate_s=finite(equilibrate_s if equilibrate_s is not None else self.equilibrate_s,
-                                 f"{n} equilibrate_s", low=0.0, unit="s"),
+                                 f"{n} equilibrate_s", low=0.0, high=MAX_WAIT_S, unit="s"),
             timeout_s=finite(timeout_s if timeout_s is not None else self.timeout_s,
-                             f"{n} timeout_s", low=0.0, strict=True, unit="s"))
+                             f"{n} timeout_s", low=0.0, strict=True, high=MAX_WAIT_S, unit="s"))
 
     def set(self, temperature_c, *, tolerance_c=None, settle_time_s=None, equilibrate_s=None,
             timeout_s=None) -> SettleStatus:

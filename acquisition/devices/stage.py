@@ -9,7 +9,9 @@ EXAMPLE::
 from __future__ import annotations
 
 from ophyd import Component as Cpt
-from ophyd import Device, EpicsMotor
+from ophyd import Device
+
+from ._signals import CheckedMotor
 
 
 class SampleStage(Device):
@@ -29,8 +31,8 @@ class SampleStage(Device):
         stage = SampleStage("TRX:", name="sample"); RE(bps.mv(stage.x, 120.0))
     """
 
-    x = Cpt(EpicsMotor, "SMP:x", kind="hinted")
-    y = Cpt(EpicsMotor, "SMP:y", kind="hinted")
+    x = Cpt(CheckedMotor, "SMP:x", kind="hinted")
+    y = Cpt(CheckedMotor, "SMP:y", kind="hinted")
 
     def __init__(self, prefix: str = "", *, name: str, settle_time_s: float = 0.005, **kwargs):
         super().__init__(prefix, name=name, **kwargs)

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...validation import finite
+from ...validation import count, finite
+
+MAX_DELAYS = 100_000          # delays in one list
+MAX_ABS_DELAY_PS = 1e9        # 1 ms: far beyond any delay axis (the plans check the axis's own reach)
 
 
 def _span(start, stop, num, what):
-    start = finite(start, f"{what} start", unit="ps")
-    stop = finite(stop, f"{what} stop", unit="ps")
+    start = finite(start, f"{what} start", low=-MAX_ABS_DELAY_PS, high=MAX_ABS_DELAY_PS, unit="ps")
+    stop = finite(stop, f"{what} stop", low=-MAX_ABS_DELAY_PS, high=MAX_ABS_DELAY_PS, unit="ps")
     if stop <= start:
         raise ValueError(f"{what}: stop ({stop} ps) must be after start ({start} ps)")
-    if int(num) != num or num < 2:
-        raise ValueError(f"{what}: need an integer number of points >= 2, got {num!r}")
-    return start, stop, int(num)
+    return start, stop, count(num, f"{what}: num (number of points)", low=2, high=MAX_DELAYS)
 
 
 def linear_delays(start_ps: float, stop_ps: float, num: int) -> list[float]:
@@ -45,6 +46,7 @@ def dense_then_log(start_ps: float, dense_stop_ps: float, num_dense: int, stop_p
     """*num_dense* linear delays from *start_ps* to *dense_stop_ps*, then *num_log*
     logarithmically spaced delays after it up to *stop_ps* (``dense_stop_ps`` must be > 0)."""
     dense = linear_delays(start_ps, dense_stop_ps, num_dense)
+    num_log = count(num_log, "dense_then_log: num_log", high=MAX_DELAYS)
     lo, stop, num_log = _span(dense_stop_ps, stop_ps, num_log + 1, "dense_then_log tail")
     if lo <= 0:
         raise ValueError(f"dense_then_log: the logarithmic tail must start after time zero, got {lo} ps")

@@ -78,11 +78,22 @@ def calibrate_fluence(att, angles_deg: Iterable[float] | None = None, *, settle_
 
         fit = RE(calibrate_fluence(att, md={"sample": s}))      # p_min_w, p_max_w, theta0_deg (+ errors)
     """
-    angles = np.linspace(0.0, 90.0, 19) if angles_deg is None else np.asarray(angles_deg, float)
-    angles = [finite(a, "waveplate angle", unit="deg") for a in angles]
-    for a in angles:
-        att.waveplate.check_value(a)
-    settle_s = finite(settle_s, "settle_s", low=0.0, unit="s")
+    if angles_deg is None:
+        angles = np.linspace(0.0, 90.0, 19)
+    elif isinstance(angles_deg, (str, bytes, dict)) or not np.iterable(angles_deg):
+        raise ValueError(f"angles_deg must be a list of waveplate angles (deg), got {angles_deg!r:.60}")
+    else:
+        angles = list(angles_deg)
+    angles = [finite(a, f"angles_deg[{i}] (waveplate angle)", unit="deg") for i, a in enumerate(angles)]
+    if len(set(angles)) < 4:
+        raise ValueError(f"angles_deg: the Malus-law fit (3 parameters) needs at least 4 different waveplate "
+                         f"angles, got {angles}")
+    for i, a in enumerate(angles):
+        try:
+            att.waveplate.check_value(a)
+        except ValueError as exc:
+            raise ValueError(f"angles_deg[{i}]: {exc}") from None
+    settle_s = finite(settle_s, "settle_s", low=0.0, high=3600.0, unit="s")
     readings = count(readings, "readings")
     meta = plan_md("calibrate_fluence", {"angles_deg": angles, "settle_s": settle_s, "readings": readings},
                    md, hints={"dimensions": [([att.waveplate.name], "primary")]}, num_points=len(angles))

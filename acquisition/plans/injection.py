@@ -108,11 +108,15 @@ def injection_series(saxs_detector, *, cell, syringe, mantle_temp_c: float, inje
     mantle = cell.check_value(mantle_temp_c)
     rule = cell.settle_rule(settle_time_s=settle_time_s)
     volume, rate = syringe.check_infusion(inject_ml, rate_ml_min)
-    period = finite(frame_period_s, "frame_period_s", low=0.0, strict=True, unit="s")
+    period = finite(frame_period_s, "frame_period_s", low=0.0, strict=True, high=3600.0, unit="s")
     exposure = period / 2 if exposure_s is None else finite(exposure_s, "exposure_s", low=0.0, strict=True,
                                                             high=period, unit="s")
-    duration = finite(duration_s, "duration_s", low=0.0, strict=True, unit="s")
-    pre = finite(pre_injection_s, "pre_injection_s", low=0.0, unit="s")
+    try:
+        saxs_detector.cam.acquire_time.check_value(exposure)      # the driver's own limits
+    except ValueError as exc:
+        raise ValueError(f"exposure_s = {exposure} s: {exc}") from None
+    duration = finite(duration_s, "duration_s", low=0.0, strict=True, high=86400.0, unit="s")
+    pre = finite(pre_injection_s, "pre_injection_s", low=0.0, high=3600.0, unit="s")
     infusion_s = volume / rate * 60.0
     if infusion_s > duration:
         raise ValueError(f"the injection takes {infusion_s:.1f} s ({volume} mL at {rate} mL/min), longer "

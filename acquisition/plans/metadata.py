@@ -81,7 +81,12 @@ def plan_md(plan_name: str, plan_args: dict, md: dict | None, *, hints: dict | N
             **extra) -> dict:
     """Start-document metadata for *plan_name*: ``ValueError`` if ``md`` has no valid sample or
     holds something that cannot be stored (call it before the plan yields its first message)."""
+    if md is not None and not isinstance(md, dict):
+        raise ValueError(f"md must be a dict of metadata, got {type(md).__name__} {md!r:.80}")
     md = dict(md or {})
+    reserved = sorted(RESERVED_KEYS & set(md))
+    if reserved:
+        raise ValueError(f"md must not set {reserved}: the RunEngine writes them")
     sample = md.pop("sample", None)
     if sample is None:
         raise ValueError("no sample declared: call set_sample(name=..., size_nm=..., ligand=..., "
@@ -92,8 +97,25 @@ def plan_md(plan_name: str, plan_args: dict, md: dict | None, *, hints: dict | N
         out["hints"] = hints
     out.update(md)
     try:
-        json.dumps(md)
+        json.dumps(md, allow_nan=False)       # what a catalog stores: no NaN, str keys only
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"md must hold only numbers, strings, lists and dicts (it is stored with "
-                         f"the run): {exc}") from None
+        raise ValueError(f"md must hold only finite numbers, strings, lists and dicts with string keys "
+                         f"(it is stored with the run): {exc}") from None
+    bad_keys = [k for k in _all_keys(md) if not isinstance(k, str)]
+    if bad_keys:
+        raise ValueError(f"md keys must be strings (it is stored with the run as JSON), got {bad_keys[0]!r}")
     return out
+
+
+RESERVED_KEYS = frozenset({"uid", "time"})
+
+
+def _all_keys(value):
+    """Every dict key in *value*, nested dicts and lists included."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _all_keys(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _all_keys(item)

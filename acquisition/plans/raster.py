@@ -15,12 +15,12 @@ from bluesky.protocols import Readable
 from bluesky.utils import MsgGenerator
 
 from ... import datakeys as dk
-from ...validation import finite
+from ...validation import finite, flag, readables
 from .metadata import plan_md
 
 
 def _axis(rng, step, axis, what):
-    if len(rng) != 2:
+    if isinstance(rng, (str, bytes, dict)) or not hasattr(rng, "__len__") or len(rng) != 2:
         raise ValueError(f"{what} must be (start, stop) in um, got {rng!r}")
     start, stop = (finite(v, what, unit="um") for v in rng)
     lo, hi = axis.limits
@@ -59,8 +59,8 @@ def raster_scan(detectors: Sequence[Readable], x_range: tuple[float, float], y_r
 
         RE(raster_scan([pilatus], (-20, 20), (-10, 10), 5.0, stage=stage, i0=i0, md={"sample": s}))
     """
-    if not detectors:
-        raise ValueError("give at least one detector, e.g. [pilatus]")
+    detectors = readables(detectors, "detectors")
+    snake = flag(snake, "snake")
     step = finite(step_um, "step_um", low=0.0, strict=True, unit="um")
     x0, x1, nx = _axis(x_range, step, stage.x, "x_range")
     y0, y1, ny = _axis(y_range, step, stage.y, "y_range")

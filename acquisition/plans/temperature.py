@@ -48,7 +48,7 @@ from bluesky.protocols import Readable
 from bluesky.utils import MsgGenerator
 
 from ... import datakeys as dk
-from ...validation import count, finite
+from ...validation import count, finite, readables
 from ..devices.clock import PlanClock
 from ..suspenders import SuspendTemperatureOutOfBand
 from ._labels import LabelSignal
@@ -58,10 +58,10 @@ __all__ = ["temperature_series", "anneal_profile", "Ramp", "Hold", "Cool", "segm
 
 
 def _detectors(detectors) -> list:
-    detectors = list(detectors or [])
-    for det in detectors:
-        if not hasattr(det, "read") or not hasattr(det, "trigger"):
-            raise ValueError(f"{det!r} is not a detector (needs read() and trigger())")
+    detectors = readables(detectors, "detectors", empty_ok=True)
+    for i, det in enumerate(detectors):
+        if not hasattr(det, "trigger"):
+            raise ValueError(f"detectors[{i}] {det!r:.60} is not a detector (needs read() and trigger())")
     return detectors
 
 
@@ -181,27 +181,38 @@ def segments_from(steps, cell) -> list:
                 raise ValueError(f"{where} = {step!r}: expected (kind, temperature_c, rate_c_min or "
                                  f"duration_s) with kind one of {sorted(_KINDS)}")
             seg = _KINDS[step[0]](*step[1:])
-        if isinstance(seg, Hold):
-            temp = cell.check_value(seg.temperature_c)
-            duration = finite(seg.duration_s, f"{where} hold duration_s", low=0.0, strict=True, unit="s")
-            if previous is None:
-                raise ValueError(f"{where}: a profile starts with a ramp or a cool, not a hold")
-            if abs(temp - previous) > 1e-9:
-                raise ValueError(f"{where}: hold at {temp} C follows a segment ending at {previous} C; "
-                                 "ramp there first")
-            seg = Hold(temp, duration)
-        else:
-            target = cell.check_value(seg.target_c)
-            rate = finite(seg.rate_c_min, f"{where} {seg.kind} rate_c_min", low=0.0, strict=True,
-                          high=max_rate, unit="C/min")
-            if isinstance(seg, Cool) and previous is not None and target >= previous:
-                raise ValueError(f"{where}: cool to {target} C must end below the previous "
-                                 f"{previous} C (use a ramp to go up)")
-            seg = type(seg)(target, rate)
-            temp = target
+        try:
+            seg, temp = _segment(seg, where, cell, max_rate, previous)
+        except ValueError as exc:
+            text = str(exc)
+            raise ValueError(text if text.startswith(where) else f"{where}: {text}") from None
         out.append(seg)
         previous = temp
     return out
+
+
+def _segment(seg, where, cell, max_rate, previous):
+    """(checked segment, temperature it ends at)."""
+    if isinstance(seg, Hold):
+        temp = cell.check_value(seg.temperature_c)
+        duration = finite(seg.duration_s, f"{where} hold duration_s", low=0.0, strict=True, high=MAX_HOLD_S,
+                          unit="s")
+        if previous is None:
+            raise ValueError(f"{where}: a profile starts with a ramp or a cool, not a hold")
+        if abs(temp - previous) > 1e-9:
+            raise ValueError(f"{where}: hold at {temp} C follows a segment ending at {previous} C; "
+                             "ramp there first")
+        return Hold(temp, duration), temp
+    target = cell.check_value(seg.target_c)
+    rate = finite(seg.rate_c_min, f"{where} {seg.kind} rate_c_min", low=0.0, strict=True,
+                  high=max_rate, unit="C/min")
+    if isinstance(seg, Cool) and previous is not None and target >= previous:
+        raise ValueError(f"{where}: cool to {target} C must end below the previous "
+                         f"{previous} C (use a ramp to go up)")
+    return type(seg)(target, rate), target
+
+
+MAX_HOLD_S = 7 * 86400.0       # a hold longer than a week is a typo
 
 
 ANNEAL_KEYS = "anneal_keys"        # start document: data keys of the cell's readings
@@ -240,7 +251,7 @@ def anneal_profile(steps: Sequence, *, cell, detectors: Sequence[Readable] = (),
     """
     detectors = _detectors(detectors)
     segments = segments_from(steps, cell)
-    period = finite(period_s, "period_s", low=0.0, strict=True, unit="s")
+    period = finite(period_s, "period_s", low=0.0, strict=True, high=3600.0, unit="s")
     seg_list = [{"kind": s.kind, **asdict(s)} for s in segments]
     args = dict(steps=seg_list, cell=cell.name, detectors=[d.name for d in detectors], period_s=period)
     wsp_key = cell.working_setpoint.name

@@ -31,6 +31,7 @@ from ._labels import LabelSignal
 from .pump_probe import _point, _Setup
 
 MIN_POINTS = 7
+MAX_POINTS = 10_000          # delays in one scan across time zero
 RECORD = {"time_zero_old_mm": "mm", "time_zero_new_mm": "mm", "t0_ps": "ps", "t0_err_ps": "ps",
           "irf_fwhm_ps": "ps", "irf_fwhm_err_ps": "ps", "amplitude": "", "amplitude_err": "", "significance": ""}
 
@@ -40,11 +41,14 @@ class TimeZeroNotFound(RuntimeError):
 
 
 def _windows(q_windows) -> list[tuple[float, float]]:
-    if not q_windows:
-        raise ValueError("find_time_zero needs q_windows, e.g. [(1.70, 2.05)] (A^-1): where the signal is")
+    windows = [] if isinstance(q_windows, (str, bytes, dict)) or not hasattr(q_windows, "__iter__") \
+        else list(q_windows)
+    if not windows:
+        raise ValueError("find_time_zero needs q_windows, a list such as [(1.70, 2.05)] (A^-1): where the signal "
+                         f"is; got {q_windows!r:.60}")
     out = []
-    for i, w in enumerate(q_windows):
-        if len(w) != 2:
+    for i, w in enumerate(windows):
+        if isinstance(w, (str, bytes, dict)) or not hasattr(w, "__len__") or len(w) != 2:
             raise ValueError(f"q_windows[{i}] must be (qmin, qmax) in A^-1, got {w!r}")
         lo, hi = finite(w[0], f"q_windows[{i}] qmin", unit="A^-1"), finite(w[1], f"q_windows[{i}] qmax", unit="A^-1")
         if not 0 <= lo < hi:
@@ -101,10 +105,18 @@ def find_time_zero(detectors: Sequence, *, delay, shutter, att, jet, i0, analyse
     width = finite(window_ps, "window_ps", unit="ps")
     step = finite(step_ps, "step_ps", unit="ps")
     center = finite(center_ps, "center_ps", unit="ps")
-    significance = finite(min_significance, "min_significance")
+    significance = finite(min_significance, "min_significance", low=0.0, strict=True)
     if not (width > 0 and step > 0):
         raise ValueError(f"window_ps and step_ps must be > 0, got {width} and {step} ps")
+    for label, t in (("center_ps - window_ps/2", center - width / 2), ("center_ps + window_ps/2", center + width / 2)):
+        try:
+            setup.check_delay(t)
+        except ValueError as exc:
+            raise ValueError(f"window_ps / center_ps: {label} = {t:g} ps: {exc}") from None
     n = int(math.floor(width / step + 1e-9)) + 1
+    if n > MAX_POINTS:
+        raise ValueError(f"a {width} ps window in {step} ps steps has {n} points, more than {MAX_POINTS}: "
+                         "a narrower window_ps or a coarser step_ps")
     if n < MIN_POINTS:
         raise ValueError(f"a {width} ps window in {step} ps steps has {n} points; the onset fit needs "
                          f"at least {MIN_POINTS}: a wider window or a finer step")
