@@ -1081,6 +1081,12 @@ def replay_spool(path: Path | str, client, *, close_incomplete: bool = False) ->
     died: it is refused, unless *close_incomplete*, which stores it closed with
     ``exit_status="fail"`` and a reason naming the spool.
 
+    Replay in a process of its own, as ``trxrd recover`` does, between scans (an embedded catalog
+    takes one writer at a time). Seen with an embedded catalog: while the process that replaced
+    a partly stored run is still alive, another process may read that run without its events
+    ("no such table": Tiled drops an event table its delete empties, and re-creates it); once
+    the replaying process has exited, every reader sees the whole run.
+
     EXAMPLE::
 
         from trxrd.catalog import open_catalog, replay_spool
