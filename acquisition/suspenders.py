@@ -34,6 +34,7 @@ from ophyd.signal import EpicsSignalBase
 logger = logging.getLogger(__name__)
 
 RETRY_FOR_S = 60.0      # how long a tripped suspender keeps asking a busy RunEngine
+REMIND_EVERY_S = 30.0   # a suspension that lasts says so again, with what to do, this often
 
 
 class Persistent:
@@ -41,10 +42,14 @@ class Persistent:
     0.1 s, ask again from a thread of its own, with the signal's current value, until the
     suspension is requested or the condition has cleared."""
 
+    remind_every_s = REMIND_EVERY_S
+
     def __init__(self, signal, *args, **kwargs):
         super().__init__(signal, *args, **kwargs)
         self.signal = signal
         self._retrying = threading.Lock()
+        self._reminding = threading.Lock()
+        self.reminders = 0
 
     def __call__(self, value=None, **kwargs):
         try:
@@ -56,6 +61,22 @@ class Persistent:
                            type(self).__name__)
             if self._retrying.acquire(blocking=False):
                 threading.Thread(target=self._retry, daemon=True, name=f"{type(self).__name__}-retry").start()
+        finally:
+            if self.tripped and self.RE is not None and self._reminding.acquire(blocking=False):
+                threading.Thread(target=self._remind, daemon=True, name=f"{type(self).__name__}-remind").start()
+
+    def _remind(self) -> None:
+        """While tripped: every ``remind_every_s`` log that the plan still waits, why and what to do
+        (a suspension is never silent; ``RE.abort()`` after Ctrl-C ends it)."""
+        try:
+            started = time.monotonic()
+            wake = threading.Event()
+            while not wake.wait(self.remind_every_s) and self.tripped and self.RE is not None:
+                self.reminders += 1
+                logger.warning("suspended for %.0f s: %s (Ctrl-C then RE.abort() to give up)",
+                               time.monotonic() - started, self._get_justification() or self._tripped_message)
+        finally:
+            self._reminding.release()
 
     def _retry(self) -> None:
         try:
@@ -88,7 +109,9 @@ class SuspendShutterClosed(Persistent, SuspenderBase):
     (interlock, laser fault, someone else's caput); resume when it reads open again."""
 
     def __init__(self, shutter, *, sleep: float = 0.2, **kwargs):
-        kwargs.setdefault("tripped_message", "pump shutter closed unexpectedly: reopen it to resume")
+        kwargs.setdefault("tripped_message", "pump shutter closed unexpectedly (interlock, laser fault or another "
+                                             "client): clear the cause and reopen it (shutter.open()); the scan "
+                                             "resumes with the frame it was taking")
         super().__init__(shutter, sleep=sleep, **kwargs)
         self.shutter = shutter
 

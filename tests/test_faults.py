@@ -271,3 +271,92 @@ def test_hdf5_capture_stopped_fails_the_raw_run_never_success(sim, ca, session):
     n = len(_events(docs, uid))
     assert n >= 3 and session.catalog[uid]["primary"]["pilatus_image"].read().shape[0] == n
     _next_scan_works(session, docs)
+
+
+# -- b. jet, pump shutter, beam ----------------------------------------------------------------------
+
+def test_beam_lost_suspender_pauses_and_resumes_and_is_a_session_default(session):
+    """I0 below its floor pauses a plan (no events meanwhile), back above it resumes; the session
+    installs it (and the connection-loss one) for every plan."""
+    from bluesky import RunEngine
+    from bluesky import plan_stubs as bps
+    from ophyd import Signal
+
+    from trxrd.acquisition.suspenders import SuspendBeamLost, SuspendConnectionLost, beam_lost
+
+    kinds = {type(s) for s in session.RE.suspenders}
+    assert {SuspendBeamLost, SuspendConnectionLost} <= kinds
+    i0 = Signal(name="i0", value=5e-9)
+    sus = beam_lost(i0, sleep=0.1)
+    RE = RunEngine({})
+    RE.install_suspender(sus)
+    events, seen = [], []
+    RE.subscribe(lambda name, doc: events.append(doc) if name == "event" else None)
+
+    def driver():
+        wait_for(lambda: len(events) >= 2, 10, what="2 events")
+        i0.put(0.0)                                           # beam dump
+        wait_for(lambda: sus.tripped, 5, what="beam suspender tripped")
+        n = len(events)
+        wait_for(lambda: threading.Event().wait(0.3) or True, 5)
+        seen.append(len(events) - n)
+        i0.put(5e-9)
+
+    def plan():
+        yield from bps.open_run()
+        for _ in range(6):
+            yield from bps.checkpoint()
+            yield from bps.trigger_and_read([i0])
+            yield from bps.checkpoint()
+            yield from bps.sleep(0.05)
+        yield from bps.close_run()
+
+    thread = threading.Thread(target=driver, daemon=True)
+    thread.start()
+    RE(plan())
+    thread.join(5)
+    assert seen == [0]                                        # nothing taken without beam
+    assert len([e for e in events if e["data"]["i0"] > 1e-12]) == 6
+
+
+@pytest.mark.slow
+def test_pump_shutter_held_shut_reminds_and_abort_closes_the_run(sim, ca, session, monkeypatch):
+    """The pump shutter closed from another client (an interlock) and held: the scan suspends,
+    says what to do again and again (never silently), and Ctrl-C Ctrl-C + RE.abort() ends it
+    without IllegalMessageSequence: the run closed 'abort' and stored as emitted, the shutter
+    closed, the detector unstaged, the next scan works."""
+    from bluesky.utils import RunEngineInterrupted
+
+    from trxrd.acquisition import suspenders
+
+    monkeypatch.setattr(suspenders.Persistent, "remind_every_s", 0.5)
+    RE, bl = session.RE, session.beamline
+    docs = _record(RE)
+    held = {}
+
+    def interlock():
+        wait_for(lambda: len(_events(docs)) >= 2 and bl.shutter.get() == "Open", 60, what="pump on")
+        ca.caput(sim.prefix + "LSR:Shutter", 0, wait=True)
+        sus = wait_for(lambda: [s for s in RE.suspenders if isinstance(s, suspenders.SuspendShutterClosed)
+                                and s.tripped], 10, what="shutter suspender tripped")[0]
+        n = len(_events(docs))
+        wait_for(lambda: sus.reminders >= 2, 10, what="two reminders")
+        held["events"] = (n, len(_events(docs)))
+        os.kill(os.getpid(), signal.SIGINT)                  # Ctrl-C twice (bluesky counts presses
+        threading.Event().wait(0.3)                          # >= 0.1 s apart): pause now
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=interlock, daemon=True)
+    thread.start()
+    with pytest.raises(RunEngineInterrupted):
+        RE(session.plans["delay_scan"]([bl.pilatus], [float(t) for t in range(0, 1000, 100)]))
+    thread.join(30)
+    n_before, n_after = held["events"]
+    assert n_before == n_after                               # nothing taken while held shut
+    RE.abort("interlock held the pump shutter")
+    assert RE.state == "idle"
+    (stop,) = _stops(docs)
+    assert stop["exit_status"] == "abort"
+    _stored_as_emitted(session, docs, stop["run_start"])
+    assert bl.shutter.get() == "Closed" and bl.pilatus._staged.name == "no"
+    _next_scan_works(session, docs)
