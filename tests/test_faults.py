@@ -360,3 +360,106 @@ def test_pump_shutter_held_shut_reminds_and_abort_closes_the_run(sim, ca, sessio
     _stored_as_emitted(session, docs, stop["run_start"])
     assert bl.shutter.get() == "Closed" and bl.pilatus._staged.name == "no"
     _next_scan_works(session, docs)
+
+
+@pytest.mark.slow
+def test_jet_lost_twice_with_a_slow_live_reduction_suspends_every_time(sim, ca, session):
+    """The jet stopped twice from another client while a deliberately slow live reduction (its
+    store holds the GIL 0.3 s per derived event) runs beside the session's: every loss suspends
+    the scan, no frame is taken while the jet is off, every valid frame has the flow, every
+    (delay, role) is taken, and the catalog stores what was emitted."""
+    import time
+
+    from trxrd.reduction.callbacks import LiveReduction
+
+    RE, bl = session.RE, session.beamline
+    docs = _record(RE)
+
+    def slow_store(name, doc):
+        if name == "event":
+            t = time.perf_counter()
+            while time.perf_counter() - t < 0.3:     # busy, holding the GIL
+                pass
+
+    live = LiveReduction(session.reduction.settings, store=slow_store)
+    token = RE.subscribe(live)
+    suspensions, paused = [], []
+    request = RE.request_suspend
+
+    def counting(*args, **kwargs):
+        suspensions.append(len(_events(docs)))
+        return request(*args, **kwargs)
+
+    RE.request_suspend = counting
+    stops = 2
+
+    def saboteur():
+        for k in range(stops):
+            wait_for(lambda: len(_events(docs)) >= 4 + 6 * k, 60, what=f"events before stop {k + 1}")
+            ca.caput(sim.prefix + "JET:Run", 0, wait=True)
+            wait_for(lambda: len(suspensions) == k + 1, 10, what=f"suspension {k + 1}")
+            n = len(_events(docs))
+            wait_for(lambda: ca.caget(sim.prefix + "JET:FlowRate_RBV") < 0.05, 10, what="jet stopped")
+            paused.append((n, len(_events(docs))))
+            ca.caput(sim.prefix + "JET:Run", 1, wait=True)
+
+    thread = threading.Thread(target=saboteur, daemon=True)
+    thread.start()
+    delays = [float(t) for t in range(-100, 1000, 100)]
+    try:
+        (uid,) = RE(session.plans["delay_scan"]([bl.pilatus], delays))
+    finally:
+        thread.join(30)
+        del RE.request_suspend
+        RE.unsubscribe(token)
+        live.wait(300)
+        live.close()
+    assert len(suspensions) == stops and all(before == after for before, after in paused)
+    stop = _stored_as_emitted(session, docs, uid)
+    assert stop["exit_status"] == "success"
+    events = _events(docs, uid)
+    valid = [e for e in events if e["data"]["frame_valid"]]
+    assert {(e["data"]["delay_index"], e["data"]["role"]) for e in valid} == \
+        {(i, r) for i in range(len(delays)) for r in ("on", "off")}
+    assert all(e["data"]["jet_flowing"] == 1 for e in valid)
+    assert live.integrator.frames == len(events) and live.buffer.dropped == 0
+    bl.jet.stop()
+
+
+@pytest.mark.slow
+def test_shutter_reopened_during_a_pump_off_frame_invalidates_it(sim, ca, session):
+    """Another client reopens the pump shutter while a pump-off frame exposes: that frame's
+    event records the shutter 'Open', is stored marked invalid and the frame is taken again;
+    no stored valid frame contradicts its role."""
+    RE, bl = session.RE, session.beamline
+    docs = _record(RE)
+    bl.pilatus.exposure_s = 0.5                 # time to reopen the shutter inside the exposure
+    reopened = {}
+
+    def reopen_once():
+        wait_for(lambda: len(_events(docs)) >= 2, 60, what="2 events")
+        # the next pump-off frame: commanded closed, reads closed, exposing
+        wait_for(lambda: bl.shutter.expected == "Closed" and ca.caget(sim.prefix + "LSR:Shutter_RBV") == 0
+                 and ca.caget(sim.prefix + "PIL:cam1:Acquire_RBV") == 1, 60, period=0.01, what="a pump-off exposure")
+        ca.caput(sim.prefix + "LSR:Shutter", 1, wait=True)
+        reopened["at_event"] = len(_events(docs))
+
+    thread = threading.Thread(target=reopen_once, daemon=True)
+    thread.start()
+    delays = [0.0, 100.0, 200.0]
+    try:
+        (uid,) = RE(session.plans["delay_scan"]([bl.pilatus], delays))
+    finally:
+        thread.join(30)
+    stop = _stored_as_emitted(session, docs, uid)
+    assert stop["exit_status"] == "success" and "at_event" in reopened
+    events = _events(docs, uid)
+    bad = [e for e in events if not e["data"]["frame_valid"]]
+    assert [(e["data"]["role"], e["data"]["pump_shutter"]) for e in bad] == [("off", "Open")]
+    valid = [e for e in events if e["data"]["frame_valid"]]
+    assert all(e["data"]["pump_shutter"] == ("Open" if e["data"]["role"] == "on" else "Closed") for e in valid)
+    assert sorted((e["data"]["delay_index"], e["data"]["role"]) for e in valid) == \
+        sorted((i, r) for i in range(len(delays)) for r in ("on", "off"))
+    stored_valid = list(session.catalog[uid]["primary"]["frame_valid"].read())
+    assert stored_valid == [e["data"]["frame_valid"] for e in sorted(events, key=lambda e: e["seq_num"])]
+    bl.jet.stop()
