@@ -62,18 +62,23 @@ class Persistent:
             if self._retrying.acquire(blocking=False):
                 threading.Thread(target=self._retry, daemon=True, name=f"{type(self).__name__}-retry").start()
         finally:
-            if self.tripped and self.RE is not None and self._reminding.acquire(blocking=False):
+            if self._waiting() and self._reminding.acquire(blocking=False):
                 threading.Thread(target=self._remind, daemon=True, name=f"{type(self).__name__}-remind").start()
 
+    def _waiting(self) -> bool:
+        """Tripped while a plan runs (an idle RunEngine has nothing to remind about)."""
+        RE = self.RE
+        return self.tripped and RE is not None and RE.state != "idle"
+
     def _remind(self) -> None:
-        """While tripped: every ``remind_every_s`` log that the plan still waits, why and what to do
-        (a suspension is never silent; ``RE.abort()`` after Ctrl-C ends it)."""
+        """While a plan waits on this suspender: every ``remind_every_s`` log how long, why and what
+        to do (a suspension is never silent; Ctrl-C twice, then ``RE.abort()``, gives up)."""
         try:
             started = time.monotonic()
             wake = threading.Event()
-            while not wake.wait(self.remind_every_s) and self.tripped and self.RE is not None:
+            while not wake.wait(self.remind_every_s) and self._waiting():
                 self.reminders += 1
-                logger.warning("suspended for %.0f s: %s (Ctrl-C then RE.abort() to give up)",
+                logger.warning("suspended for %.0f s: %s (or Ctrl-C twice, then RE.abort(), to give up)",
                                time.monotonic() - started, self._get_justification() or self._tripped_message)
         finally:
             self._reminding.release()

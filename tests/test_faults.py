@@ -163,6 +163,7 @@ def test_ctrl_c_pause_resume_abort_at_random_points(session, plan_name, seed):
     messages of the plan: no IllegalMessageSequence, every run closed with a stop document and
     stored as emitted, the detector unstaged, and the same plan then runs to success."""
     import random
+    import time
 
     from bluesky.utils import RunEngineInterrupted
 
@@ -174,7 +175,14 @@ def test_ctrl_c_pause_resume_abort_at_random_points(session, plan_name, seed):
     plan = _plans(session)[plan_name]
 
     n1 = rng.randint(5, 60)
-    thread = _at_message(RE, n1, lambda: os.kill(os.getpid(), signal.SIGINT))     # Ctrl-C
+    started = []
+    RE.msg_hook = lambda msg: started.append(started or time.monotonic()) or RE.seen_messages.append(msg.command)
+
+    def ctrl_c():         # bluesky ignores a SIGINT within 0.1 s of the call (not a human's)
+        wait_for(lambda: time.monotonic() - started[0] > 0.2, 5, what="0.2 s into the plan")
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = _at_message(RE, n1, ctrl_c)
     with pytest.raises(RunEngineInterrupted):
         RE(plan())
     thread.join(10)
