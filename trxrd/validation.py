@@ -50,7 +50,7 @@ def finite(value, what: str, *, low: float | None = None, high: float | None = N
 
         finite("3.5", "exposure", low=0, strict=True, unit="s")     # 3.5
     """
-    if isinstance(value, bool):
+    if isinstance(value, (bool, bytes, bytearray)):
         raise ValueError(f"{what} must be a number, got {value!r}")
     try:
         v = float(value)

@@ -222,12 +222,9 @@ class PumpProbeDelay(_TimeZero, PseudoPositioner):
     def set(self, *args, **kwargs):
         """Move to a delay (ps): one number (or a one-element sequence), checked first."""
         if len(args) == 1 and not isinstance(args[0], self.PseudoPosition):
-            value = args[0]
-            if isinstance(value, (list, tuple)) or getattr(value, "ndim", 0):
-                if len(value) != 1:
-                    raise ValueError(f"{self.name}: a delay is one number (ps), got {value!r:.60}")
-                value = value[0]
-            args = (finite(value, f"{self.name} delay", unit="ps"),)
+            if isinstance(args[0], (list, tuple, dict, set)) or getattr(args[0], "ndim", 0):
+                raise ValueError(f"{self.name}: a delay is one number (ps), got {args[0]!r:.60}")
+            args = (finite(args[0], f"{self.name} delay", unit="ps"),)
         return super().set(*args, **kwargs)
 
     def reach_ps(self) -> tuple[float, float]:

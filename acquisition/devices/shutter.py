@@ -11,6 +11,8 @@ EXAMPLE::
 """
 from __future__ import annotations
 
+import numbers
+
 from ophyd import EpicsSignal
 
 STATES = ("Closed", "Open")
@@ -48,7 +50,7 @@ class PumpShutter(EpicsSignal):
             for state in STATES:
                 if value.strip().lower() == state.lower():
                     return state
-        elif value in (0, 1):
+        elif isinstance(value, numbers.Real) and value in (0, 1):     # bool, 0/1 (not an array)
             return STATES[int(value)]
         raise ValueError(f"pump shutter state must be 'Open' or 'Closed', got {value!r}")
 

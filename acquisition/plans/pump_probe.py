@@ -232,7 +232,10 @@ class _Setup:
 
 
 def _values(values, what, unit):
-    values = list(values) if np.ndim(values) else [values]
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__") \
+            or (isinstance(values, np.ndarray) and values.ndim != 1):
+        raise ValueError(f"{what} must be a list of numbers ({unit}), got {values!r:.60}")
+    values = list(values)
     if not values:
         raise ValueError(f"{what}: the list is empty")
     return [finite(v, f"{what}[{i}]", unit=unit) for i, v in enumerate(values)]

@@ -27,6 +27,8 @@ def _axis(rng, step, axis, what):
     for v in (start, stop):
         if hi > lo and not lo <= v <= hi:
             raise ValueError(f"{what}: {v} um is outside the stage limits {lo} .. {hi} um")
+    if start != stop and step > abs(stop - start):
+        raise ValueError(f"step_um = {step} um is longer than {what} ({start} .. {stop} um)")
     num = int(round(abs(stop - start) / step)) + 1
     if abs(abs(stop - start) - (num - 1) * step) > 1e-6 * step:
         raise ValueError(f"{what} ({start} .. {stop} um) is not a whole number of {step} um steps")

@@ -103,7 +103,10 @@ def temperature_series(detectors: Sequence[Readable], temperatures_c: Iterable[f
                               equilibrate_s=600, frames=3, md={"sample": s}))
     """
     detectors = _detectors(detectors)
-    temps = list(temperatures_c) if np.ndim(temperatures_c) else [temperatures_c]
+    if isinstance(temperatures_c, (str, bytes, dict)) or not hasattr(temperatures_c, "__iter__") \
+            or (isinstance(temperatures_c, np.ndarray) and temperatures_c.ndim != 1):
+        raise ValueError(f"temperatures_c must be a list of set points (C), got {temperatures_c!r:.60}")
+    temps = list(temperatures_c)
     if not temps:
         raise ValueError("temperatures_c: the list is empty")
     temps = [cell.check_value(t) for t in temps]

@@ -105,7 +105,7 @@ def find_time_zero(detectors: Sequence, *, delay, shutter, att, jet, i0, analyse
     width = finite(window_ps, "window_ps", unit="ps")
     step = finite(step_ps, "step_ps", unit="ps")
     center = finite(center_ps, "center_ps", unit="ps")
-    significance = finite(min_significance, "min_significance", low=0.0, strict=True)
+    significance = finite(min_significance, "min_significance", low=0.0, strict=True, high=1000.0)
     if not (width > 0 and step > 0):
         raise ValueError(f"window_ps and step_ps must be > 0, got {width} and {step} ps")
     for label, t in (("center_ps - window_ps/2", center - width / 2), ("center_ps + window_ps/2", center + width / 2)):
@@ -118,8 +118,8 @@ def find_time_zero(detectors: Sequence, *, delay, shutter, att, jet, i0, analyse
         raise ValueError(f"a {width} ps window in {step} ps steps has {n} points, more than {MAX_POINTS}: "
                          "a narrower window_ps or a coarser step_ps")
     if n < MIN_POINTS:
-        raise ValueError(f"a {width} ps window in {step} ps steps has {n} points; the onset fit needs "
-                         f"at least {MIN_POINTS}: a wider window or a finer step")
+        raise ValueError(f"window_ps / step_ps: a {width} ps window in {step} ps steps has {n} points; the onset "
+                         f"fit needs at least {MIN_POINTS}: a wider window_ps or a finer step_ps")
     delays = [round(center - width / 2 + k * step, 6) for k in range(n)]
     for t in delays:
         setup.check_delay(t)
