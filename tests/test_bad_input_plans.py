@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from conftest import SAMPLE, wait_for
 
-EXAMPLES = 30                      # per test; the module runs 12 plan/device tests
+EXAMPLES = 50                      # per test; the module runs 11 generated tests (the device one 4x)
 GENERATED = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
                      suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                             HealthCheck.filter_too_much])
