@@ -85,7 +85,6 @@ def test_another_process_reads_while_a_scan_is_written(served):
     embedded catalog's event tables while the catalog process writes a scan event by event, and
     while a writer holds the tables in the middle of a commit: no read fails with SQLite's
     "database is locked" (the tables are in write-ahead-log mode)."""
-    import sqlite3
     import threading
 
     from bluesky.plans import count
@@ -121,8 +120,10 @@ def test_another_process_reads_while_a_scan_is_written(served):
     tables = root / "catalog" / "tables.db"
     with tables_held(tables):
         assert len(reader[uid]["primary"].read()["det"]) == 150
-    with sqlite3.connect(tables) as db:
-        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    mode = subprocess.run([sys.executable, "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1])"
+                           ".execute('PRAGMA journal_mode').fetchone()[0])", str(tables)],
+                          capture_output=True, text=True, timeout=60)
+    assert mode.stdout.strip() == "wal", mode.stderr          # another process: one SQLite library per process
 
 
 def test_server_listens_only_on_loopback(served):

@@ -67,7 +67,6 @@ import functools
 import json
 import logging
 import math
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -190,11 +189,25 @@ def _write_ahead_log(tables: Path) -> None:
     """Put the event tables *tables* in SQLite's write-ahead-log mode (kept in the file), as Tiled
     does for catalog.db: readers (``trxrd runs``, a second IPython, the session's own client)
     and the one writer then never block each other. In the default rollback mode a read that
-    overlaps a write fails at once with "database is locked" (Tiled's ADBC reader does not wait)."""
-    db = sqlite3.connect(tables, timeout=10)
+    overlaps a write fails at once with "database is locked" (Tiled's ADBC reader does not wait).
+
+    Through ADBC's SQLite, the one Tiled reads and writes the tables with: a second SQLite library
+    in the process (Python's sqlite3) closing the file would drop the POSIX locks ADBC holds on it."""
+    import adbc_driver_sqlite.dbapi
+
+    db = adbc_driver_sqlite.dbapi.connect(str(tables), autocommit=True)
     try:
-        db.execute("PRAGMA journal_mode=WAL")
-    except sqlite3.OperationalError as exc:     # another process is writing it in rollback mode now
+        cursor = db.cursor()
+        try:
+            cursor.execute("PRAGMA busy_timeout = 10000")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            mode = cursor.fetchone()
+        finally:
+            cursor.close()
+        if mode is None or str(mode[0]).lower() != "wal":
+            logger.warning("event tables %s stay in %s mode: a read during a write may fail with "
+                           "'database is locked'", tables, mode)
+    except Exception as exc:     # noqa: BLE001 - another process is writing it in rollback mode now
         logger.warning("event tables %s stay in rollback mode for now (%s): a read during a write "
                        "may fail with 'database is locked'", tables, exc)
     finally:
