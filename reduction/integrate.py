@@ -38,6 +38,9 @@ def load_mask(mask) -> np.ndarray | None:
         path = Path(mask)
         if not path.is_file():
             raise FileNotFoundError(f"mask file not found: {path}")
+        from .io import check_cbf
+
+        check_cbf(path)
         try:
             image = fabio.open(str(path))
             frames, mask = int(getattr(image, "nframes", 1) or 1), image.data

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,36 @@ HDF5_DATASET = "/entry/data/data"
 BLOCK_FRAMES = 32       # frames read from an HDF5 stack at a time (a raster holds thousands)
 
 
+CBF_BINARY_SECTION = b"--CIF-BINARY-FORMAT-SECTION--"
+CBF_BINARY_START = b"\x0c\x1a\x04\xd5"
+
+
+def check_cbf(path: Path) -> None:
+    """ValueError unless a CBF file's binary section is complete: its start mark there and
+    ``X-Binary-Size`` bytes after it (fabio reads forever on a file without the mark)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    if path.suffix.lower() != ".cbf" and not data.startswith(b"###CBF"):
+        return                                   # not a CBF file: fabio says what it is
+    section = data.find(CBF_BINARY_SECTION)
+    if section < 0:
+        raise ValueError(f"{path}: CBF file without a binary section")
+    start = data.find(CBF_BINARY_START, section)
+    if start < 0:
+        raise ValueError(f"{path}: CBF binary section without its start mark (truncated or corrupt header)")
+    match = re.search(rb"X-Binary-Size:\s*(\d+)", data[section:start])
+    if match is None:
+        raise ValueError(f"{path}: CBF binary section without X-Binary-Size")
+    if len(data) - (start + len(CBF_BINARY_START)) < int(match.group(1)):
+        raise ValueError(f"{path}: CBF file truncated: X-Binary-Size {int(match.group(1))} bytes, "
+                         f"{len(data) - start - len(CBF_BINARY_START)} present")
+
+
 def _image_frame(path: Path) -> np.ndarray:
     import fabio
 
+    check_cbf(path)
     try:
         data = fabio.open(str(path)).data
     except Exception as exc:    # fabio raises many kinds on a corrupt or unknown file
@@ -116,7 +144,17 @@ def _number(row: dict, key: str, line: int, path: Path) -> float:
         raise ValueError(f"{path} line {line}: {key} = {text!r} is not a number") from None
     if not math.isfinite(value):
         raise ValueError(f"{path} line {line}: {key} is {text!r}; every value must be finite")
+    if key in COLUMN_RANGES:
+        low, high, unit = COLUMN_RANGES[key]
+        if not low <= value <= high:
+            raise ValueError(f"{path} line {line}: {key} = {text!r} is outside {low:g} .. {high:g} {unit} "
+                             "(another unit?)")
     return value
+
+
+# what a frame table's physical columns can hold: (low, high, unit); wider is another unit or a typo
+COLUMN_RANGES = {"delay_ps": (-1e9, 1e9, "ps"), "time_s": (-1e8, 1e8, "s"), "temperature_c": (-273.15, 1e4, "C"),
+                 "x_um": (-1e6, 1e6, "um"), "y_um": (-1e6, 1e6, "um"), "fluence_mj_cm2": (0.0, 1e6, "mJ/cm^2")}
 
 
 def read_frame_table(path, n_frames: int, *, required=("frame", "delay_ps", "pump"), optional=(),

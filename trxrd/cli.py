@@ -22,6 +22,8 @@ EXAMPLE::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import os
@@ -82,7 +84,8 @@ def _catalog(args: argparse.Namespace):
         database = catalog_dir(_data_root()) / "catalog.db"
         if not database.exists():
             raise ValueError(f"no catalog at {database} (set TRXRD_DATA or --catalog)")
-    return open_catalog(uri, root=_data_root(), api_key=os.environ.get("TRXRD_API_KEY") or None)
+    with contextlib.redirect_stderr(io.StringIO()):     # Tiled's "Retrying…" line: the error says it
+        return open_catalog(uri, root=_data_root(), api_key=os.environ.get("TRXRD_API_KEY") or None)
 
 
 def _catalog_process(args: argparse.Namespace):
@@ -125,7 +128,7 @@ def _runs(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     cat = _catalog(args)
     rows, incomplete = [], []
-    for run in cat.values()[-1:-(args.limit + 1):-1]:
+    for run in _newest(cat, args.limit):
         start, stop = run.metadata.get("start", {}), run.metadata.get("stop") or {}
         when = datetime.fromtimestamp(start["time"]).strftime("%Y-%m-%d %H:%M:%S") if "time" in start else "-"
         rows.append((when, start.get("uid", "?")[:8], str(start.get("plan_name", "-")),
@@ -166,10 +169,24 @@ def _recover(args: argparse.Namespace) -> int:
     return 1 if left else 0
 
 
+TILED_PAGE_MAX = 300      # entries in one page of a Tiled search, at most
+
+
+def _newest(cat, limit: int):
+    """The *limit* newest runs of *cat*, newest first, fetched a page at a time."""
+    done = 0
+    while done < limit:
+        n = min(TILED_PAGE_MAX, limit - done, len(cat) - done)
+        if n <= 0:
+            return
+        yield from cat.values()[-(done + 1):-(done + n + 1):-1]
+        done += n
+
+
 def _lookup(cat, key: str):
     """-1: the last run; 12: scan_id 12; else a uid or its first characters (5 at least). A
     prefix of digits only ("08201906", one uid in 40) is a uid prefix when no scan_id matches."""
-    candidates = [int(key)] if key.lstrip("-").isdigit() else []
+    candidates = [int(key)] if key.lstrip("-").isdigit() and abs(int(key)) < 2 ** 63 else []   # SQLite's integers
     if len(key) >= 5 and not key.startswith("-"):
         candidates.append(key)
     for candidate in candidates:
@@ -472,23 +489,47 @@ def _reduce(args) -> int:
     cat = _catalog(args)
     run = _lookup(cat, args.run)
     process = _catalog_process(args)
+    failed = []       # reasons of the reduced runs closed as failed
+
+    def store(name, doc):
+        if name == "stop" and doc.get("exit_status") != "success":
+            failed.append(doc.get("reason") or doc.get("exit_status"))
+        writer(name, doc)
+
     try:
         writer = CatalogWriter(process, backup_directory=_data_root() / "spool")
-        integrator, pump_probe = live_reduction(settings, store=writer)
-        reflection_reduction(settings, integrator, store=writer)
+        integrator, pump_probe = live_reduction(settings, store=store)
+        reflection_reduction(settings, integrator, store=store)
         try:
-            for name, doc in replay_run(run, image_key=settings.image_key):
-                integrator(name, doc)
+            with _quiet_unless(args.verbose, "trxrd.reduction.callbacks"):   # the failure is reported below
+                for name, doc in replay_run(run, image_key=settings.image_key):
+                    integrator(name, doc)
         finally:
             writer.close()
     finally:
         process.close()
     raw = run.start["uid"]
     print(f"run {raw[:8]} ({run.start.get('plan_name')}): {integrator.frames} frames integrated")
+    if failed:
+        raise ValueError(f"the reduction of run {raw[:8]} failed: {failed[0]} (stored as failed, linked by "
+                         f"raw_uid {raw})")
     if pump_probe.result is not None and pump_probe.result.fit is not None:
         print(f"  {pump_probe.result.fit.summary()}")
     print(f"  stored, linked by raw_uid: {raw}")
     return 0
+
+
+@contextlib.contextmanager
+def _quiet_unless(verbose: bool, name: str):
+    """Logger *name* silent below CRITICAL inside the block, unless *verbose*."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    if not verbose:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _proxy(args) -> int:
@@ -667,7 +708,7 @@ def _frame_options(parser, npt: int = 1000) -> None:
                         help="HDF5 (/entry/data/data, N frames) or CBF/TIFF/EDF files (one frame each)")
     parser.add_argument("--poni", required=True, help="pyFAI calibration (PONI file)")
     parser.add_argument("--mask", help="mask image (non-zero = masked); negative pixels are always masked")
-    parser.add_argument("--npt", type=int, default=npt, help=f"q bins (default {npt})")
+    parser.add_argument("--npt", type=_npt, default=npt, help=f"q bins (default {npt})")
 
 
 def _reduction_options(parser) -> None:
@@ -677,12 +718,12 @@ def _reduction_options(parser) -> None:
     parser.add_argument("--window", action="append", metavar="QMIN:QMAX", help="q window (A^-1), repeatable")
     parser.add_argument("--reflection", action="append", metavar="HKL:QMIN:QMAX",
                         help="reflection fitted per point (default: the saved settings), repeatable")
-    parser.add_argument("--npt", type=int, help="q bins (default: saved settings, else 1000)")
+    parser.add_argument("--npt", type=_npt, help="q bins (default: saved settings, else 1000)")
     parser.add_argument("--model", choices=("exp", "biexp", "auto"), help="kinetics model (default: saved, else auto)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trxrd", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="trxrd", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -882,15 +923,60 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "shell":
         args.ipython_args = extra
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        print(f"trxrd {args.command}: error: unrecognized arguments: {' '.join(extra)} "
+              f"(trxrd {args.command} -h shows the usage)", file=sys.stderr)
+        return 2
+    handler = logging.StreamHandler()
+    handler.setFormatter((logging.Formatter if args.verbose else _BriefFormatter)(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     try:
         return args.func(args)
     except (ValueError, OSError, KeyError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"trxrd {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except Exception as exc:       # a bug: still one line; -v shows the traceback
+        if args.verbose:
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"trxrd {args.command}: error: internal error ({type(exc).__name__}: {message}); "
+              f"trxrd -v {args.command} ... shows the traceback", file=sys.stderr)
+        return 1
+
+
+class _BriefFormatter(logging.Formatter):
+    """Log lines without tracebacks (``trxrd -v`` keeps them)."""
+
+    def format(self, record):
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with its errors on one line (``trxrd CMD: error: ...``), exit status 2."""
+
+    def error(self, message):
+        first = message.splitlines()[0] if message else "bad arguments"
+        self.exit(2, f"{self.prog}: error: {first} ({self.prog} -h shows the usage)\n")
+
+
+MAX_NPT = 100_000     # q bins
+
+
+def _npt(text: str) -> int:
+    """``--npt``: an integer number of q bins, 1 .. MAX_NPT."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer number of q bins, got {text!r}") from None
+    if not 1 <= n <= MAX_NPT:
+        raise argparse.ArgumentTypeError(f"q bins must be from 1 to {MAX_NPT}, got {text}")
+    return n
 
 
 if __name__ == "__main__":
