@@ -919,7 +919,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except SystemExit as exc:       # -h, or an argument refused (one line on stderr): its status
+        return exc.code
     if args.command == "shell":
         args.ipython_args = extra
     elif extra:
