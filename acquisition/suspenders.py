@@ -31,6 +31,8 @@ from bluesky import plan_stubs as bps
 from bluesky.suspenders import SuspenderBase, SuspendBoolLow, SuspendFloor
 from ophyd.signal import EpicsSignalBase
 
+from .devices.monitors import BEAM_FLOOR_A
+
 logger = logging.getLogger(__name__)
 
 RETRY_FOR_S = 60.0      # how long a tripped suspender keeps asking a busy RunEngine
@@ -166,9 +168,13 @@ class SuspendBeamLost(Persistent, SuspendFloor):
     resume once it has been back above *resume_a* for *sleep* s."""
 
 
-def beam_lost(i0, floor_a: float = 1e-12, *, resume_a: float | None = None, sleep: float = 1.0) -> SuspendBeamLost:
-    """Pause when the I0 current (A) drops below *floor_a* (beam dump, front-end shutter);
-    resume once it has stayed above *resume_a* (default *floor_a*) for *sleep* s."""
+def beam_lost(i0, floor_a: float | None = None, *, resume_a: float | None = None,
+              sleep: float = 1.0) -> SuspendBeamLost:
+    """Pause when the I0 current (A) drops below *floor_a* (default the monitor's
+    ``beam_floor_a``, else 1e-12 A: beam dump, front-end shutter); resume once it has stayed
+    above *resume_a* (default *floor_a*) for *sleep* s."""
+    if floor_a is None:
+        floor_a = getattr(i0, "beam_floor_a", BEAM_FLOOR_A)
     return SuspendBeamLost(i0, floor_a, resume_thresh=resume_a, sleep=sleep,
                            tripped_message="X-ray beam lost (I0 below the floor): the scan resumes once "
                                            "the beam is back")

@@ -438,6 +438,53 @@ def test_jet_lost_twice_with_a_slow_live_reduction_suspends_every_time(sim, ca, 
 
 
 @pytest.mark.slow
+def test_beam_dumped_mid_scan_suspends_and_no_dark_frame_is_stored_as_valid(sim, ca, session):
+    """The X-ray beam dumped in the simulator (I0:BeamOn 0) during a delay scan and brought back:
+    the session's beam suspender pauses the scan, no event is taken while the beam is off, a
+    frame caught by the dump (I0 0) is stored marked invalid and taken again, every (delay, role)
+    has a valid frame with beam, and the catalog stores what was emitted."""
+    RE, bl = session.RE, session.beamline
+    docs = _record(RE)
+    suspensions, paused = [], []
+    request = RE.request_suspend
+
+    def counting(*args, **kwargs):
+        suspensions.append(len(_events(docs)))
+        return request(*args, **kwargs)
+
+    RE.request_suspend = counting
+
+    def dump():
+        wait_for(lambda: len(_events(docs)) >= 4, 60, what="4 events")
+        ca.caput(sim.prefix + "I0:BeamOn", 0, wait=True)
+        wait_for(lambda: len(suspensions) == 1, 10, what="the beam suspender")
+        n = len(_events(docs))
+        wait_for(lambda: ca.caget(sim.prefix + "I0:Current_RBV") < bl.i0.beam_floor_a, 10, what="I0 at 0")
+        paused.append((n, len(_events(docs))))
+        ca.caput(sim.prefix + "I0:BeamOn", 1, wait=True)
+
+    thread = threading.Thread(target=dump, daemon=True)
+    thread.start()
+    delays = [-100.0, 0.0, 100.0, 200.0, 400.0]
+    try:
+        (uid,) = RE(session.plans["delay_scan"]([bl.pilatus], delays))
+    finally:
+        thread.join(30)
+        del RE.request_suspend
+        ca.caput(sim.prefix + "I0:BeamOn", 1, wait=True)
+    assert len(suspensions) == 1 and paused[0][0] == paused[0][1]
+    stop = _stored_as_emitted(session, docs, uid)
+    assert stop["exit_status"] == "success"
+    events = _events(docs, uid)
+    valid = [e for e in events if e["data"]["frame_valid"]]
+    assert {(e["data"]["delay_index"], e["data"]["role"]) for e in valid} == \
+        {(i, r) for i in range(len(delays)) for r in ("on", "off")}
+    assert all(e["data"][bl.i0.name] >= bl.i0.beam_floor_a for e in valid)
+    assert all(not e["data"]["frame_valid"] for e in events if e["data"][bl.i0.name] < bl.i0.beam_floor_a)
+    bl.jet.stop()
+
+
+@pytest.mark.slow
 def test_shutter_reopened_during_a_pump_off_frame_invalidates_it(sim, ca, session):
     """Another client reopens the pump shutter while a pump-off frame exposes: that frame's
     event records the shutter 'Open', is stored marked invalid and the frame is taken again;

@@ -15,7 +15,8 @@ Reference modes:
 A stopped jet is started at its set point (and waited for) when the run opens. Checkpoints
 surround every frame: a scan paused by a suspender (jet lost, pump shutter closed
 unexpectedly) redoes only the frame it was taking and loses none. Every event says whether its
-own readings show the jet flowing and the shutter as its role needs (``frame_valid``); a frame
+own readings show the jet flowing, the shutter as its role needs and the X-ray beam on (I0 at
+or above the monitor's ``beam_floor_a``) (``frame_valid``); a frame
 that does not is kept for the record, marked invalid (the reduction skips it) and taken again,
 so a frame taken without the jet or with the wrong shutter state is never stored as good,
 even before a suspender has paused the plan. All arguments are checked before the first
@@ -180,6 +181,9 @@ class _Setup:
         state = reading.get(self.shutter.name)
         if state is not None and state["value"] != shutter:
             return f"the pump shutter read {state['value']!r} in a frame that needs it {shutter!r}"
+        i0, floor = reading.get(self.i0.name), getattr(self.i0, "beam_floor_a", None)
+        if i0 is not None and floor is not None and not i0["value"] >= floor:
+            return f"no X-ray beam (I0 {i0['value']:.3g} A, below {floor:.3g} A)"
         return None
 
     def move_delay(self, t, index, repeat):

@@ -1,9 +1,10 @@
 """I0 ion chamber in front of the sample.
 
-PV: ``{P}I0:Current_RBV`` (A). Like a scaler gated by the detector, each exposure sets it
+PVs: ``{P}I0:Current_RBV`` (A). Like a scaler gated by the detector, each exposure sets it
 to the flux integrated during that exposure and it holds that value, so the value read
 after a frame normalises that frame; with no exposure for HOLD_S it follows the beam's
-fluctuations again.
+fluctuations again. ``{P}I0:BeamOn`` (simulation only: 0 dumps the X-ray beam, 1 brings it
+back): without beam every frame is dark and the current reads 0 at once.
 
 EXAMPLE::
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from caproto.server import PVGroup
+from caproto.server import PVGroup, pvproperty
 
 from ._common import readback
 
@@ -23,6 +24,7 @@ HOLD_S = 2.0
 
 class IonChamberIOC(PVGroup):
     current = readback("Current_RBV", "Ion chamber current (A)", units="A", precision=12)
+    beam_on = pvproperty(name="BeamOn", value=1, doc="Simulation: the X-ray beam on (1) or dumped (0)")
 
     def __init__(self, *args, model, **kwargs):
         self.model = model
@@ -35,6 +37,15 @@ class IonChamberIOC(PVGroup):
             return
         self.model.draw_flux()
         await instance.write(self.model.i0_current_a())
+
+    @beam_on.putter
+    async def beam_on(self, instance, value):
+        if value not in (0, 1):
+            raise ValueError(f"I0:BeamOn: {value} is not 0 (beam dumped) or 1 (beam on)")
+        self.model.beam_on = bool(value)
+        self.model.draw_flux()
+        await self.current.write(self.model.i0_current_a())       # a beam dump reads at once
+        return value
 
     async def publish(self, flux: float | None = None) -> None:
         """Called by a detector after an exposure: report the flux it integrated (*flux*: the mean

@@ -62,6 +62,7 @@ class BeamlineModel:
         self.injected_ml = 0.0
         self.injection_start: float | None = None   # wall-clock time of the first infused drop
         self.flux = 1.0
+        self.beam_on = True                           # False: beam dump (I0:BeamOn), no X-rays
         self.exposing = False                         # a detector is integrating
         self._last_advance = time.monotonic()
         self.waxs = self._waxs_geometry(waxs_detector or self.cfg["waxs"]["detector"])
@@ -238,6 +239,9 @@ class BeamlineModel:
 
     def draw_flux(self) -> float:
         """New X-ray flux factor for an exposure (the I0 chamber integrates the same)."""
+        if not self.beam_on:
+            self.flux = 0.0
+            return self.flux
         self.flux = max(0.0, 1.0 + self.rng.normal(0.0, self.cfg["beam"]["i0_fluctuation_relative"]))
         return self.flux
 
@@ -260,7 +264,7 @@ class BeamlineModel:
     def _waxs_noisy(self, key, expected: np.ndarray, exposure_s: float) -> np.ndarray:
         """Poisson counts of *expected* (counts/s) over *exposure_s*, flux drawn anew: each frame
         drawn, or with ``[waxs] noise_pool`` from the state's pool of halves (``PoissonPool``)."""
-        if self.waxs_pool is None:
+        if self.waxs_pool is None or not self.beam_on:
             return self.waxs.noisy_frame(expected * np.float32(exposure_s * self.draw_flux()), self.rng)
         counts, self.flux = self.waxs_pool.frame((key, float(exposure_s)), lambda: expected * np.float32(exposure_s),
                                                  self.cfg["beam"]["i0_fluctuation_relative"], self.rng)
