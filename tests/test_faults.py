@@ -33,9 +33,14 @@ def _stops(docs) -> list:
     return [d for n, d in docs if n == "stop"]
 
 
-def _stored_as_emitted(session, docs, uid) -> dict:
+def _stored_as_emitted(session, docs, uid, *, derived: bool = True) -> dict:
     """The run *uid*'s documents the RunEngine emitted, counted by kind, equal to those the
-    catalog stored (same events, by sequence number); its stop document."""
+    catalog stored (same events, by sequence number); with *derived*, the same for every run
+    the session's live reduction derived from it (``_derived_docs``); the raw run's stop document."""
+    if derived:
+        session.reduction.wait()
+        for start in [d for n, d in session.derived_docs if n == "start" and d.get("raw_uid") == uid]:
+            _stored_as_emitted(session, session.derived_docs, start["uid"], derived=False)
     session.writer.flush()
     emitted = Counter()
     descriptors = set()
@@ -67,6 +72,21 @@ def session(sim, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _exposure(session):
     session.beamline.pilatus.exposure_s = 0.05
+
+
+@pytest.fixture(autouse=True)
+def _derived_docs(session):
+    """The documents of the runs the session's live reduction derives during the test, in
+    ``session.derived_docs``."""
+    session.derived_docs = docs = []
+    live = session.reduction.live
+    callbacks = [live.integrator, live.pump_probe]
+    record = lambda name, doc: docs.append((name, doc))      # noqa: E731
+    for callback in callbacks:
+        callback.subscribe(record)
+    yield
+    for callback in callbacks:
+        callback._subscribers.remove(record)
 
 
 def _restart_beamline(sim):
@@ -428,6 +448,7 @@ def test_jet_lost_twice_with_a_slow_live_reduction_suspends_every_time(sim, ca, 
     assert len(suspensions) == stops and all(before == after for before, after in paused)
     stop = _stored_as_emitted(session, docs, uid)
     assert stop["exit_status"] == "success"
+    assert sum(n == "start" and d["raw_uid"] == uid for n, d in session.derived_docs) == 2   # integrated, pump-probe
     events = _events(docs, uid)
     valid = [e for e in events if e["data"]["frame_valid"]]
     assert {(e["data"]["delay_index"], e["data"]["role"]) for e in valid} == \
@@ -475,6 +496,7 @@ def test_beam_dumped_mid_scan_suspends_and_no_dark_frame_is_stored_as_valid(sim,
     assert len(suspensions) == 1 and paused[0][0] == paused[0][1]
     stop = _stored_as_emitted(session, docs, uid)
     assert stop["exit_status"] == "success"
+    assert sum(n == "start" and d["raw_uid"] == uid for n, d in session.derived_docs) == 2   # integrated, pump-probe
     events = _events(docs, uid)
     valid = [e for e in events if e["data"]["frame_valid"]]
     assert {(e["data"]["delay_index"], e["data"]["role"]) for e in valid} == \
