@@ -292,6 +292,9 @@ def tiled_server(config, port: int):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="open (issue 14): after a facility Tiled server restart the catalog "
+                   "process's writes time out (ReadTimeout) and the stop document waits past stop_timeout_s "
+                   "(120 s), raising CatalogWriteError instead of spooling the run and going on")
 def test_tiled_server_restarted_mid_run(tmp_path, caplog):
     """A facility's Tiled server (written through a CatalogProcess) is restarted while it holds a
     part of a scan: the scan goes on to its end; the next scan is written once the server is back;
