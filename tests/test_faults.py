@@ -393,6 +393,19 @@ def test_pump_shutter_held_shut_reminds_and_abort_closes_the_run(sim, ca, sessio
     _next_scan_works(session, docs)
 
 
+def _count_suspensions(RE, docs) -> list:
+    """The number of events emitted at each suspension *RE* requests from now on, until
+    ``del RE.request_suspend``."""
+    suspensions, request = [], RE.request_suspend
+
+    def counting(*args, **kwargs):
+        suspensions.append(len(_events(docs)))
+        return request(*args, **kwargs)
+
+    RE.request_suspend = counting
+    return suspensions
+
+
 @pytest.mark.slow
 def test_jet_lost_twice_with_a_slow_live_reduction_suspends_every_time(sim, ca, session):
     """The jet stopped twice from another client while a deliberately slow live reduction (its
@@ -414,14 +427,7 @@ def test_jet_lost_twice_with_a_slow_live_reduction_suspends_every_time(sim, ca, 
 
     live = LiveReduction(session.reduction.settings, store=slow_store)
     token = RE.subscribe(live)
-    suspensions, paused = [], []
-    request = RE.request_suspend
-
-    def counting(*args, **kwargs):
-        suspensions.append(len(_events(docs)))
-        return request(*args, **kwargs)
-
-    RE.request_suspend = counting
+    suspensions, paused = _count_suspensions(RE, docs), []
     stops = 2
 
     def saboteur():
@@ -466,14 +472,7 @@ def test_beam_dumped_mid_scan_suspends_and_no_dark_frame_is_stored_as_valid(sim,
     has a valid frame with beam, and the catalog stores what was emitted."""
     RE, bl = session.RE, session.beamline
     docs = _record(RE)
-    suspensions, paused = [], []
-    request = RE.request_suspend
-
-    def counting(*args, **kwargs):
-        suspensions.append(len(_events(docs)))
-        return request(*args, **kwargs)
-
-    RE.request_suspend = counting
+    suspensions, paused = _count_suspensions(RE, docs), []
 
     def dump():
         wait_for(lambda: len(_events(docs)) >= 4, 60, what="4 events")
