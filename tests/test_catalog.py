@@ -465,13 +465,31 @@ media_types:
 """
 
 
+def tiled_server(config, port: int):
+    """``tiled serve config CONFIG`` on 127.0.0.1:*port*, once it answers."""
+    import httpx
+
+    tiled = Path(sys.executable).with_name("tiled")
+    proc = subprocess.Popen([str(tiled), "serve", "config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def healthy():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(healthy, 120, period=0.2, what="tiled server up")
+    return proc
+
+
 @pytest.mark.slow
 def test_tiled_server_uri(tmp_path, monkeypatch, capsys):
     """A facility's Tiled server: open_catalog(http URI), CatalogWriter through a CatalogProcess
     writing to that URI (the same code as the embedded default), the CLI."""
     import socket
 
-    import httpx
     from bluesky import RunEngine
     from bluesky.plans import count
     from ophyd import Signal
@@ -485,19 +503,9 @@ def test_tiled_server_uri(tmp_path, monkeypatch, capsys):
     (tmp_path / "data").mkdir()
     config = tmp_path / "tiled.yml"
     config.write_text(SERVER_CONFIG.format(d=tmp_path, key="trxrdtestkey"))
-    tiled = Path(sys.executable).with_name("tiled")
-    proc = subprocess.Popen([str(tiled), "serve", "config", str(config), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    proc = tiled_server(config, port)
     uri = f"http://127.0.0.1:{port}"
     try:
-        def healthy():
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            try:
-                return httpx.get(uri + "/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-        wait_for(healthy, 60, period=0.2, what="tiled server up")
         with pytest.raises(ValueError, match="cannot open the catalog") as info:
             open_catalog(uri, api_key="wrongkey")
         assert "\n" not in str(info.value)

@@ -393,6 +393,19 @@ def test_pump_shutter_held_shut_reminds_and_abort_closes_the_run(sim, ca, sessio
     _next_scan_works(session, docs)
 
 
+def _every_point_valid(session, docs, uid, n_delays: int) -> tuple[list, list]:
+    """Run *uid* succeeded, stored as emitted with both derived runs, and every (delay, role)
+    has a valid frame; (its events, the valid ones)."""
+    stop = _stored_as_emitted(session, docs, uid)
+    assert stop["exit_status"] == "success"
+    assert sum(n == "start" and d["raw_uid"] == uid for n, d in session.derived_docs) == 2   # integrated, pump-probe
+    events = _events(docs, uid)
+    valid = [e for e in events if e["data"]["frame_valid"]]
+    assert {(e["data"]["delay_index"], e["data"]["role"]) for e in valid} == \
+        {(i, r) for i in range(n_delays) for r in ("on", "off")}
+    return events, valid
+
+
 def _count_suspensions(RE, docs) -> list:
     """The number of events emitted at each suspension *RE* requests from now on, until
     ``del RE.request_suspend``."""
@@ -452,13 +465,7 @@ def test_jet_lost_twice_with_a_slow_live_reduction_suspends_every_time(sim, ca, 
         live.wait(300)
         live.close()
     assert len(suspensions) == stops and all(before == after for before, after in paused)
-    stop = _stored_as_emitted(session, docs, uid)
-    assert stop["exit_status"] == "success"
-    assert sum(n == "start" and d["raw_uid"] == uid for n, d in session.derived_docs) == 2   # integrated, pump-probe
-    events = _events(docs, uid)
-    valid = [e for e in events if e["data"]["frame_valid"]]
-    assert {(e["data"]["delay_index"], e["data"]["role"]) for e in valid} == \
-        {(i, r) for i in range(len(delays)) for r in ("on", "off")}
+    events, valid = _every_point_valid(session, docs, uid, len(delays))
     assert all(e["data"]["jet_flowing"] == 1 for e in valid)
     assert live.integrator.frames == len(events) and live.buffer.dropped == 0
     bl.jet.stop()
@@ -493,13 +500,7 @@ def test_beam_dumped_mid_scan_suspends_and_no_dark_frame_is_stored_as_valid(sim,
         del RE.request_suspend
         ca.caput(sim.prefix + "I0:BeamOn", 1, wait=True)
     assert len(suspensions) == 1 and paused[0][0] == paused[0][1]
-    stop = _stored_as_emitted(session, docs, uid)
-    assert stop["exit_status"] == "success"
-    assert sum(n == "start" and d["raw_uid"] == uid for n, d in session.derived_docs) == 2   # integrated, pump-probe
-    events = _events(docs, uid)
-    valid = [e for e in events if e["data"]["frame_valid"]]
-    assert {(e["data"]["delay_index"], e["data"]["role"]) for e in valid} == \
-        {(i, r) for i in range(len(delays)) for r in ("on", "off")}
+    events, valid = _every_point_valid(session, docs, uid, len(delays))
     assert all(e["data"][bl.i0.name] >= bl.i0.beam_floor_a for e in valid)
     assert all(not e["data"]["frame_valid"] for e in events if e["data"][bl.i0.name] < bl.i0.beam_floor_a)
     bl.jet.stop()

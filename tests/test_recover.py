@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -272,25 +271,6 @@ def test_spool_without_stop_is_refused_a_failed_replay_keeps_it(tmp_path):
     assert list(run["primary"]["n"].read()) == [1, 2, 3]
 
 
-def tiled_server(config, port: int):
-    """``tiled serve config CONFIG`` on 127.0.0.1:*port*, once it answers."""
-    import httpx
-
-    tiled = Path(sys.executable).with_name("tiled")
-    proc = subprocess.Popen([str(tiled), "serve", "config", str(config), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-    def healthy():
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for(healthy, 120, period=0.2, what="tiled server up")
-    return proc
-
-
 @pytest.mark.slow
 @pytest.mark.xfail(strict=False, reason="open (issue 14): after a facility Tiled server restart the catalog "
                    "process's writes time out (ReadTimeout) and the stop document waits past stop_timeout_s "
@@ -304,7 +284,7 @@ def test_tiled_server_restarted_mid_run(tmp_path, caplog):
 
     from bluesky.plans import count
 
-    from test_catalog import SERVER_CONFIG
+    from test_catalog import SERVER_CONFIG, tiled_server
     from trxrd.catalog import CatalogProcess, CatalogWriter, events_written, open_catalog, replay_spool
 
     with socket.socket() as s:
