@@ -9,7 +9,9 @@ Sections (module: what it measures):
   bare engine, frame-to-result latency, backlog;
 - ``catalog_rate``: ``ingest_events_per_s``: a 2,000-event scalar scan, RunEngine alone vs with
   the catalog (embedded and Tiled server process);
-- ``kinetics_rate``: ``kinetics_refit_ms``; ``saxs_fit_rate``, ``xcca_rate``: per-frame times.
+- ``kinetics_rate``: ``kinetics_refit_ms``; ``saxs_fit_rate``, ``xcca_rate``: per-frame times;
+- ``gpu_rate``: ``integrate_gpu_fps``: ``engine="cuda"`` on Pilatus 2M frames from host memory vs
+  the CPU engine and the host-to-GPU copy, where CuPy sees a CUDA GPU (else "not measured").
 
 Targets are printed next to the figures, never asserted; a section that fails is recorded with
 its error and the run exits 1 after writing everything else.
@@ -33,9 +35,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("integrate_rate", "live_chain_rate", "catalog_rate", "kinetics_rate", "saxs_fit_rate", "xcca_rate")
+SECTIONS = ("integrate_rate", "live_chain_rate", "catalog_rate", "kinetics_rate", "saxs_fit_rate", "xcca_rate",
+            "gpu_rate")
 KEYS = {"integrate_rate": "integrate_fps", "live_chain_rate": "live_chain", "catalog_rate": "ingest_events_per_s",
-        "kinetics_rate": "kinetics", "saxs_fit_rate": "saxs", "xcca_rate": "xcca"}
+        "kinetics_rate": "kinetics", "saxs_fit_rate": "saxs", "xcca_rate": "xcca", "gpu_rate": "integrate_gpu_fps"}
 MARK = "BENCH-JSON "
 # The child reports its own peak RSS (servers it starts are not counted).
 CHILD = ("import json, resource, sys; import {0} as m; r = m.bench(quick=sys.argv[1] == '1'); "
@@ -93,18 +96,20 @@ def run_section(module: str, quick: bool) -> dict:
 def table(results: dict) -> list[str]:
     lines = []
     integ = results.get("integrate_fps", {})
-    if "error" not in integ:
+    if integ and "error" not in integ:
         lines.append(f"{'integrate (frames/s)':<26}{'trxrd':>9}{'pyFAI best':>12}{'method':>22}{'floor':>9}"
                      f"{'x pyFAI':>9}{'of floor':>10}")
         for key, v in integ.items():
             if isinstance(v, dict):
                 lines.append(f"{key:<26}{v['trxrd']:>9.1f}{v['pyfai_best']:>12.1f}{v['pyfai_method']:>22}"
                              f"{v['floor']:>9.0f}{v['ratio_vs_pyfai']:>9.2f}{100 * v['fraction_of_floor']:>9.1f}%")
-    for key in ("live_chain", "ingest_events_per_s", "kinetics", "saxs", "xcca"):
+    for key in ("live_chain", "ingest_events_per_s", "kinetics", "saxs", "xcca", "integrate_gpu_fps"):
         v = results.get(key)
         if v is not None:
             shown = {k: x for k, x in v.items() if not isinstance(x, (dict, list))}
             lines.append(f"{key:<26}" + ", ".join(f"{k} {x}" for k, x in shown.items()))
+            lines += [f"{'  ' + k:<26}" + ", ".join(f"{n} {x}" for n, x in d.items())
+                      for k, d in v.items() if key == "integrate_gpu_fps" and isinstance(d, dict)]
     return lines
 
 

@@ -310,23 +310,34 @@ class IntegrationEngine:
         path = cache_dir() / f"{key}.npz"
         if path.is_file():
             try:
-                with np.load(path, allow_pickle=False) as data:
-                    arrays = {k: data[k] for k in data.files if k != "meta"}
-                    meta = json.loads(str(data["meta"]))
-                return cls(arrays, meta)
+                return cls.load(path)
             except Exception as exc:     # a truncated or foreign file: rebuild it
                 log.warning("integration map cache %s unreadable (%s): rebuilding", path, exc)
         arrays, meta = _build(ai, mask, spec, shape)
         meta["key"] = key
+        engine = cls(arrays, meta)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            with open(tmp, "wb") as fh:
-                np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
-            os.replace(tmp, path)
+            engine.save(path)
         except OSError as exc:          # a read-only home: work without the cache
             log.warning("cannot cache the integration map in %s: %s", path.parent, exc)
+        return engine
+
+    @classmethod
+    def load(cls, path: Path | str) -> "IntegrationEngine":
+        """The engine saved in *path* (``save``; the cache's files), without pyFAI."""
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files if k != "meta"}
+            meta = json.loads(str(data["meta"]))
         return cls(arrays, meta)
+
+    def save(self, path: Path | str) -> None:
+        """Write the map to *path* (.npz), atomically: a reader never sees half a file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, meta=np.array(json.dumps(self.meta)), **self.arrays)
+        os.replace(tmp, path)
 
     def restricted(self, keep: np.ndarray) -> "IntegrationEngine":
         """The same bins, computing only those where *keep* (bool per bin) is true: the kernel
@@ -495,13 +506,24 @@ def _build(ai, mask: np.ndarray, spec: dict, shape: tuple) -> tuple[dict, dict]:
                                 radial_range=spec["radial_range"], azimuth_range=spec["azimuth_range"])
     engine = next(e.engine for k, e in ai.engines.items() if k.split_lower == spec["split"]
                   and k.algo_lower == "csr" and k.dimension == spec["dim"])
-    indptr = np.asarray(engine.indptr, np.int64)
-    indices = np.asarray(engine.indices, np.int32)
-    coef = np.asarray(engine.data, np.float32)
     solid = np.asarray(ai.solidAngleArray(shape), np.float64)
     pol = ai.polarization(shape, spec["pol"])
     pol = np.asarray(pol[0] if isinstance(pol, tuple) else pol, np.float64)
-    factor = (solid * pol).astype(np.float32).reshape(-1)
+    return from_matrix(engine.indptr, engine.indices, engine.data, (solid * pol).reshape(-1), mask, spec,
+                       radial=res.radial, azimuthal=res.azimuthal if spec["dim"] == 2 else None)
+
+
+def from_matrix(indptr, indices, coef, factor, mask: np.ndarray, spec: dict, *, radial,
+                azimuthal=None) -> tuple[dict, dict]:
+    """The engine's arrays and meta from a CSR pixel -> bin matrix (bins x pixels, pyFAI's
+    layout: rows radial-major for 2D), the per-pixel normalisation *factor* (solid angle x
+    polarisation) and the *mask* (True = masked) of the detector's shape. pyFAI's matrix in
+    ``_build``; any matrix (a test's) here: ``IntegrationEngine(*from_matrix(...))``."""
+    shape = tuple(mask.shape)
+    indptr = np.asarray(indptr, np.int64)
+    indices = np.asarray(indices, np.int32)
+    coef = np.asarray(coef, np.float32)
+    factor = np.asarray(factor, np.float64).astype(np.float32).reshape(-1)
     valid = ~mask.reshape(-1)
     nbins = len(indptr) - 1
     row = np.repeat(np.arange(nbins), np.diff(indptr))
@@ -517,10 +539,10 @@ def _build(ai, mask: np.ndarray, spec: dict, shape: tuple) -> tuple[dict, dict]:
     indptr = np.zeros(nbins + 1, np.int64)
     np.cumsum(counts, out=indptr[1:])
     arrays = dict(factor=factor, norm_static=norm_static, count_static=count_static,
-                  radial=np.asarray(res.radial, np.float64))
+                  radial=np.asarray(radial, np.float64))
     meta = dict(shape=list(shape), spec=spec)
     if spec["dim"] == 2:
-        arrays["azimuthal"] = np.asarray(res.azimuthal, np.float64)
+        arrays["azimuthal"] = np.asarray(azimuthal, np.float64)
         meta["grid"] = [spec["npt"][0], spec["npt"][1]]       # CSR rows: radial-major
     layout = _pixel_major(indptr, indices, coef, nbins, int(np.prod(shape)))
     arrays.update(layout if layout is not None else dict(indptr=indptr, indices=indices, coef=coef))

@@ -96,7 +96,8 @@ class Polar(NamedTuple):
     count: np.ndarray
 
 
-ENGINES = ("trxrd", "pyfai", "opencl")
+ENGINES = ("trxrd", "cuda", "pyfai", "opencl")
+OWN_ENGINES = ("trxrd", "cuda")          # trxrd's map: kernels on the CPU cores or on an NVIDIA GPU
 
 
 class AzimuthalIntegration:
@@ -115,8 +116,9 @@ class AzimuthalIntegration:
     method : tuple
         pyFAI's (splitting, algorithm, implementation); trxrd's engine takes the splitting
         ("no" or "bbox") and pyFAI's pixel -> bin assignment for it.
-    engine : {"trxrd", "pyfai", "opencl"}
-        Who applies the map: trxrd's kernels (default), pyFAI's Cython (the reference) or
+    engine : {"trxrd", "cuda", "pyfai", "opencl"}
+        Who applies the map: trxrd's kernels on the CPU cores (default) or on an NVIDIA GPU
+        (``cuda``: needs CuPy, see ``trxrd.reduction.gpu``), pyFAI's Cython (the reference) or
         pyFAI's OpenCL (needs pyopencl and a GPU).
     q_windows : list of (q_min, q_max), optional
         Only the 1D bins overlapping these windows (A^-1) are computed; the rest come back empty.
@@ -163,6 +165,10 @@ class AzimuthalIntegration:
         if engine == "opencl":
             self.method = (self.method[0], "csr", "opencl")
             _check_opencl()
+        if engine == "cuda":
+            from .gpu import cupy
+
+            cupy()                           # a clear error now, not at the first frame
         self.q_windows = None if q_windows is None else [tuple(map(float, w)) for w in q_windows]
         for window in self.q_windows or ():
             if len(window) != 2 or not (np.all(np.isfinite(window)) and window[0] < window[1]):
@@ -195,6 +201,10 @@ class AzimuthalIntegration:
                                                   polarization_factor=self.polarization_factor,
                                                   radial_range=q_range)
             engine.threads = self.threads
+            if self.engine == "cuda":
+                from .gpu import CudaEngine
+
+                engine = CudaEngine(engine)
             self._engines[key] = engine
         return engine
 
@@ -221,7 +231,7 @@ class AzimuthalIntegration:
         """Integrate one frame: (q_inv_angstrom, intensity, sigma), divided by *monitor*. A dark
         frame is subtracted by pyFAI (the reference path)."""
         frame = self._check(frame, monitor)
-        if self.engine == "trxrd" and dark is None:
+        if self.engine in OWN_ENGINES and dark is None:
             engine = self._engine(None)
             intensity, sigma = engine.intensity(engine.sums(frame), monitor)
             return Pattern(engine.radial, intensity, sigma)
@@ -242,7 +252,7 @@ class AzimuthalIntegration:
         data = invalid = None               # pyFAI's input, prepared once for all binnings
         for q_range, nq, nphi in binnings:
             key = (tuple(float(v) for v in q_range), int(nq), int(nphi))
-            if self.engine == "trxrd":
+            if self.engine in OWN_ENGINES:
                 engine = self._engine(key)
                 sums = engine.sums(frame)
                 signal, norm, count = (engine.as_grid(v) for v in (sums.signal, sums.norm, sums.count))
@@ -272,7 +282,7 @@ class AzimuthalIntegration:
             self._check(frames[0], None)
         for m in monitors:
             _check_monitor(m)
-        if self.engine == "trxrd" and dark is None and len(frames):
+        if self.engine in OWN_ENGINES and dark is None and len(frames):
             engine = self._engine(None)
             values = np.array([1.0 if m is None else float(m) for m in monitors])
             intensity, sigma = engine.intensity(engine.sums_many(frames), values)

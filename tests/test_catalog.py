@@ -466,15 +466,19 @@ media_types:
 
 
 def tiled_server(config, port: int):
-    """``tiled serve config CONFIG`` on 127.0.0.1:*port*, once it answers."""
+    """``tiled serve config CONFIG`` on 127.0.0.1:*port*, once it answers. Its output goes to
+    ``CONFIG.log`` (appended: a restarted server adds to it); never to a pipe nobody reads,
+    where a few logged tracebacks would fill the pipe and hang the server."""
     import httpx
 
     tiled = Path(sys.executable).with_name("tiled")
-    proc = subprocess.Popen([str(tiled), "serve", "config", str(config), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log_path = Path(config).with_suffix(".log")
+    with open(log_path, "a") as log:
+        proc = subprocess.Popen([str(tiled), "serve", "config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT)
 
     def healthy():
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert proc.poll() is None, log_path.read_text()[-3000:]
         try:
             return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
         except httpx.TransportError:

@@ -185,6 +185,25 @@ def test_opencl_without_gpu_says_so(geometry):
             AzimuthalIntegration(poni, engine="opencl")
 
 
+def test_cuda_engine_on_pyfai_geometry(geometry):
+    """``engine="cuda"``: without CuPy or a GPU, a clear error when the integrator is made; with
+    one, the same pattern as the CPU engine (tests/test_engine_gpu.py has the kernel's checks)."""
+    from trxrd.reduction.gpu import cupy
+
+    poni, mask, gaps = geometry
+    try:
+        cupy()
+    except RuntimeError:
+        with pytest.raises(RuntimeError, match="NVIDIA GPU"):
+            AzimuthalIntegration(poni, engine="cuda")
+        return
+    frame = frame_of("int32", gaps, np.random.default_rng(4))
+    ours = AzimuthalIntegration(poni, mask=mask, engine="cuda").integrate(frame)
+    ref = AzimuthalIntegration(poni, mask=mask, engine="pyfai").integrate(frame)
+    ok = ref.intensity > 0
+    assert rel(ours.intensity, ref.intensity, ok) < TOL and rel(ours.sigma, ref.sigma, ok) < TOL
+
+
 def test_huge_counts_are_summed_exactly(geometry):
     """Integer frames are summed in packed 64-bit accumulators; counts that could overflow them
     (saturated or hot pixels of a 32-bit detector) take the float kernel: same sums as pyFAI."""

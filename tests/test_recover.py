@@ -210,6 +210,9 @@ def test_catalog_process_killed_mid_run_then_recovered_with_the_cli(tmp_path, mo
     assert any(x.split()[:3] == [uid[:8], "spool", f"{spool}:"] and f"trxrd recover {spool}" in x for x in out), out
     assert not any(later[:8] in x for x in out)                  # never reached the catalog
 
+    capsys.readouterr()
+    assert main(["recover", str(spool_dir), "--storage", str(tmp_path / "nowhere")]) == 2
+    assert "--storage" in capsys.readouterr().err and len(list(spool_dir.glob("*.jsonl"))) == 4   # nothing replayed
     recover = subprocess.run([sys.executable, "-m", "trxrd.cli", "recover", str(spool_dir)], capture_output=True,
                              text=True, timeout=600)                # as the operator runs it
     assert recover.returncode == 0, recover.stderr[-3000:]
@@ -272,9 +275,39 @@ def test_spool_without_stop_is_refused_a_failed_replay_keeps_it(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="open (issue 14): after a facility Tiled server restart the catalog "
-                   "process's writes time out (ReadTimeout) and the stop document waits past stop_timeout_s "
-                   "(120 s), raising CatalogWriteError instead of spooling the run and going on")
+def test_files_a_crash_left_are_removed_before_a_replay(tmp_path):
+    """Tiled writes a node's files before its database row: a catalog killed in between leaves
+    files under data/<uid> that no node owns, and creating the node again fails. A replay without
+    the storage folder fails, says what to remove and keeps the spool; with it (``trxrd recover``
+    passes the embedded catalog's), the leftovers go and the run is stored once."""
+    from bluesky.plans import count
+
+    from trxrd.catalog import CatalogWriter, open_catalog, replay_spool
+
+    cat = open_catalog(root=tmp_path)
+    writer = CatalogWriter(cat, backup_directory=tmp_path / "spool", batch_size=5, max_latency_s=0.05)
+    RE, derived = acquisition(writer)
+    RE(count([exposing_signal()], 5), sample={"name": "crashed catalog"})
+    writer.close()
+    run = derived[0][1]["uid"]
+    data = tmp_path / "catalog" / "data"
+    shutil.copytree(data / run, tmp_path / "left")
+    cat[run].delete(recursive=True, external_only=False)
+    shutil.rmtree(data / run, ignore_errors=True)
+    shutil.copytree(tmp_path / "left", data / run)       # what the crash left: files, no node
+    spool = tmp_path / "spool" / f"{run[:8]}.jsonl"
+    spool.write_text("".join(json.dumps({"name": n, "doc": d}, default=lambda o: o.tolist()) + "\n"
+                             for n, d in derived))
+
+    blocked = replay_spool(spool, cat)
+    assert blocked.outcome == "failed" and f"/{run}" in blocked.detail and "--storage" in blocked.detail, blocked
+    assert spool.is_file() and not cat[run].metadata.get("stop")        # a part, no stop document
+    done = replay_spool(spool, cat, storage=data)
+    assert done.outcome == "replaced", done
+    assert not spool.exists()
+    assert_stored_once(cat, derived)
+
+
 def test_tiled_server_restarted_mid_run(tmp_path, caplog):
     """A facility's Tiled server (written through a CatalogProcess) is restarted while it holds a
     part of a scan: the scan goes on to its end; the next scan is written once the server is back;
@@ -329,7 +362,9 @@ def test_tiled_server_restarted_mid_run(tmp_path, caplog):
         reduced = [d["uid"] for n, d in derived if n == "start"]
         assert later not in writer.spooled and reduced[1] not in writer.spooled   # the server is back
         assert set(writer.spooled) <= {uid, reduced[0]}
-        results = [replay_spool(spool, cat) for spool in writer.spooled.values()]
+        # the test owns the server's storage, as its operator would: what a kill in the middle of
+        # creating a node left there is removed (see test_files_a_crash_left_are_removed...)
+        results = [replay_spool(spool, cat, storage=tmp_path / "data") for spool in writer.spooled.values()]
         assert all(r.ok for r in results), [str(r) for r in results]
         assert_stored_once(cat, RE.docs + derived)
     finally:

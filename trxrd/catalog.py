@@ -67,6 +67,7 @@ import functools
 import json
 import logging
 import math
+import shutil
 import threading
 import time
 from collections import deque
@@ -76,6 +77,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+
+from .validation import inside
 
 logger = logging.getLogger(__name__)
 
@@ -1080,7 +1083,8 @@ def _stream_counts(docs: list[tuple[str, dict]]) -> dict[str, int]:
     return counts
 
 
-def replay_spool(path: Path | str, client, *, close_incomplete: bool = False) -> Replay:
+def replay_spool(path: Path | str, client, *, close_incomplete: bool = False,
+                 storage: Path | str | None = None) -> Replay:
     """Write the run held by the spool *path* into the catalog *client*, idempotently.
 
     What the catalog already holds of that uid decides: nothing -> the run is written from the
@@ -1093,6 +1097,14 @@ def replay_spool(path: Path | str, client, *, close_incomplete: bool = False) ->
     A spool without a stop document belongs to a run still being written, or to a process that
     died: it is refused, unless *close_incomplete*, which stores it closed with
     ``exit_status="fail"`` and a reason naming the spool.
+
+    *storage* is the catalog's writable data folder, given where this process may clean it (the
+    embedded catalog's ``root/catalog/data``, which ``trxrd recover`` passes; a facility server's
+    on its own host). Tiled writes a node's files before its database row, so a server (or
+    catalog process) killed in between leaves files under ``storage/<uid>`` that no node owns,
+    and every later attempt to create that node fails ("An array exists in store", HTTP 500).
+    Once the catalog holds no part of the run, such leftovers are removed before the run is
+    written. Without *storage* that replay fails, and its detail says what to remove.
 
     Replay in a process of its own, as ``trxrd recover`` does, between scans (an embedded catalog
     takes one writer at a time). Seen with an embedded catalog: while the process that replaced
@@ -1156,6 +1168,14 @@ def replay_spool(path: Path | str, client, *, close_incomplete: bool = False) ->
             result.outcome, result.detail = "failed", f"the catalog failed ({_failure(exc)})"
             return result
         replaced = f"{sum(partial.values())} events were stored, without a stop document"
+    leftover = None if storage is None else inside(storage, uid, "run folder")
+    if leftover is not None and leftover.exists():     # no node owns it now: a crash's leftovers
+        try:
+            shutil.rmtree(leftover)
+        except OSError as exc:
+            result.outcome, result.detail = "failed", f"cannot remove {leftover} ({_failure(exc)})"
+            return result
+        logger.warning("run %s: removed %s, files no catalog node owned (left by a crash)", uid, leftover)
     reports = []
     store = _Store(client, lambda run, failed, done: reports.append((failed, done)))
     try:
@@ -1169,6 +1189,10 @@ def replay_spool(path: Path | str, client, *, close_incomplete: bool = False) ->
     if failed is not None or not any(done for _, done in reports):
         result.outcome = "failed"
         result.detail = f"{failed or 'the run was not finished'}; the spool stays, replay it again"
+        if storage is None and failed is not None and ("500" in failed or "exists in store" in failed):
+            result.detail += (f" (if the server was killed while writing this run, files it left under "
+                              f"<its data folder>/{uid} block it: remove them, or replay where that "
+                              f"folder is reachable with `trxrd recover --storage DATA`)")
         return result
     path.unlink()
     result.outcome, result.detail = ("replaced", replaced) if replaced else ("stored", "")

@@ -154,13 +154,19 @@ def _runs(args: argparse.Namespace) -> int:
 
 def _recover(args: argparse.Namespace) -> int:
     """Replay spools into the catalog; exit 1 when any stays (refused or failed again)."""
-    from .catalog import replay_spool, spool_files
+    from .catalog import catalog_dir, replay_spool, spool_files
 
     spools = spool_files(args.spool)
     if not spools:
         raise ValueError(f"no spool (*.jsonl) in {' '.join(args.spool)}")
+    if args.storage is not None and not args.storage.is_dir():
+        raise ValueError(f"--storage {args.storage}: no such folder")
     cat = _catalog(args)
-    results = [replay_spool(path, cat, close_incomplete=args.close_incomplete) for path in spools]
+    storage = args.storage
+    if storage is None and not (args.catalog or os.environ.get("TRXRD_CATALOG")):
+        storage = catalog_dir(_data_root()) / "data"        # the embedded catalog's own files
+    results = [replay_spool(path, cat, close_incomplete=args.close_incomplete, storage=storage)
+               for path in spools]
     for result in results:
         print(result)
     left = [r for r in results if not r.ok]
@@ -775,6 +781,9 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument("--close-incomplete", action="store_true",
                          help="store a spool without a stop document (its process died) closed as failed")
     recover.add_argument("--catalog", metavar="URI", help=catalog_help)
+    recover.add_argument("--storage", metavar="DATA", type=Path,
+                         help="the Tiled server's writable data folder, where files a crash left for a "
+                              "run are removed before it is replayed (default: the embedded catalog's)")
     recover.set_defaults(func=_recover)
 
     integ = sub.add_parser("integrate", help="azimuthal integration of detector files to NeXus I(q)")
