@@ -163,3 +163,32 @@ def test_status_failure_from_a_second_thread():
     threading.Thread(target=lambda: sig.put(float("nan"))).start()
     with pytest.raises(SettleFailed, match="jet lost"):
         status.wait(5)
+
+
+class ChangingWhileRead(Signal):
+    """A signal whose value changes while the status reads it: the monitor update (new value)
+    is delivered before ``read()`` returns its older snapshot, as a CA monitor can be."""
+
+    def read(self):
+        old = super().read()
+        if self.get() == 0:
+            self.put(1, timestamp=time.time())
+        return old
+
+
+def test_status_keeps_a_monitor_update_newer_than_its_first_read():
+    """The jet's flow sensor flipped to 1 between the status's subscription and its first read,
+    while the flow goes on updating: the status must keep the update (1), not the older read (0),
+    or every later flow reading is judged with a jet that never flows, until the timeout."""
+    flowing = ChangingWhileRead(name="flowing", value=0, timestamp=time.time())
+    flow = Signal(name="flow", value=7.9, timestamp=time.time())
+    m = SettleMachine(lambda v: v[0] and abs(v[1] - 8.0) <= 0.2, settle_time_s=0.2, timeout_s=3.0,
+                      started_at=time.time())
+    status = SettleStatus(Device(name="jet"), m, signals=[flowing, flow],
+                          value_of=lambda d: (d["flowing"] == 1, d["flow"]), target=8.0, initial=7.9,
+                          unit="mL/min", progress_value=lambda v: v[1], quiet_s=60.0)
+    for k in range(8):
+        time.sleep(0.05)
+        flow.put(8.0 + 0.01 * (k % 2), timestamp=time.time())
+    status.wait(5)
+    assert status.settled and flowing.get() == 1

@@ -244,7 +244,7 @@ class SettleStatus(DeviceStatus):
             self._schedule()
         for sig in self._signals:                   # the current values: the first readings
             reading = sig.read()[sig.name]
-            self._on_update(value=reading["value"], timestamp=reading["timestamp"], obj=sig)
+            self._on_update(value=reading["value"], timestamp=reading["timestamp"], obj=sig, initial=True)
 
     # -- what the machine says, as attributes --------------------------------------------------
     @property
@@ -273,10 +273,14 @@ class SettleStatus(DeviceStatus):
         return self.machine.state == DONE
 
     # -- inputs ---------------------------------------------------------------------------------
-    def _on_update(self, value=None, timestamp=None, obj=None, **kwargs):
+    def _on_update(self, value=None, timestamp=None, obj=None, initial=False, **kwargs):
         if value is None or obj is None:
             return
         with self._lock:
+            if initial and obj.name in self._latest:
+                # a monitor update came in between the subscription and this read: it is newer
+                # (taking the read would keep a stale value for as long as the PV stays put)
+                return
             self._latest[obj.name] = value
             self._last_arrival = time.monotonic()
             if len(self._latest) < len(self._signals) or self.machine.done:
