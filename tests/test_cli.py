@@ -38,3 +38,23 @@ def test_bad_config_is_one_clear_line(tmp_path):
     assert r.returncode == 2
     assert "unknown key pump_probe.'tau_one'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_commands_close_the_catalog_they_open(tmp_path, monkeypatch, capsys):
+    """An in-process ``main()`` (IPython, a script, the tests) closes the catalog its command
+    opened: an embedded catalog's client holds two threads, which would pile up per call."""
+    import threading
+
+    from trxrd.catalog import open_catalog
+    from trxrd.cli import main
+
+    monkeypatch.setenv("TRXRD_DATA", str(tmp_path))
+    monkeypatch.delenv("TRXRD_CATALOG", raising=False)
+    open_catalog(root=tmp_path).context.close()
+    assert main(["runs"]) == 0
+    before = threading.active_count()
+    for _ in range(5):
+        assert main(["runs"]) == 0
+        assert main(["show", "-1"]) == 2                 # no run: one clear line, the catalog closed too
+    assert threading.active_count() <= before
+    assert "no run matches" in capsys.readouterr().err

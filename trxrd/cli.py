@@ -85,7 +85,11 @@ def _catalog(args: argparse.Namespace):
         if not database.exists():
             raise ValueError(f"no catalog at {database} (set TRXRD_DATA or --catalog)")
     with contextlib.redirect_stderr(io.StringIO()):     # Tiled's "Retrying…" line: the error says it
-        return open_catalog(uri, root=_data_root(), api_key=os.environ.get("TRXRD_API_KEY") or None)
+        client = open_catalog(uri, root=_data_root(), api_key=os.environ.get("TRXRD_API_KEY") or None)
+    closing = getattr(args, "closing", None)
+    if closing is not None:       # main() closes it when the command ends (an embedded one holds 2 threads)
+        closing.callback(client.context.close)
+    return client
 
 
 def _catalog_process(args: argparse.Namespace):
@@ -583,7 +587,7 @@ def _live(args) -> int:
     if args.catalog:
         from .catalog import CatalogWriter, open_catalog
 
-        open_catalog(args.catalog, api_key=os.environ.get("TRXRD_API_KEY") or None)   # a wrong URI or key: one line
+        open_catalog(args.catalog, api_key=os.environ.get("TRXRD_API_KEY") or None).context.close()  # a wrong URI or key: one line
         store = CatalogWriter(_catalog_process(args), backup_directory=_data_root() / "spool")
     out = Path(args.json_dir) if args.json_dir else None
     if out:
@@ -942,8 +946,10 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter((logging.Formatter if args.verbose else _BriefFormatter)(
         "%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
+    args.closing = contextlib.ExitStack()       # what the command opened (catalogs), closed at its end
     try:
-        return args.func(args)
+        with args.closing:
+            return args.func(args)
     except (ValueError, OSError, KeyError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"trxrd {args.command}: error: {message}", file=sys.stderr)

@@ -503,8 +503,8 @@ class Session:
                     **self.beamline.devices(), **self.plans)
 
     def close(self) -> None:
-        """Finish the live reduction, flush the catalog writer (raises a pending catalog error)
-        and stop the catalog process."""
+        """Finish the live reduction, flush the catalog writer (raises a pending catalog error),
+        stop the catalog process and close the session's catalog client."""
         try:
             self.reduction.off()
             self.saxs_reduction.off()
@@ -513,6 +513,7 @@ class Session:
         finally:
             if self.catalog_process is not None:
                 self.catalog_process.close()
+            self.catalog.context.close()      # an embedded catalog's client holds two threads
 
 
 def _open_catalog(config: SessionConfig, root: Path):
