@@ -191,3 +191,25 @@ def test_a_failing_reduction_never_aborts_the_acquisition(tmp_path):
     assert names == ["start", "stop"]
     assert out[-1][1]["exit_status"] == "fail"
     assert "does not match the detector" in out[-1][1]["reason"]
+
+
+def test_trxrd_reduce_says_when_the_catalog_did_not_store_it(scan, monkeypatch, capsys):
+    """The catalog's tables are held by another process while `trxrd reduce` writes: the derived
+    runs go to their spools, and the command says so (exit 1, each spool named), never "stored".
+    The spools then replay into the catalog."""
+    from conftest import tables_held
+
+    from trxrd.cli import main
+
+    scan["writer"].close()
+    monkeypatch.setenv("TRXRD_DATA", str(scan["root"]))
+    lo, hi = scan["window"]
+    with tables_held(scan["root"] / "catalog" / "tables.db"):
+        rc = main(["reduce", scan["uid"][:8], "--poni", str(scan["poni"]), "--mask", str(scan["mask"]),
+                   "--window", f"{lo}:{hi}"])
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    assert "stored, linked by" not in out and "NOT stored" in out and "trxrd recover" in out
+    assert main(["recover", str(scan["root"] / "spool")]) == 0
+    assert "spools in the catalog" in capsys.readouterr().out
+    assert not list((scan["root"] / "spool").glob("*.jsonl"))

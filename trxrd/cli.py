@@ -235,7 +235,7 @@ def _show(args: argparse.Namespace) -> int:
     start, stop = run.metadata.get("start", {}), run.metadata.get("stop") or {}
     when = datetime.fromtimestamp(start["time"]).strftime("%Y-%m-%d %H:%M:%S") if "time" in start else "-"
     print(f"run {start.get('uid')}  scan_id {start.get('scan_id', '-')}  {when}  "
-          f"{stop.get('exit_status', 'running')}")
+          f"{stop.get('exit_status', 'incomplete (no stop document: running now, or the catalog failed during the run)')}")
     print("start:")
     for key, value in _flatten(start):
         print(f"  {key}: {value!r}" if isinstance(value, str) else f"  {key}: {value}")
@@ -525,6 +525,10 @@ def _reduce(args) -> int:
                          f"raw_uid {raw})")
     if pump_probe.result is not None and pump_probe.result.fit is not None:
         print(f"  {pump_probe.result.fit.summary()}")
+    if writer.spooled:              # the catalog failed: kept in spools, not stored
+        for uid, spool in writer.spooled.items():
+            print(f"  run {uid[:8]} NOT stored: the catalog failed; kept in {spool} (`trxrd recover {spool}`)")
+        return 1
     print(f"  stored, linked by raw_uid: {raw}")
     return 0
 
