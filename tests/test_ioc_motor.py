@@ -49,6 +49,23 @@ def test_soft_limits_refuse_out_of_range(sim, ca):
         ca.caput(pv + ".HLM", hlm, wait=True)
 
 
+def test_readback_follows_an_axis_outside_its_soft_limits(sim, ca):
+    """Soft limits narrowed past where the axis stands (HLM below it): a move back inside runs to
+    its end and the readback follows the axis all the way (the readback is not held to the
+    limits, or it would freeze outside them and the move never complete)."""
+    pv = sim.prefix + "DLY:m1"
+    hlm = ca.caget(pv + ".HLM")
+    start = ca.caget(pv + ".RBV", use_monitor=False)
+    ca.caput(pv + ".HLM", start - 5.0, wait=True)
+    try:
+        ca.caput(pv, start - 10.0, wait=True, timeout=10)
+        assert ca.caget(pv + ".DMOV", use_monitor=False) == 1
+        assert ca.caget(pv + ".RBV", use_monitor=False) == pytest.approx(start - 10.0, abs=1e-6)
+    finally:
+        ca.caput(pv + ".HLM", hlm, wait=True)
+        ca.caput(pv, start, wait=True, timeout=10)
+
+
 def test_stop_halts_motion(sim, ca):
     # DLY:m1, not a sample-stage axis: a channel opened first by this pyepics client and
     # only later by ophyd in the same process can miss ophyd's first monitor

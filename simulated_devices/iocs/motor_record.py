@@ -103,7 +103,7 @@ class SimMotorFields(MotorFields):
         lo, hi = self.travel
         at_hi, at_lo = dial >= hi - 1e-12, dial <= lo + 1e-12
         user_hi, user_lo = (at_hi, at_lo) if self._sign > 0 else (at_lo, at_hi)
-        await self.user_readback_value.write(self._user(dial))
+        await self.user_readback_value.write(self._user(dial), verify_value=False)   # where the axis is, limits or not
         await self.dial_readback_value.write(dial)
         mres = self.motor_step_size.value or 1e-6
         await self.raw_readback_value.write(int(round(dial / mres)))
