@@ -25,6 +25,7 @@ from .xcca import DQ_DEFAULT
 MIN_NPT = 10
 MAX_NPT = 100_000               # q bins: far more than any detector has radial pixels
 MAX_IRF_FWHM_PS = 1e6           # an instrument response longer than 1 us is not a pump-probe IRF
+LIVE_ENGINES = ("trxrd", "cuda")   # who integrates live (see AzimuthalIntegration)
 
 
 def parse_window(text: str) -> tuple[float, float]:
@@ -78,6 +79,9 @@ class ReductionSettings:
     thermometer : dict, optional
         A thermometer calibration (``ThermometerCalibration.as_dict()``) on one of the
         reflections: delay and fluence scans add the lattice temperature rise.
+    engine : {"trxrd", "cuda"}
+        Who integrates the frames: trxrd's engine on the CPU cores (default), or the same map
+        on an NVIDIA GPU (needs CuPy; refused here on a host without one).
 
     EXAMPLE::
 
@@ -96,6 +100,7 @@ class ReductionSettings:
     reflections: tuple = ()
     structure: str = "cubic"
     thermometer: dict | None = None
+    engine: str = "trxrd"
 
     def __post_init__(self):
         poni = Path(self.poni).expanduser().resolve()
@@ -134,6 +139,15 @@ class ReductionSettings:
             raise ValueError(f"a reflection is listed twice: {list(self.reflections)}")
         if self.structure not in STRUCTURES:
             raise ValueError(f"unknown structure {self.structure!r}; choose one of {', '.join(STRUCTURES)}")
+        if self.engine not in LIVE_ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; choose one of {', '.join(LIVE_ENGINES)}")
+        if self.engine == "cuda":
+            from .gpu import cupy
+
+            try:
+                cupy()
+            except RuntimeError as exc:          # before any frame: a clear refusal
+                raise ValueError(str(exc)) from None
         if self.thermometer is not None:
             label = thermometer_reflection(ThermometerCalibration.from_dict(self.thermometer))
             if label not in {r.label for r in parsed}:

@@ -216,3 +216,23 @@ def test_huge_counts_are_summed_exactly(geometry):
     assert ours.intensity.max() > 1e8
     assert rel(ours.intensity, ref.intensity, ok) < TOL
     assert rel(ours.sigma, ref.sigma, ok) < TOL
+
+
+def test_live_settings_choose_the_engine(tmp_path):
+    """``set_reduction(engine=...)``: trxrd's CPU engine by default; "cuda" only where a GPU is
+    (refused before any frame elsewhere, as a ValueError a saved state can fall back from)."""
+    from trxrd.reduction.gpu import cupy
+    from trxrd.reduction.settings import ReductionSettings
+
+    poni = tmp_path / "x.poni"
+    poni.write_text("")
+    assert ReductionSettings(poni, windows=[(1, 2)]).engine == "trxrd"
+    with pytest.raises(ValueError, match="unknown engine 'gpu'"):
+        ReductionSettings(poni, windows=[(1, 2)], engine="gpu")
+    try:
+        cupy()
+    except RuntimeError:
+        with pytest.raises(ValueError, match="NVIDIA GPU"):
+            ReductionSettings(poni, windows=[(1, 2)], engine="cuda")
+        return
+    assert ReductionSettings(poni, windows=[(1, 2)], engine="cuda").as_dict()["engine"] == "cuda"

@@ -237,7 +237,8 @@ class SessionReduction(_SessionChain):
     def set(self, poni=None, *, mask=None, windows=None, save: bool = True, **options) -> "SessionReduction":
         """(Re)install live reduction with this calibration and these q windows (A^-1); other
         options (``npt``, ``part``, ``model``, ``threshold_model``, ``irf_fwhm_ps``,
-        ``image_key``) as in ``ReductionSettings``. Every value is checked now."""
+        ``image_key``, ``engine="cuda"`` on a GPU host) as in ``ReductionSettings``. Every value
+        is checked now."""
         if poni is None and self.settings is None:
             raise ValueError("set_reduction needs the detector calibration: set_reduction(poni, mask=..., "
                              "windows=[(qmin, qmax)])")

@@ -72,6 +72,8 @@ class LiveIntegrator(DerivedRunPublisher):
     ----------
     poni, mask, npt
         The calibration (``AzimuthalIntegration``).
+    engine : {"trxrd", "cuda"}
+        Who integrates: trxrd's engine on the CPU cores, or on an NVIDIA GPU (CuPy).
     image_key : str
         The image of runs that do not name theirs in ``trxrd_keys``.
     image_field : {"image", "saxs_image"}
@@ -86,9 +88,9 @@ class LiveIntegrator(DerivedRunPublisher):
 
     def __init__(self, poni, mask=None, *, npt: int = 1000, image_key: str = "pilatus_image",
                  image_field: str = "image", stream: str = "primary", root_map: dict | None = None,
-                 max_batch_frames: int = 16):
+                 max_batch_frames: int = 16, engine: str = "trxrd"):
         super().__init__()
-        self.integration = AzimuthalIntegration(poni, mask=mask, npt=npt)
+        self.integration = AzimuthalIntegration(poni, mask=mask, npt=npt, engine=engine)
         self.poni = Path(poni).resolve()
         self.mask = None if mask is None or not isinstance(mask, (str, Path)) else Path(mask).resolve()
         self.image_key = image_key          # for runs that do not name their image

@@ -44,7 +44,7 @@ def live_reduction(settings: ReductionSettings, *, store=None, plot=False, refit
     False, True (a new figure) or a matplotlib Figure; *batch_frames*: frames integrated together
     at most."""
     integrator = LiveIntegrator(settings.poni, mask=settings.mask, npt=settings.npt, image_key=settings.image_key,
-                                max_batch_frames=batch_frames)
+                                max_batch_frames=batch_frames, engine=settings.engine)
     pump_probe = LivePumpProbe(settings.windows, part=settings.part, model=settings.model,
                                irf_fwhm_ps=settings.irf_fwhm_ps, threshold_model=settings.threshold_model,
                                refit=refit)
