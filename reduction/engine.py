@@ -461,15 +461,17 @@ class IntegrationEngine:
 
     def sums_many(self, frames) -> BinSums:
         """Per-bin sums of a stack of frames ``(N, ny, nx)``: arrays of shape ``(N, nbins)``;
-        the frames are shared out among the threads."""
+        the frames are shared out among the threads (fewer frames than threads: one frame at a
+        time, split among them, so a many-core host is used by the small batches of a stream)."""
         frames = np.asarray(frames)
         if frames.ndim != 3:
             raise ValueError(f"expected a stack of frames (N, ny, nx), got shape {frames.shape}")
         flats = [self._flat(f) for f in frames]
-        if len(flats) == 1:
-            results = [self.sums(frames[0])]
-        elif self.threads == 1:
+        threads = self.threads or cores()
+        if threads == 1:
             results = [self._finish(self._run(f, 1)) for f in flats]
+        elif len(flats) < threads:           # fewer frames than threads: each frame split among them
+            results = [self.sums(f) for f in frames]
         else:
             results = list(_executor().map(lambda f: self._finish(self._run(f, 1)), flats))
         return BinSums(*(np.array([r[k] for r in results]) for k in range(4)))
