@@ -52,10 +52,14 @@ log = logging.getLogger(__name__)
 
 # Bumped when the cached maps' layout or meaning changes.
 CACHE_VERSION = 5
-# Below this many pixels a frame is not split among threads (the join costs more).
+# Below this much work (pixels x bins each pixel adds to) a frame is not split among threads
+# (the join costs more).
 MIN_PIXELS_PER_THREAD = 200_000
-# A frame is cut into this many pieces per worker thread.
+# A frame is cut into this many pieces per worker thread, each at least MIN_PIXELS_PER_PIECE of
+# work: every piece costs a kernel call under the interpreter lock (~20 us), which many small
+# pieces on a many-core host would serialise.
 PIECES_PER_WORKER = 8
+MIN_PIXELS_PER_PIECE = 100_000
 # Most bins one split pixel may spread over in the pixel-by-pixel layout (more: bin by bin).
 MAX_SPLIT = 4
 # Split coefficients (0..1) are stored as uint16 multiples of 1 / COEF_SCALE.
@@ -404,14 +408,18 @@ class IntegrationEngine:
         pixel_kernel, counts_kernel, split_kernel, csr_kernel = kernels()
         a = self.arrays
         n = len(self.rows) if self.layout == "csr" else self.npixels
-        pieces = 1 if workers == 1 else workers * PIECES_PER_WORKER
+        if workers == 1:
+            pieces = 1
+        else:
+            work = self.npixels * self._split_width()
+            pieces = min(workers * PIECES_PER_WORKER, max(workers, work // MIN_PIXELS_PER_PIECE))
         edges = np.unique(np.linspace(0, n, pieces + 1).astype(np.int64))
         pieces = len(edges) - 1
         lanes = 1 if self.layout == "csr" else LANES
         shared = self.layout == "csr"          # disjoint bins: one output for all pieces
         slots = 1 if shared else workers
         # spare columns past the bins: the pixels of no bin (and split padding) add there
-        width = self.nbins + (len(a["coef"]) // self.npixels if self.layout == "split" else 1)
+        width = self.nbins + self._split_width()
         if packed:
             acc = np.zeros((slots, lanes, width), np.int64)
         else:                                  # signal and variance side by side per bin
@@ -442,6 +450,10 @@ class IntegrationEngine:
             return acc, miss, max(tops)
         return acc[0::2], acc[1::2], miss
 
+    def _split_width(self) -> int:
+        """Bins each pixel adds to in the kernel (K of the split layout, else 1)."""
+        return len(self.arrays["coef"]) // self.npixels if self.layout == "split" else 1
+
     def _finish(self, raw: np.ndarray) -> BinSums:
         signal, variance, miss_norm, miss_count = raw
         norm = self.norm_static - miss_norm
@@ -456,7 +468,8 @@ class IntegrationEngine:
     def sums(self, frame: np.ndarray) -> BinSums:
         """Per-bin sums of one frame (flat over the bins), split among the threads."""
         flat = self._flat(frame)
-        workers = max(1, min(self.threads or cores(), self.npixels // MIN_PIXELS_PER_THREAD))
+        work = self.npixels * self._split_width()
+        workers = max(1, min(self.threads or cores(), work // MIN_PIXELS_PER_THREAD))
         return self._finish(self._run(flat, workers))
 
     def sums_many(self, frames) -> BinSums:
