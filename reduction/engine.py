@@ -408,11 +408,8 @@ class IntegrationEngine:
         pixel_kernel, counts_kernel, split_kernel, csr_kernel = kernels()
         a = self.arrays
         n = len(self.rows) if self.layout == "csr" else self.npixels
-        if workers == 1:
-            pieces = 1
-        else:
-            work = self.npixels * self._split_width()
-            pieces = min(workers * PIECES_PER_WORKER, max(workers, work // MIN_PIXELS_PER_PIECE))
+        pieces = 1 if workers == 1 else min(workers * PIECES_PER_WORKER,
+                                            max(workers, self._work() // MIN_PIXELS_PER_PIECE))
         edges = np.unique(np.linspace(0, n, pieces + 1).astype(np.int64))
         pieces = len(edges) - 1
         lanes = 1 if self.layout == "csr" else LANES
@@ -454,6 +451,14 @@ class IntegrationEngine:
         """Bins each pixel adds to in the kernel (K of the split layout, else 1)."""
         return len(self.arrays["coef"]) // self.npixels if self.layout == "split" else 1
 
+    def _work(self) -> int:
+        """A frame's work: pixels x the bins each adds to."""
+        return self.npixels * self._split_width()
+
+    def _frame_workers(self) -> int:
+        """Threads one frame is split among (none below MIN_PIXELS_PER_THREAD of work each)."""
+        return max(1, min(self.threads or cores(), self._work() // MIN_PIXELS_PER_THREAD))
+
     def _finish(self, raw: np.ndarray) -> BinSums:
         signal, variance, miss_norm, miss_count = raw
         norm = self.norm_static - miss_norm
@@ -467,10 +472,7 @@ class IntegrationEngine:
 
     def sums(self, frame: np.ndarray) -> BinSums:
         """Per-bin sums of one frame (flat over the bins), split among the threads."""
-        flat = self._flat(frame)
-        work = self.npixels * self._split_width()
-        workers = max(1, min(self.threads or cores(), work // MIN_PIXELS_PER_THREAD))
-        return self._finish(self._run(flat, workers))
+        return self._finish(self._run(self._flat(frame), self._frame_workers()))
 
     def sums_many(self, frames) -> BinSums:
         """Per-bin sums of a stack of frames ``(N, ny, nx)``: arrays of shape ``(N, nbins)``;
@@ -484,7 +486,7 @@ class IntegrationEngine:
         if threads == 1:
             results = [self._finish(self._run(f, 1)) for f in flats]
         elif len(flats) < threads:           # fewer frames than threads: each frame split among them
-            results = [self.sums(f) for f in frames]
+            results = [self._finish(self._run(f, self._frame_workers())) for f in flats]
         else:
             results = list(_executor().map(lambda f: self._finish(self._run(f, 1)), flats))
         return BinSums(*(np.array([r[k] for r in results]) for k in range(4)))
