@@ -274,7 +274,6 @@ def test_spool_without_stop_is_refused_a_failed_replay_keeps_it(tmp_path):
     assert list(run["primary"]["n"].read()) == [1, 2, 3]
 
 
-@pytest.mark.slow
 def test_files_a_crash_left_are_removed_before_a_replay(tmp_path):
     """Tiled writes a node's files before its database row: a catalog killed in between leaves
     files under data/<uid> that no node owns, and creating the node again fails. A replay without
@@ -308,6 +307,7 @@ def test_files_a_crash_left_are_removed_before_a_replay(tmp_path):
     assert_stored_once(cat, derived)
 
 
+@pytest.mark.slow
 def test_tiled_server_restarted_mid_run(tmp_path, caplog):
     """A facility's Tiled server (written through a CatalogProcess) is restarted while it holds a
     part of a scan: the scan goes on to its end; the next scan is written once the server is back;
